@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds the local control plane's binaries from the wrapper Go modules, one at
+# a time (these machines have 2 cores), into a cache outside the repository:
+#   $PAVED_CACHE/bin/<component>-<version>/<component>
+# PAVED_CACHE defaults to ~/.cache/paved. A binary that is already there is not
+# rebuilt. Usage: build.sh [component...]  (default: all that `up.sh` needs)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+
+build_one() { # component
+  local name=$1 module pkg version ldflags=""
+  local k8s_minor=${KUBERNETES_VERSION#v1.}; k8s_minor=${k8s_minor%%.*}
+  case $name in
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
+      module=kubernetes pkg=k8s.io/kubernetes/cmd/$name version=$KUBERNETES_VERSION
+      # The same variables the Kubernetes release build sets, so /version and
+      # `kubectl version` report the real release.
+      local v
+      for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldflags+=" -X $v.gitVersion=$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$k8s_minor"
+        ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
+      done ;;
+    etcd) module=etcd pkg=go.etcd.io/etcd/server/v3 version=$ETCD_VERSION ;;
+    kwok)
+      module=kwok pkg=sigs.k8s.io/kwok/cmd/kwok version=$KWOK_VERSION
+      ldflags=" -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" ;;
+    helm)
+      module=helm pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION
+      ldflags=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
+    *) echo "unknown component: $name" >&2; return 2 ;;
+  esac
+  local out; out=$(bin_path "$name")
+  [ "$name" != kwok ] || write_kwok_stages "$(dirname "$out")/stages.yaml"
+  if [ -x "$out" ]; then
+    log "$name $version: cached at $out"
+    return 0
+  fi
+  mkdir -p "$(dirname "$out")"
+  local dir=$here/modules/$module start=$SECONDS total
+  total=$(cd "$dir" && go list -deps "$pkg" | wc -l)
+  log "$name $version: building $total packages (a cold build takes minutes; progress below)"
+  # `go build -v` names each package as it compiles it; turn that into a
+  # progress line every 10 seconds so a long cold build visibly moves.
+  (cd "$dir" && go build -v -trimpath -ldflags "-s -w$ldflags" -o "$out.tmp" "$pkg" 2>&1) |
+    awk -v name="$name" -v total="$total" -v start="$(date +%s)" '
+      /^(#|go: |.*\.go:[0-9]+)/ { print; fflush(); next }
+      { n++; now = systime(); if (now - last >= 10) { last = now;
+          printf "  %s: %d/%d packages compiled, %ds\n", name, n, total, now - start; fflush() } }'
+  [ "${PIPESTATUS[0]}" -eq 0 ] && [ -x "$out.tmp" ] || { echo "building $name failed" >&2; return 1; }
+  mv "$out.tmp" "$out"
+  log "$name $version: built in $((SECONDS - start))s -> $out"
+}
+
+# kwok needs Stage objects that say how fake nodes and pods move through their
+# lifecycle. Take the "fast" ones from the pinned kwok release itself, so they
+# match the binary: nodes Ready at once with lease heartbeats; pods Running and
+# Ready at once; deleted pods removed (there is no kubelet to do it).
+write_kwok_stages() { # output file
+  [ -s "$1" ] && return 0
+  mkdir -p "$(dirname "$1")"
+  local dir
+  dir=$(cd "$here/modules/kwok" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  local f stage=$dir/kustomize/stage
+  for f in "$stage"/node/fast/node-initialize.yaml "$stage"/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           "$stage"/pod/fast/pod-ready.yaml "$stage"/pod/fast/pod-complete.yaml "$stage"/pod/fast/pod-delete.yaml; do
+    [ -f "$f" ] || { echo "kwok stage missing: $f" >&2; return 1; }
+    printf -- '---\n'; cat "$f"
+  done > "$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+for c in "${components[@]}"; do build_one "$c"; done

@@ -1,0 +1,62 @@
+# Shared settings of the local control plane scripts. Sourced, not run.
+here=${here:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+source "$here/versions.env"
+# auto: a Go older than the modules' `go 1.26.0` line fetches that toolchain
+# from the module proxy; a newer one builds as it is.
+export GOTOOLCHAIN=${PAVED_GOTOOLCHAIN:-auto} GOFLAGS="-mod=readonly -buildvcs=false"
+PAVED_CACHE=${PAVED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/paved}
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+version_of() { # component
+  case $1 in
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    *) echo "$KUBERNETES_VERSION" ;;
+  esac
+}
+bin_path() { echo "$PAVED_CACHE/bin/$1-$(version_of "$1")/$1"; }
+
+# Where a running cluster keeps its state: PKI, kubeconfigs, logs, PIDs, etcd data.
+CLUSTER_DIR=${PAVED_CLUSTER_DIR:-$PAVED_CACHE/cluster}
+KUBECONFIG_PATH=$CLUSTER_DIR/kubeconfig
+# Loopback ports, each overridable.
+ETCD_PORT=${PAVED_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${PAVED_ETCD_PEER_PORT:-12380}
+APISERVER_PORT=${PAVED_APISERVER_PORT:-16443}
+CONTROLLER_MANAGER_PORT=${PAVED_CONTROLLER_MANAGER_PORT:-20257}
+SCHEDULER_PORT=${PAVED_SCHEDULER_PORT:-20259}
+KWOK_PORT=${PAVED_KWOK_PORT:-20300}
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+pid_of() { # component: prints the PID if that component is alive
+  local f=$CLUSTER_DIR/pids/$1.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+stop_component() { # component: TERM, then KILL after 10s
+  local pid i
+  pid=$(pid_of "$1") || { rm -f "$CLUSTER_DIR/pids/$1.pid"; return 0; }
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$CLUSTER_DIR/pids/$1.pid"
+}
+
+# A kubectl within one minor version of the API server: the one on PATH when
+# it is close enough, otherwise one built from the pinned Kubernetes release.
+resolve_kubectl() {
+  local want=${KUBERNETES_VERSION#v1.} have
+  want=${want%%.*}
+  if command -v kubectl >/dev/null 2>&1; then
+    have=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -n1)
+    if [ -n "$have" ] && [ $((have - want)) -le 1 ] && [ $((want - have)) -le 1 ]; then
+      command -v kubectl; return 0
+    fi
+  fi
+  "$here/build.sh" kubectl >&2
+  bin_path kubectl
+}

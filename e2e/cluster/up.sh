@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Starts a real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver
+# (secure port, RBAC), kube-controller-manager, kube-scheduler and kwok with
+# simulated nodes that run Pods to Ready. Builds any missing binary first.
+#
+# Idempotent: when the cluster is already up it is reused. On any failure it
+# prints the failing component's last log lines and stops what it started.
+# Prints the kubeconfig path on stdout (everything else goes to stderr).
+# `up.sh --check` only tells, by its exit code, whether the cluster is up.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+
+PKI=$CLUSTER_DIR/pki
+LOGS=$CLUSTER_DIR/logs
+FAKE_NODES=${PAVED_FAKE_NODES:-2}
+
+api_ready() {
+  curl -fsS --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1
+}
+
+running() { api_ready && for c in "${COMPONENTS[@]}"; do pid_of "$c" >/dev/null || return 1; done; }
+if [ "${1:-}" = "--check" ]; then running; exit; fi
+if running; then
+  log "reusing the running cluster ($CLUSTER_DIR)"
+  echo "$KUBECONFIG_PATH"
+  exit 0
+fi
+# Half a cluster is no use: stop whatever is left before starting afresh.
+for c in "${COMPONENTS[@]}"; do stop_component "$c"; done
+
+"$here/build.sh" "${COMPONENTS[@]}"
+started_at=$SECONDS
+
+mkdir -p "$PKI" "$LOGS" "$CLUSTER_DIR/pids"
+failed=""
+on_exit() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    if [ -n "$failed" ] && [ -f "$LOGS/$failed.log" ]; then
+      log "$failed failed; the last lines of $LOGS/$failed.log:"
+      tail -n 40 "$LOGS/$failed.log" >&2
+    fi
+    log "stopping everything this run started"
+    for c in "${COMPONENTS[@]}"; do stop_component "$c"; done
+  fi
+}
+trap on_exit EXIT
+
+# ---------------------------------------------------------------- PKI
+# Generated once per cluster directory and kept, so kubeconfigs stay valid
+# across restarts.
+openssl_quiet() { openssl "$@" >/dev/null 2>&1; }
+client_cert() { # name CN O
+  local subj="/CN=$2"; [ -z "$3" ] || subj="/O=$3$subj"
+  openssl_quiet req -newkey rsa:2048 -nodes -keyout "$PKI/$1.key" -subj "$subj" -out "$PKI/$1.csr"
+  openssl_quiet x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 3650 -out "$PKI/$1.crt" -extfile <(printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n')
+}
+if [ ! -f "$PKI/admin.crt" ]; then
+  log "generating PKI in $PKI"
+  openssl_quiet req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout "$PKI/ca.key" -out "$PKI/ca.crt" \
+    -subj "/CN=paved-local-ca" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+  openssl_quiet req -newkey rsa:2048 -nodes -keyout "$PKI/apiserver.key" -subj "/CN=kube-apiserver" -out "$PKI/apiserver.csr"
+  openssl_quiet x509 -req -in "$PKI/apiserver.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
+    -out "$PKI/apiserver.crt" -extfile <(printf '%s\n' \
+      'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local' \
+      'extendedKeyUsage=serverAuth' 'keyUsage=critical,digitalSignature,keyEncipherment')
+  client_cert admin paved-admin system:masters
+  client_cert controller-manager system:kube-controller-manager ""
+  client_cert scheduler system:kube-scheduler ""
+  client_cert kwok kwok system:masters
+  openssl_quiet genrsa -out "$PKI/sa.key" 2048
+  openssl_quiet rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
+  rm -f "$PKI"/*.csr
+fi
+
+write_kubeconfig() { # file user
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: paved-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority: $PKI/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: $PKI/$2.crt
+    client-key: $PKI/$2.key
+contexts:
+- name: paved-local
+  context: {cluster: paved-local, user: $2}
+current-context: paved-local
+EOF
+}
+write_kubeconfig "$KUBECONFIG_PATH" admin
+for u in controller-manager scheduler kwok; do write_kubeconfig "$CLUSTER_DIR/$u.kubeconfig" "$u"; done
+
+# ---------------------------------------------------------------- start
+start() { # component args...
+  local name=$1; shift
+  failed=$name
+  log "starting $name"
+  setsid "$(bin_path "$name")" "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$CLUSTER_DIR/pids/$name.pid"
+}
+wait_for() { # component seconds command...
+  local name=$1 secs=$2 i; shift 2
+  for i in $(seq 1 $((secs * 4))); do
+    "$@" && { log "$name ready"; return 0; }
+    pid_of "$name" >/dev/null || { log "$name exited"; return 1; }
+    sleep 0.25
+  done
+  log "$name not ready after ${secs}s"; return 1
+}
+healthz() { curl -fsSk --max-time 2 "https://127.0.0.1:$1/healthz" >/dev/null 2>&1; }
+
+# Tests run against this etcd, never a production one: skipping fsync makes
+# every write several times faster on a shared disk.
+start etcd --name paved --data-dir "$CLUSTER_DIR/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "paved=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
+  --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
+wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+
+start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+  --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+  --client-ca-file "$PKI/ca.crt" --authorization-mode Node,RBAC \
+  --service-account-issuer https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true --event-ttl 1h \
+  --cert-dir "$CLUSTER_DIR/apiserver-certs" --profiling=false --goaway-chance 0 --v 1
+wait_for kube-apiserver 90 api_ready
+
+start kube-controller-manager --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+  --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+  --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
+  --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" --leader-elect=false \
+  --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+  --use-service-account-credentials=true --cluster-signing-cert-file "$PKI/ca.crt" \
+  --cluster-signing-key-file "$PKI/ca.key" --profiling=false --v 1
+wait_for kube-controller-manager 60 healthz "$CONTROLLER_MANAGER_PORT"
+
+start kube-scheduler --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+  --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+  --authorization-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
+  --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false --v 1
+wait_for kube-scheduler 60 healthz "$SCHEDULER_PORT"
+
+cat > "$CLUSTER_DIR/kwok.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
+  cidr: 10.244.0.1/16
+  nodeLeaseDurationSeconds: 40
+  serverAddress: 127.0.0.1:$KWOK_PORT
+EOF
+cat "$(dirname "$(bin_path kwok)")/stages.yaml" >> "$CLUSTER_DIR/kwok.yaml"
+start kwok --kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" --config "$CLUSTER_DIR/kwok.yaml"
+wait_for kwok 30 curl -fsS --max-time 2 "http://127.0.0.1:$KWOK_PORT/healthz"
+
+# ---------------------------------------------------------------- nodes
+# kwok plays the kubelet for Nodes annotated kwok.x-k8s.io/node=fake.
+failed=kwok
+api() { # method path [body]: admin request to the API server
+  curl -fsS --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    -X "$1" -H 'Content-Type: application/json' "https://127.0.0.1:$APISERVER_PORT$2" ${3:+--data "$3"}
+}
+for i in $(seq 1 "$FAKE_NODES"); do
+  node=kwok-node-$i
+  api GET "/api/v1/nodes/$node" >/dev/null 2>&1 || api POST /api/v1/nodes "$(cat <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"$node",
+ "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},
+ "labels":{"kubernetes.io/hostname":"$node","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","kubernetes.io/role":"agent","type":"kwok"}},
+ "status":{"allocatable":{"cpu":"32","memory":"256Gi","pods":"250"},"capacity":{"cpu":"32","memory":"256Gi","pods":"250"}}}
+EOF
+)" >/dev/null
+done
+node_ready() {
+  local i
+  for i in $(seq 1 "$FAKE_NODES"); do
+    api GET "/api/v1/nodes/kwok-node-$i" 2>/dev/null | tr -d ' \n' | grep -q '"type":"Ready","status":"True"' || return 1
+  done
+}
+wait_for kwok 60 node_ready
+# Pods need the default ServiceAccount, which the controller-manager creates.
+failed=kube-controller-manager
+default_sa() { api GET /api/v1/namespaces/default/serviceaccounts/default >/dev/null 2>&1; }
+wait_for kube-controller-manager 60 default_sa
+
+failed=""
+log "cluster up in $((SECONDS - started_at))s; logs in $LOGS"
+log "use it: export KUBECONFIG=$KUBECONFIG_PATH"
+echo "$KUBECONFIG_PATH"

@@ -1,0 +1,12 @@
+//! End-to-end tests: every behaviour a user would see, proven against the real
+//! local control plane that `e2e/cluster/up.sh` starts (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, and kwok nodes that run Pods to
+//! Ready). `make test` starts that cluster, installs the CRDs, runs `paved run`
+//! and then these tests; see `e2e/run.sh`.
+//!
+//! Each test works in objects of its own (unique names), so tests run in
+//! parallel against one cluster and one controller.
+
+mod support;
+
+mod cluster_smoke;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the e2e tests against the local control plane: starts the cluster (or
+# reuses a running one), installs the CRDs, runs the controller built from this
+# checkout, runs `cargo test --test e2e`, then stops the controller, and the
+# cluster too when this run started it. Extra arguments go to the test binary
+# (a name filter, --nocapture, ...).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+here=$root/e2e/cluster
+source "$here/lib.sh"
+
+cluster_was_running=false
+if "$here/up.sh" --check >/dev/null 2>&1; then cluster_was_running=true; fi
+export KUBECONFIG
+KUBECONFIG=$("$here/up.sh")
+KUBECTL=$(resolve_kubectl)
+
+controller_pid=""
+cleanup() {
+  local rc=$?
+  if [ -n "$controller_pid" ]; then kill "$controller_pid" 2>/dev/null || true; wait "$controller_pid" 2>/dev/null || true; fi
+  if [ $rc -ne 0 ] && [ -f "$CLUSTER_DIR/logs/paved-e2e.log" ]; then
+    log "the controller's last log lines ($CLUSTER_DIR/logs/paved-e2e.log):"
+    tail -n 30 "$CLUSTER_DIR/logs/paved-e2e.log" >&2
+  fi
+  if ! $cluster_was_running && [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then "$here/down.sh"; fi
+  exit $rc
+}
+trap cleanup EXIT
+
+cd "$root"
+cargo build --bin paved --tests --quiet
+log "installing the CRDs"
+"$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
+"$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
+
+metrics_addr=127.0.0.1:${PAVED_E2E_METRICS_PORT:-18080}
+log "starting the controller (metrics on $metrics_addr)"
+PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
+  target/debug/paved run --listen "$metrics_addr" > "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
+controller_pid=$!
+for _ in $(seq 1 120); do
+  curl -fsS --max-time 1 "http://$metrics_addr/readyz" >/dev/null 2>&1 && break
+  kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited"; exit 1; }
+  sleep 0.25
+done
+export PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log
+cargo test --test e2e -- "$@"
