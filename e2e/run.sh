@@ -29,7 +29,8 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$root"
-cargo build --bin paved --tests --quiet
+cargo build --bin paved --quiet
+cargo test -p paved-e2e --test e2e --no-run --quiet
 log "installing the CRDs"
 "$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
 "$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
@@ -45,4 +46,4 @@ for _ in $(seq 1 120); do
   sleep 0.25
 done
 export PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log
-cargo test --test e2e -- "$@"
+cargo test -p paved-e2e --test e2e -- "$@"

@@ -125,7 +125,8 @@ start etcd --name paved --data-dir "$CLUSTER_DIR/etcd" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "paved=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
   --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
-wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+probe() { curl -fs --max-time 2 "$1" >/dev/null 2>&1; }
+wait_for etcd 30 probe "http://127.0.0.1:$ETCD_PORT/health"
 
 start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -159,11 +160,16 @@ options:
   manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   cidr: 10.244.0.1/16
   nodeLeaseDurationSeconds: 40
+  # kwok fills these defaults only without a config file: set them here.
+  nodeLeaseParallelism: 4
+  nodePlayStageParallelism: 4
+  podPlayStageParallelism: 8
+  podsOnNodeSyncParallelism: 2
   serverAddress: 127.0.0.1:$KWOK_PORT
 EOF
 cat "$(dirname "$(bin_path kwok)")/stages.yaml" >> "$CLUSTER_DIR/kwok.yaml"
 start kwok --kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" --config "$CLUSTER_DIR/kwok.yaml"
-wait_for kwok 30 curl -fsS --max-time 2 "http://127.0.0.1:$KWOK_PORT/healthz"
+wait_for kwok 30 probe "http://127.0.0.1:$KWOK_PORT/healthz"
 
 # ---------------------------------------------------------------- nodes
 # kwok plays the kubelet for Nodes annotated kwok.x-k8s.io/node=fake.

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make dev`: builds what is missing, starts the local control plane, installs
+# the CRDs, runs the controller in the background, applies the examples and
+# prints the catalog. `dev.sh --down` stops the controller and the cluster.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+here=$root/e2e/cluster
+source "$here/lib.sh"
+EXAMPLES=${PAVED_EXAMPLES:-$root/examples/shop}
+LISTEN=${PAVED_DEV_LISTEN:-127.0.0.1:18081}
+pidfile=$CLUSTER_DIR/pids/paved-dev.pid
+
+stop_controller() {
+  local pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then log "stopping the controller (pid $pid)"; kill "$pid"; fi
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$pidfile"
+}
+
+if [ "${1:-}" = "--down" ]; then
+  stop_controller
+  "$here/down.sh"
+  exit 0
+fi
+
+export KUBECONFIG
+KUBECONFIG=$("$here/up.sh")
+KUBECTL=$(resolve_kubectl)
+cd "$root"
+log "building the controller"
+cargo build --bin paved --quiet
+log "installing the CRDs"
+"$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
+"$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
+
+stop_controller # a rebuilt binary replaces the running one
+log "starting the controller; logs in $CLUSTER_DIR/logs/paved-dev.log, metrics on http://$LISTEN/metrics"
+setsid target/debug/paved run --listen "$LISTEN" > "$CLUSTER_DIR/logs/paved-dev.log" 2>&1 < /dev/null &
+echo $! > "$pidfile"
+
+# Namespaced objects can only be applied once their Environment's namespace
+# exists, as with any GitOps sync: retry until everything applies.
+log "applying $EXAMPLES"
+for attempt in $(seq 1 60); do
+  if out=$("$KUBECTL" apply --server-side -R -f "$EXAMPLES" 2>&1); then break; fi
+  [ "$attempt" -lt 60 ] || { echo "$out" >&2; exit 1; }
+  sleep 1
+done
+echo "$out" >&2
+log "waiting for every object to be Ready"
+for kind in environments.paved.dev applications.paved.dev services.paved.dev; do
+  "$KUBECTL" wait --for condition=Ready --timeout 120s --all-namespaces --all "$kind" >/dev/null
+done
+"$KUBECTL" get paved -A
+cat >&2 <<MSG
+
+Paved runs on the local control plane. Try:
+  export KUBECONFIG=$KUBECONFIG
+  kubectl get paved -A
+  kubectl describe services.paved.dev -n staging
+Controller logs: $CLUSTER_DIR/logs/paved-dev.log
+Stop it with: make dev-down
+MSG
