@@ -5,7 +5,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit e2e dev dev-down cluster-build cluster-up cluster-down crds bench fmt lint
+.PHONY: build test unit e2e dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
 
 build:
 	$(CARGO) build --bin paved
@@ -48,3 +48,5 @@ fmt:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+cluster-stats:
+	e2e/cluster/stats.sh

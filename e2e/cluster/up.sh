@@ -118,6 +118,9 @@ wait_for() { # component seconds command...
 }
 healthz() { curl -fsSk --max-time 2 "https://127.0.0.1:$1/healthz" >/dev/null 2>&1; }
 
+# A fresh start is a fresh cluster: what a stopped cluster held (test objects
+# of an earlier run) is dropped, so every run starts from the same state.
+rm -rf "$CLUSTER_DIR/etcd"
 # Tests run against this etcd, never a production one: skipping fsync makes
 # every write several times faster on a shared disk.
 start etcd --name paved --data-dir "$CLUSTER_DIR/etcd" \
