@@ -10,3 +10,12 @@
 mod support;
 
 mod cluster_smoke;
+
+mod paved_support;
+
+mod paved_catalog;
+mod paved_drift;
+mod paved_environment;
+mod paved_errors;
+mod paved_schema;
+mod paved_service;
