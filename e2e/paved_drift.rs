@@ -11,7 +11,7 @@ use crate::paved_support::{
     TestEnvironment, controller_log_mark, first_container, image, is_observed, metric_sum, scrape_metrics, wait_exists,
     wait_object, wait_ready, wait_reconcile_logged,
 };
-use crate::support::{WAIT, wait_until};
+use crate::support::{WAIT, unique, wait_until};
 
 fn web(tag: &str, replicas: i32) -> Value {
     json!({
@@ -102,14 +102,16 @@ const RECONCILES_METRIC: &str = "paved_reconciles_total";
 #[tokio::test]
 async fn a_reconcile_of_an_unchanged_service_writes_nothing() {
     let env = TestEnvironment::create("pdrift-quiet").await;
+    // The controller logs reconciles by name only: a name no other test uses.
+    let name = unique("quiet");
     env.apply_application("shop", json!({"owner": "team-shop"})).await;
-    env.apply_service("web", web("1", 1)).await;
+    env.apply_service(&name, web("1", 1)).await;
     let services = env.services();
-    wait_ready(&services, "web").await;
+    wait_ready(&services, &name).await;
     let deployments = env.api::<Deployment>();
     // Settled: the Deployment's rollout is over and the status says so.
     wait_until("the Deployment to settle", WAIT, || async {
-        let d = deployments.get("web").await.map_err(|e| e.to_string())?;
+        let d = deployments.get(&name).await.map_err(|e| e.to_string())?;
         let s = d.status.clone().unwrap_or_default();
         (s.observed_generation == d.metadata.generation
             && s.replicas == Some(1)
@@ -120,23 +122,23 @@ async fn a_reconcile_of_an_unchanged_service_writes_nothing() {
         .ok_or_else(|| format!("{s:?}"))
     })
     .await;
-    let service = wait_object(&services, "web", "the status to show the settled Deployment", |s| {
+    let service = wait_object(&services, &name, "the status to show the settled Deployment", |s| {
         let r = &s.data["status"]["replicas"];
         (is_observed(s) && r["desired"] == 1 && r["ready"] == 1 && r["available"] == 1 && r["updated"] == 1)
             .then_some(())
             .ok_or_else(|| format!("replicas {r}"))
     })
     .await;
-    let core_before = wait_exists(&env.api::<CoreService>(), "web").await;
-    let ingress_before = wait_exists(&env.api::<Ingress>(), "web").await;
+    let core_before = wait_exists(&env.api::<CoreService>(), &name).await;
+    let ingress_before = wait_exists(&env.api::<Ingress>(), &name).await;
     let reconciles_before = service_reconciles();
     let log_mark = controller_log_mark();
 
     // A change Paved watches but does not manage: it must reconcile, and find nothing to do.
     let label = json!({"metadata": {"labels": {"example.test/touched": "yes"}}});
     let touched = deployments
-        .patch("web", &PatchParams::apply("someone-else"), &Patch::Apply(&json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": label["metadata"]["labels"]}
+        .patch(&name, &PatchParams::apply("someone-else"), &Patch::Apply(&json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": label["metadata"]["labels"]}
         })))
         .await
         .unwrap();
@@ -145,22 +147,22 @@ async fn a_reconcile_of_an_unchanged_service_writes_nothing() {
         (now > reconciles_before).then_some(()).ok_or_else(|| format!("{RECONCILES_METRIC} still {now}"))
     })
     .await;
-    let logged = wait_reconcile_logged(log_mark, "Service", &env.namespace, "web").await;
+    let logged = wait_reconcile_logged(log_mark, "Service", &name).await;
 
-    let service_after = services.get("web").await.unwrap();
+    let service_after = services.get(&name).await.unwrap();
     assert_eq!(
         service_after.metadata.resource_version, service.metadata.resource_version,
         "the Service CR (and its status) was not written; {logged}; status before {} after {}",
         service.data["status"], service_after.data["status"]
     );
-    let core_after = env.api::<CoreService>().get("web").await.unwrap();
+    let core_after = env.api::<CoreService>().get(&name).await.unwrap();
     assert_eq!(core_after.metadata.resource_version, core_before.metadata.resource_version, "core Service not written");
-    let ingress_after = env.api::<Ingress>().get("web").await.unwrap();
+    let ingress_after = env.api::<Ingress>().get(&name).await.unwrap();
     assert_eq!(
         ingress_after.metadata.resource_version, ingress_before.metadata.resource_version,
         "Ingress not written"
     );
-    let deployment_after = deployments.get("web").await.unwrap();
+    let deployment_after = deployments.get(&name).await.unwrap();
     assert_eq!(
         deployment_after.metadata.resource_version, touched.metadata.resource_version,
         "the Deployment was not written after the label edit"

@@ -393,21 +393,29 @@ pub fn controller_log_mark() -> u64 {
     std::fs::metadata(controller_log_path()).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Waits until the controller logs, after `mark`, the end of a reconcile of the
-/// object `namespace/name`; returns the line.
-pub async fn wait_reconcile_logged(mark: u64, kind: &str, namespace: &str, name: &str) -> String {
+/// Waits until the controller logs, after `mark`, the end of a reconcile of a
+/// `kind` named `name` (the log names objects without their namespace, so pass
+/// a unique name); returns the line.
+pub async fn wait_reconcile_logged(mark: u64, kind: &str, name: &str) -> String {
     let path = controller_log_path();
-    wait_until(&format!("the controller to log a reconcile of {kind} {namespace}/{name}"), WAIT, || async {
+    wait_until(&format!("the controller to log a reconcile of {kind} {name}"), WAIT, || async {
         let log = std::fs::read(&path).map_err(|e| e.to_string())?;
         let new = String::from_utf8_lossy(log.get(mark as usize..).unwrap_or_default()).to_string();
         new.lines()
-            .find(|line| is_reconcile_line(line, kind, namespace, name))
+            .find(|line| is_reconcile_line(line, kind, name))
             .map(str::to_string)
             .ok_or_else(|| format!("{} new log lines, none about a reconcile of {name}", new.lines().count()))
     })
     .await
 }
 
-fn is_reconcile_line(line: &str, kind: &str, namespace: &str, name: &str) -> bool {
-    line.contains("reconcile") && line.contains(kind) && line.contains(namespace) && line.contains(name)
+/// `reconciled kind="Service" object=web` (text) or the same fields in JSON.
+fn is_reconcile_line(line: &str, kind: &str, name: &str) -> bool {
+    let named = |value: &str| {
+        line.match_indices(value).any(|(at, _)| {
+            let after = line[at + value.len()..].chars().next();
+            !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    };
+    line.contains("reconciled") && named(kind) && named(name)
 }
