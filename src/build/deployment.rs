@@ -1,0 +1,205 @@
+//! Service → Deployment.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar as K8sEnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::{child_annotations, child_labels, child_metadata, selector_labels};
+use crate::names::annotations;
+use crate::plan::ResolvedService;
+
+/// The Deployment running a Service. With autoscaling, `replicas` is left out so the HPA owns it.
+pub fn render_deployment(
+    resolved: &ResolvedService<'_>,
+    env: Vec<K8sEnvVar>,
+    config_hash: &str,
+) -> Deployment {
+    let service = resolved.service;
+    let spec = &service.spec;
+
+    let mut pod_annotations = child_annotations(service);
+    pod_annotations.insert(annotations::CONFIG_HASH.into(), config_hash.into());
+    if let Some(restarted_at) = &spec.restarted_at {
+        pod_annotations.insert(annotations::RESTARTED_AT.into(), restarted_at.clone());
+    }
+
+    let probe = spec.health.as_ref().map(|health| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(health.path.clone()),
+            port: IntOrString::String(health.port.clone()),
+            ..HTTPGetAction::default()
+        }),
+        ..Probe::default()
+    });
+
+    let container = Container {
+        name: service.name_any(),
+        image: Some(spec.image.clone()),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        ports: non_empty(
+            spec.ports
+                .iter()
+                .map(|port| ContainerPort {
+                    name: Some(port.name.clone()),
+                    container_port: port.port,
+                    protocol: Some(port.protocol.unwrap_or_default().as_str().into()),
+                    ..ContainerPort::default()
+                })
+                .collect(),
+        ),
+        env: non_empty(env),
+        resources: spec.resources.clone(),
+        readiness_probe: probe.clone(),
+        liveness_probe: probe,
+        ..Container::default()
+    };
+
+    Deployment {
+        metadata: child_metadata(resolved),
+        spec: Some(DeploymentSpec {
+            replicas: if spec.autoscaling.is_some() {
+                None
+            } else {
+                Some(spec.replicas.unwrap_or(1))
+            },
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(service)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(child_labels(resolved)),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    // Dependencies are injected explicitly; docker-link style variables only add noise.
+                    enable_service_links: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    if items.is_empty() { None } else { Some(items) }
+}
+
+/// Labels used by a Deployment's pods, for tests and render output.
+#[cfg(test)]
+pub fn pod_labels(deployment: &Deployment) -> std::collections::BTreeMap<String, String> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+    use crate::api::service::{Autoscaling, Health};
+    use crate::build::{ReferencedConfig, render_service_children};
+    use crate::plan::resolve_service;
+    use crate::plan::tests::shop;
+
+    #[test]
+    fn a_service_becomes_a_deployment_with_its_image_ports_probes_and_config_hash() {
+        let snapshot = shop();
+        let mut web = snapshot.service("staging", "web").unwrap().clone();
+        web.spec.replicas = Some(3);
+        web.spec.health = Some(Health {
+            path: "/healthz".into(),
+            port: "http".into(),
+        });
+        web.spec.restarted_at = Some("2026-11-23T10:00:00Z".into());
+        let children = render_service_children(
+            &resolve_service(&snapshot, &web).unwrap(),
+            &ReferencedConfig::new(),
+        );
+        let yaml = serde_yaml::to_value(&children.deployment).unwrap();
+        let expected: serde_yaml::Value = serde_yaml::from_str(&format!(
+            r#"
+metadata:
+  name: web
+  namespace: staging
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{paved.dev/service: web}}}}
+  template:
+    metadata:
+      annotations:
+        cortex.io/tag: web
+        paved.dev/config-hash: "{hash}"
+        paved.dev/restarted-at: "2026-11-23T10:00:00Z"
+    spec:
+      enableServiceLinks: false
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:1.0.0
+          ports: [{{name: http, containerPort: 8080, protocol: TCP}}]
+          env: [{{name: API_URL, value: "http://api.staging.svc.cluster.local:8080"}}]
+          readinessProbe: {{httpGet: {{path: /healthz, port: http}}}}
+          livenessProbe: {{httpGet: {{path: /healthz, port: http}}}}
+"#,
+            hash = children.config_hash
+        ))
+        .unwrap();
+        assert!(
+            crate::reconcile::apply::is_subset(
+                &serde_json::to_value(&expected).unwrap(),
+                &serde_json::to_value(&yaml).unwrap()
+            ),
+            "{}",
+            serde_yaml::to_string(&yaml).unwrap()
+        );
+        assert_eq!(pod_labels(&children.deployment)["paved.dev/service"], "web");
+    }
+
+    #[test]
+    fn with_autoscaling_the_deployment_leaves_replicas_to_the_hpa() {
+        let snapshot = shop();
+        let mut api = snapshot.service("staging", "api").unwrap().clone();
+        api.spec.autoscaling = Some(Autoscaling {
+            min: 2,
+            max: 10,
+            cpu_utilization: Some(70),
+        });
+        let children = render_service_children(
+            &resolve_service(&snapshot, &api).unwrap(),
+            &ReferencedConfig::new(),
+        );
+        assert_eq!(children.deployment.spec.as_ref().unwrap().replicas, None);
+        let json = serde_json::to_value(&children.deployment).unwrap();
+        assert!(json["spec"].get("replicas").is_none());
+        let hpa = children.autoscaler.unwrap();
+        let spec = hpa.spec.unwrap();
+        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 10));
+        assert_eq!(spec.scale_target_ref.kind, "Deployment");
+        assert_eq!(spec.scale_target_ref.name, "api");
+    }
+
+    #[test]
+    fn without_replicas_or_autoscaling_one_pod_runs_and_no_hpa_exists() {
+        let snapshot = shop();
+        let api = snapshot.service("staging", "api").unwrap();
+        let children = render_service_children(
+            &resolve_service(&snapshot, api).unwrap(),
+            &ReferencedConfig::new(),
+        );
+        assert_eq!(children.deployment.spec.unwrap().replicas, Some(1));
+        assert!(children.autoscaler.is_none());
+        assert!(children.ingress.is_none());
+    }
+}

@@ -1,0 +1,145 @@
+//! The one error type of Paved.
+//!
+//! Variants say which step failed (resolve, validate, apply, status) and carry
+//! the object. The first group are problems only the user can fix: reconcilers
+//! turn them into `Stalled=True` conditions and Events rather than retries.
+//! Every variant maps to a CamelCase reason, used both as the condition reason
+//! and as the `reason` label of the error metric.
+
+use crate::names::reasons;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- validate: needs a change from the user -------------------------------
+    #[error(
+        "namespace {namespace} already exists and was not created by Environment {environment}; Paved never adopts a namespace: delete the namespace or set spec.namespace to a new name"
+    )]
+    NamespaceConflict {
+        environment: String,
+        namespace: String,
+    },
+
+    #[error(
+        "namespace {namespace} does not belong to any Environment; create the {kind} in the namespace of an Environment (kubectl get penv)"
+    )]
+    NotInEnvironment {
+        kind: &'static str,
+        namespace: String,
+    },
+
+    #[error(
+        "Application {application} does not exist in namespace {namespace}; create it or change spec.application"
+    )]
+    ApplicationNotFound {
+        application: String,
+        namespace: String,
+    },
+
+    #[error(
+        "host {host} is outside the Environment's domain {domain}; use {domain} or a name under it in spec.expose.host"
+    )]
+    HostOutsideDomain { host: String, domain: String },
+
+    #[error(
+        "host {host} is already used by Service {holder}, which claimed it first; choose another spec.expose.host"
+    )]
+    HostConflict { host: String, holder: String },
+
+    #[error(
+        "spec.dependsOn names {} that do not exist in namespace {namespace}; create them or remove them from spec.dependsOn", missing.join(", ")
+    )]
+    DependencyNotFound {
+        missing: Vec<String>,
+        namespace: String,
+    },
+
+    // --- apply / status: transient, retried -----------------------------------
+    #[error("{step} {object}: {source}")]
+    Kube {
+        step: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("invalid object {0}")]
+    InvalidObject(String),
+
+    #[error("serializing {object}: {source}")]
+    Serialization {
+        object: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// CamelCase reason: condition reason and metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::NamespaceConflict { .. } => reasons::NAMESPACE_CONFLICT,
+            Error::NotInEnvironment { .. } => reasons::NOT_IN_ENVIRONMENT,
+            Error::ApplicationNotFound { .. } => reasons::APPLICATION_NOT_FOUND,
+            Error::HostOutsideDomain { .. } => reasons::HOST_OUTSIDE_DOMAIN,
+            Error::HostConflict { .. } => reasons::HOST_CONFLICT,
+            Error::DependencyNotFound { .. } => reasons::DEPENDENCY_NOT_FOUND,
+            Error::Kube { step, .. } if step.starts_with("apply") => reasons::APPLY_FAILED,
+            Error::Kube { .. } => reasons::KUBERNETES_ERROR,
+            Error::InvalidObject(_) | Error::Serialization { .. } => reasons::INVALID_OBJECT,
+        }
+    }
+
+    /// True when only a change from the user can fix it: the reconciler reports
+    /// `Stalled` and waits for a change instead of retrying.
+    pub fn is_stalled(&self) -> bool {
+        matches!(
+            self,
+            Error::NamespaceConflict { .. }
+                | Error::NotInEnvironment { .. }
+                | Error::ApplicationNotFound { .. }
+                | Error::HostOutsideDomain { .. }
+                | Error::HostConflict { .. }
+                | Error::DependencyNotFound { .. }
+        )
+    }
+
+    pub fn kube(
+        step: &'static str,
+        object: impl Into<String>,
+    ) -> impl FnOnce(kube::Error) -> Error {
+        let object = object.into();
+        move |source| Error::Kube {
+            step,
+            object,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_errors_are_stalled_and_carry_their_reason() {
+        let error = Error::HostOutsideDomain {
+            host: "a.example.org".into(),
+            domain: "example.com".into(),
+        };
+        assert!(error.is_stalled());
+        assert_eq!(error.reason(), "HostOutsideDomain");
+        assert!(error.to_string().contains("spec.expose.host"));
+    }
+
+    #[test]
+    fn dependency_message_lists_every_missing_service() {
+        let error = Error::DependencyNotFound {
+            missing: vec!["a".into(), "b".into()],
+            namespace: "staging".into(),
+        };
+        assert_eq!(error.reason(), "DependencyNotFound");
+        assert!(error.to_string().contains("a, b"));
+    }
+}

@@ -1,0 +1,34 @@
+//! Paved: an Internal Developer Platform inside Kubernetes.
+//!
+//! ```text
+//!  Environment (cluster)  ──owns──▶ Namespace
+//!      │ namespace
+//!      ▼
+//!  Application (ns) ◀──spec.application── Service (ns) ──owns──▶ Deployment
+//!      status: services, ready n/m              │                    core Service
+//!                                               │ dependsOn          Ingress (expose)
+//!                                               ▼                    HPA (autoscaling)
+//!                                            Service (same ns)
+//! ```
+//!
+//! Where things are:
+//! - [`api`]: the CRD types (`paved.dev/v1alpha1`), schema and CEL rules.
+//! - [`plan`]: pure resolve + validate, from a snapshot of the three kinds.
+//! - [`build`]: pure builders, CRs → Kubernetes objects (shared with `paved render`).
+//! - [`status`]: pure status computation (conditions, catalog fields).
+//! - [`reconcile`]: the thin reconcilers: resolve → validate → build → apply → status.
+//! - [`runtime`]: metrics, health endpoints, leader election, controller wiring.
+//! - [`names`]: every label, annotation, condition and reason name.
+
+pub mod api;
+pub mod build;
+pub mod crd;
+pub mod error;
+pub mod names;
+pub mod plan;
+pub mod reconcile;
+pub mod render;
+pub mod runtime;
+pub mod status;
+
+pub use error::{Error, Result};

@@ -1,0 +1,248 @@
+//! `paved`: the controller (`run`), the CRDs (`crd`) and an offline renderer (`render`).
+//! This file only wires: arguments, logging, the HTTP endpoints, leader election,
+//! the controllers and shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use paved::runtime::controllers::{self, Settings, stopped};
+use paved::runtime::http::{self, Health};
+use paved::runtime::leader::{LeaderElector, LeaseConfig};
+use paved::runtime::metrics::Metrics;
+use paved::runtime::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "paved",
+    version,
+    about = "Paved: an Internal Developer Platform as a Kubernetes operator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (uses KUBECONFIG or the in-cluster service account).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as multi-document YAML, or write one file per kind.
+    Crd {
+        /// Write `<plural>.paved.dev.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print the Kubernetes objects Paved would create for the given manifests (no cluster needed).
+    Render {
+        /// Multi-document YAML file(s) with Environments, Applications and Services ('-' for stdin).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "PAVED_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "PAVED_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Reconciles running at once, per kind.
+    #[arg(long, env = "PAVED_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Run the controllers only while holding the leader Lease.
+    #[arg(long, env = "PAVED_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "PAVED_LEASE_NAME", default_value = "paved-controller")]
+    lease_name: String,
+    /// Namespace of the leader Lease (default: POD_NAMESPACE, else "default").
+    #[arg(long, env = "PAVED_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds after which a Lease that was not renewed can be taken over.
+    #[arg(long, env = "PAVED_LEASE_DURATION", default_value_t = 15)]
+    lease_duration: u64,
+    /// Identity in the Lease and on Events (default: POD_NAME, else hostname-pid).
+    #[arg(long, env = "PAVED_IDENTITY")]
+    identity: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { out_dir: None } => {
+            print!("{}", paved::crd::all_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { out_dir: Some(dir) } => match paved::crd::write_dir(&dir) {
+            Ok(files) => {
+                for file in files {
+                    eprintln!("wrote {}", dir.join(file).display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("paved crd: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Render { files } => render(&files),
+        Command::Run(args) => {
+            telemetry::init(args.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(%error, "paved stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn render(files: &[PathBuf]) -> ExitCode {
+    let mut input = String::new();
+    for file in files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(file)
+        };
+        match text {
+            Ok(text) => {
+                input.push_str(&text);
+                input.push_str("\n---\n");
+            }
+            Err(error) => {
+                eprintln!("paved render: {}: {error}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let snapshot = match paved::render::parse(&input) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            eprintln!("paved render: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rendered = paved::render::render(&snapshot);
+    print!("{}", rendered.yaml);
+    for problem in &rendered.problems {
+        eprintln!("paved render: {problem}");
+    }
+    if rendered.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let server = tokio::spawn(http::serve(args.listen, health.clone(), stopped(&stop_rx)));
+
+    let client = kube::Client::try_default().await?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let settings = Settings {
+        concurrency: args.concurrency,
+        instance: Some(identity.clone()),
+    };
+
+    let elector = args.leader_elect.then(|| {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        let lease_duration = Duration::from_secs(args.lease_duration.max(3));
+        LeaderElector::new(
+            client.clone(),
+            LeaseConfig {
+                name: args.lease_name.clone(),
+                namespace,
+                identity,
+                lease_duration,
+                renew_every: lease_duration / 3,
+            },
+        )
+    });
+
+    // A standby replica is healthy and ready: it serves its purpose by waiting.
+    health.set_ready(true);
+    let mut lost_leadership = false;
+    if let Some(elector) = &elector {
+        tokio::select! {
+            acquired = elector.acquire() => acquired?,
+            () = stopped(&stop_rx) => {
+                server.await??;
+                return Ok(());
+            }
+        }
+        metrics.set_leader(true);
+        let controllers =
+            controllers::run(client.clone(), metrics.clone(), settings, stop_rx.clone());
+        tokio::select! {
+            () = controllers => {}
+            () = elector.hold() => lost_leadership = true,
+        }
+        metrics.set_leader(false);
+        if !lost_leadership {
+            elector.release().await;
+        }
+    } else {
+        controllers::run(client.clone(), metrics.clone(), settings, stop_rx.clone()).await;
+    }
+
+    if lost_leadership {
+        // Never keep reconciling without the lease: exit and come back as a candidate.
+        return Err("lost the leader lease".into());
+    }
+    server.await??;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn default_identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "paved".into());
+        format!("{host}-{}", std::process::id())
+    })
+}

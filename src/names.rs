@@ -1,0 +1,96 @@
+//! Every name Paved writes into the cluster: label and annotation keys, condition
+//! types and reasons, the field manager and the finalizer.
+//!
+//! They live in one place so that a portal, an e2e test or a `kubectl get -l`
+//! can rely on them, and so that renaming one is a one-line change.
+
+/// API group of the three kinds.
+pub const GROUP: &str = "paved.dev";
+
+/// Server-side-apply field manager for every object Paved writes.
+pub const FIELD_MANAGER: &str = "paved";
+/// Name reported on Events and used as the Lease holder prefix.
+pub const CONTROLLER_NAME: &str = "paved-controller";
+/// Finalizer on Environments: lets Paved delete the namespace it created.
+pub const ENVIRONMENT_FINALIZER: &str = "paved.dev/namespace-cleanup";
+
+/// Standard labels (<https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/>).
+pub mod labels {
+    pub const NAME: &str = "app.kubernetes.io/name";
+    pub const PART_OF: &str = "app.kubernetes.io/part-of";
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// Value of `app.kubernetes.io/managed-by` on everything Paved creates.
+    pub const MANAGED_BY_PAVED: &str = "paved";
+
+    pub const ENVIRONMENT: &str = "paved.dev/environment";
+    pub const APPLICATION: &str = "paved.dev/application";
+    pub const SERVICE: &str = "paved.dev/service";
+
+    /// Backstage's Kubernetes plugin finds workloads by this label; its value is the application.
+    pub const BACKSTAGE_KUBERNETES_ID: &str = "backstage.io/kubernetes-id";
+
+    /// Label selector matching every child Paved manages.
+    pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=paved";
+
+    /// Label prefixes and keys that must never be copied from a parent to a child:
+    /// Argo CD tracks ownership with them and would prune the child.
+    pub const NEVER_PROPAGATED: &[&str] = &[
+        "app.kubernetes.io/instance",
+        "argocd.argoproj.io/",
+        "helm.sh/",
+        "meta.helm.sh/",
+        "kubectl.kubernetes.io/",
+    ];
+}
+
+pub mod annotations {
+    /// Cortex tags services with this annotation; its value is the Service.
+    pub const CORTEX_TAG: &str = "cortex.io/tag";
+    /// On a Namespace: UID of the Environment that created it. Paved only
+    /// manages (and deletes) namespaces carrying the UID of their Environment.
+    pub const CREATED_BY_ENVIRONMENT: &str = "paved.dev/created-by-environment";
+    /// On the pod template: hash of the configuration the pods run with
+    /// (resolved env, referenced ConfigMap/Secret data, restartedAt); a change rolls the pods.
+    pub const CONFIG_HASH: &str = "paved.dev/config-hash";
+    /// On the pod template: the Service's `spec.restartedAt`, so setting it rolls the pods.
+    pub const RESTARTED_AT: &str = "paved.dev/restarted-at";
+    /// On an Ingress: cert-manager picks the issuer from this annotation.
+    pub const CERT_MANAGER_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
+}
+
+/// kstatus condition types.
+pub mod conditions {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+}
+
+/// CamelCase condition reasons; also the `reason` label of the error metric.
+pub mod reasons {
+    // Ready=True
+    pub const AVAILABLE: &str = "Available";
+    pub const NAMESPACE_READY: &str = "NamespaceReady";
+    pub const ALL_SERVICES_READY: &str = "AllServicesReady";
+    // Reconciling=True
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const PROVISIONING: &str = "Provisioning";
+    pub const SERVICES_NOT_READY: &str = "ServicesNotReady";
+    // Stalled=True: needs a change from the user.
+    pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
+    pub const NOT_IN_ENVIRONMENT: &str = "NotInEnvironment";
+    pub const APPLICATION_NOT_FOUND: &str = "ApplicationNotFound";
+    pub const HOST_OUTSIDE_DOMAIN: &str = "HostOutsideDomain";
+    pub const HOST_CONFLICT: &str = "HostConflict";
+    pub const DEPENDENCY_NOT_FOUND: &str = "DependencyNotFound";
+    // Transient failures (retried).
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    pub const INVALID_OBJECT: &str = "InvalidObject";
+}
+
+/// Event `action` values.
+pub mod actions {
+    pub const RECONCILE: &str = "Reconcile";
+    pub const VALIDATE: &str = "Validate";
+    pub const DELETE_NAMESPACE: &str = "DeleteNamespace";
+}

@@ -1,0 +1,71 @@
+//! Application reconcile: no children; resolve its environment and aggregate its
+//! Services into status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::apply_params;
+use super::{Context, now, publish_on_transition};
+use crate::api::Application;
+use crate::error::{Error, Result};
+use crate::status::application_status;
+
+const RESYNC: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started("Application");
+    ctx.stores.wait_until_ready().await;
+    if application.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = application
+        .namespace()
+        .ok_or_else(|| Error::InvalidObject(application.name_any()))?;
+    let snapshot = ctx.stores.snapshot();
+    let in_environment = snapshot
+        .environment_of(&namespace, "Application")
+        .map(|_| ());
+    if let Err(error) = &in_environment {
+        ctx.metrics.stalled("Application", error.reason());
+    }
+    let status = application_status(
+        &application,
+        &snapshot,
+        in_environment.as_ref().map(|_| ()),
+        &now(),
+    );
+
+    let before = application.status.clone().unwrap_or_default();
+    if before != status {
+        let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": Application::api_version(&()),
+            "kind": Application::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &application.name_any(),
+            &apply_params(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::kube(
+            "status",
+            format!("Application {namespace}/{}", application.name_any()),
+        ))?;
+        ctx.metrics.wrote("ApplicationStatus");
+        publish_on_transition(
+            &ctx,
+            application.as_ref(),
+            &before.conditions,
+            &status.conditions,
+        )
+        .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}

@@ -1,0 +1,185 @@
+//! Apply: server-side apply as `paved` (forced), skipped when nothing would change.
+//!
+//! A child is re-applied when what Paved wants differs from what it last applied,
+//! or when the live object no longer contains what Paved wants (drift: deleted or
+//! edited by hand). Otherwise no request is sent at all, so an unchanged world
+//! costs no writes.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Mutex;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::names::FIELD_MANAGER;
+
+/// What Paved last applied, per object (`kind/namespace/name` → digest of the applied body).
+#[derive(Default)]
+pub struct AppliedCache(Mutex<HashMap<String, [u8; 32]>>);
+
+impl AppliedCache {
+    fn get(&self, key: &str) -> Option<[u8; 32]> {
+        self.0
+            .lock()
+            .expect("applied cache poisoned")
+            .get(key)
+            .copied()
+    }
+    fn set(&self, key: String, digest: [u8; 32]) {
+        self.0
+            .lock()
+            .expect("applied cache poisoned")
+            .insert(key, digest);
+    }
+    fn forget(&self, key: &str) {
+        self.0.lock().expect("applied cache poisoned").remove(key);
+    }
+}
+
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// Whether every field of `desired` is present with the same value in `live`.
+/// Objects may have extra fields (defaults, other managers); lists must have the
+/// same length and match element by element.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(want), Value::Object(have)) => want.iter().all(|(k, v)| match have.get(k) {
+            Some(h) => is_subset(v, h),
+            None => v.is_null(),
+        }),
+        (Value::Array(want), Value::Array(have)) => {
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
+        }
+        (want, have) => want == have,
+    }
+}
+
+/// Outcome of [`apply`].
+pub enum Applied<K> {
+    /// Sent; the object as the apiserver returned it.
+    Written(K),
+    /// Nothing to change; the live object from the store.
+    Unchanged,
+}
+
+/// Server-side apply `desired` unless `live` already matches what was last applied.
+pub async fn apply<K>(
+    cache: &AppliedCache,
+    api: &Api<K>,
+    desired: &K,
+    live: Option<&K>,
+) -> Result<Applied<K>>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let key = key(desired);
+    let body = serde_json::to_value(desired).map_err(|source| Error::Serialization {
+        object: key.clone(),
+        source,
+    })?;
+    let digest: [u8; 32] = Sha256::digest(body.to_string().as_bytes()).into();
+    if let Some(live) = live {
+        let live_json = serde_json::to_value(live).map_err(|source| Error::Serialization {
+            object: key.clone(),
+            source,
+        })?;
+        if cache.get(&key) == Some(digest) && is_subset(&body, &live_json) {
+            return Ok(Applied::Unchanged);
+        }
+    }
+    let written = api
+        .patch(&desired.name_any(), &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::kube("apply", key.clone()))?;
+    cache.set(key, digest);
+    Ok(Applied::Written(written))
+}
+
+/// Delete a child that must no longer exist, if it exists and `owner_uid` controls it.
+pub async fn delete_if_controlled<K>(
+    cache: &AppliedCache,
+    api: &Api<K>,
+    live: Option<&K>,
+    owner_uid: Option<&str>,
+) -> Result<bool>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let Some(live) = live else { return Ok(false) };
+    let controlled = live
+        .owner_references()
+        .iter()
+        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == owner_uid);
+    if !controlled || live.meta().deletion_timestamp.is_some() {
+        return Ok(false);
+    }
+    let key = key(live);
+    match api
+        .delete(&live.name_any(), &DeleteParams::background())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(source) => {
+            return Err(Error::Kube {
+                step: "delete",
+                object: key,
+                source,
+            });
+        }
+    }
+    cache.forget(&key);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn live_objects_with_extra_defaults_still_match() {
+        let desired =
+            json!({"spec": {"replicas": 2, "template": {"containers": [{"name": "web"}]}}});
+        let live = json!({"spec": {"replicas": 2, "strategy": {}, "template": {"containers": [{"name": "web", "terminationMessagePath": "/dev/x"}]}}});
+        assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn a_hand_edit_or_an_extra_list_item_is_drift() {
+        let desired = json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}});
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 5, "ports": [{"port": 80}]}})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"ports": [{"port": 80}]}})
+        ));
+    }
+}

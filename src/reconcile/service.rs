@@ -1,0 +1,289 @@
+//! Service reconcile: resolve → validate → build → apply children → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service as CoreService};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::{Applied, apply, apply_params, delete_if_controlled};
+use super::{Context, now, publish_on_transition};
+use crate::api::Service;
+use crate::api::service::DependencyStatus;
+use crate::build::config::{ConfigKind, value_digest};
+use crate::build::{ReferencedConfig, public_url, referenced_config_keys, render_service_children};
+use crate::error::{Error, Result};
+use crate::plan::{Snapshot, dependency_url, is_ready, resolve_service};
+use crate::status::{AppliedService, ServiceObservation, service_status};
+
+/// How often an unchanged Service is looked at again, as a safety net.
+const RESYNC: Duration = Duration::from_secs(600);
+
+pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started("Service");
+    ctx.stores.wait_until_ready().await;
+    if service.meta().deletion_timestamp.is_some() {
+        // Children go with their owner through garbage collection.
+        return Ok(Action::await_change());
+    }
+    let namespace = service
+        .namespace()
+        .ok_or_else(|| Error::InvalidObject(service.name_any()))?;
+    let snapshot = ctx.stores.snapshot();
+
+    let outcome = match resolve_service(&snapshot, &service) {
+        Ok(resolved) => {
+            let config =
+                read_referenced_config(&ctx, &namespace, &referenced_config_keys(&resolved))
+                    .await?;
+            let children = render_service_children(&resolved, &config);
+            let applied = AppliedService {
+                config_hash: children.config_hash.clone(),
+                url: public_url(&resolved),
+                endpoint: resolved.service.spec.ports.first().map(|p| {
+                    format!(
+                        "{}.{namespace}.svc.cluster.local:{}",
+                        service.name_any(),
+                        p.port
+                    )
+                }),
+            };
+            match apply_children(&ctx, &service, &namespace, children).await {
+                Ok(deployment) => Ok((applied, deployment)),
+                Err(error) => Err(error),
+            }
+        }
+        Err(error) => Err(error),
+    };
+
+    let deployment_in_store = || {
+        ctx.stores
+            .deployments
+            .get(&ObjectRef::new(&service.name_any()).within(&namespace))
+    };
+    let dependencies = dependency_statuses(&snapshot, &service, &namespace);
+    let (status, result) = match &outcome {
+        Ok((applied, deployment)) => {
+            let from_store = deployment_in_store();
+            let deployment = deployment.as_ref().or(from_store.as_deref());
+            let observation = ServiceObservation {
+                outcome: Ok(applied.clone()),
+                deployment,
+                dependencies,
+            };
+            (service_status(&service, observation, &now()), Ok(()))
+        }
+        Err(error) => {
+            let from_store = deployment_in_store();
+            let observation = ServiceObservation {
+                outcome: Err(error),
+                deployment: from_store.as_deref(),
+                dependencies,
+            };
+            (service_status(&service, observation, &now()), Err(()))
+        }
+    };
+
+    write_status(&ctx, &service, &namespace, status).await?;
+
+    match outcome {
+        Ok(_) => Ok(Action::requeue(RESYNC)),
+        Err(error) if error.is_stalled() => {
+            ctx.metrics.stalled("Service", error.reason());
+            // Retried when something it depends on changes (see the watches in runtime::controllers).
+            Ok(Action::requeue(RESYNC))
+        }
+        Err(error) => {
+            let _ = result;
+            Err(error)
+        }
+    }
+}
+
+/// Apply every desired child and delete those that must no longer exist.
+/// Returns the Deployment when it was written (fresher than the store).
+async fn apply_children(
+    ctx: &Context,
+    service: &Service,
+    namespace: &str,
+    children: crate::build::ServiceChildren,
+) -> Result<Option<Deployment>> {
+    let client = ctx.client.clone();
+    let name = service.name_any();
+    let owner_uid = service.meta().uid.as_deref();
+    let cache = &ctx.applied;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let live = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&name).within(namespace));
+    let deployment = match apply(cache, &deployments, &children.deployment, live.as_deref()).await?
+    {
+        Applied::Written(d) => {
+            ctx.metrics.wrote("Deployment");
+            Some(d)
+        }
+        Applied::Unchanged => None,
+    };
+
+    let core_services: Api<CoreService> = Api::namespaced(client.clone(), namespace);
+    let live = ctx
+        .stores
+        .core_services
+        .get(&ObjectRef::new(&name).within(namespace));
+    match &children.core_service {
+        Some(desired) => {
+            if let Applied::Written(_) =
+                apply(cache, &core_services, desired, live.as_deref()).await?
+            {
+                ctx.metrics.wrote("Service");
+            }
+        }
+        None => {
+            if delete_if_controlled(cache, &core_services, live.as_deref(), owner_uid).await? {
+                ctx.metrics.wrote("Service");
+            }
+        }
+    }
+
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), namespace);
+    let live = ctx
+        .stores
+        .ingresses
+        .get(&ObjectRef::new(&name).within(namespace));
+    match &children.ingress {
+        Some(desired) => {
+            if let Applied::Written(_) = apply(cache, &ingresses, desired, live.as_deref()).await? {
+                ctx.metrics.wrote("Ingress");
+            }
+        }
+        None => {
+            if delete_if_controlled(cache, &ingresses, live.as_deref(), owner_uid).await? {
+                ctx.metrics.wrote("Ingress");
+            }
+        }
+    }
+
+    let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client, namespace);
+    let live = ctx
+        .stores
+        .autoscalers
+        .get(&ObjectRef::new(&name).within(namespace));
+    match &children.autoscaler {
+        Some(desired) => {
+            if let Applied::Written(_) =
+                apply(cache, &autoscalers, desired, live.as_deref()).await?
+            {
+                ctx.metrics.wrote("HorizontalPodAutoscaler");
+            }
+        }
+        None => {
+            if delete_if_controlled(cache, &autoscalers, live.as_deref(), owner_uid).await? {
+                ctx.metrics.wrote("HorizontalPodAutoscaler");
+            }
+        }
+    }
+    Ok(deployment)
+}
+
+/// Digest the values behind every referenced Secret/ConfigMap key (missing → None).
+async fn read_referenced_config(
+    ctx: &Context,
+    namespace: &str,
+    keys: &[crate::build::config::ConfigKey],
+) -> Result<ReferencedConfig> {
+    let mut config = ReferencedConfig::new();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    for key in keys {
+        let digest = match key.kind {
+            ConfigKind::Secret => secrets
+                .get_opt(&key.name)
+                .await
+                .map_err(Error::kube(
+                    "read",
+                    format!("Secret {namespace}/{}", key.name),
+                ))?
+                .and_then(|s| s.data)
+                .and_then(|d| d.get(&key.key).map(|v| value_digest(&v.0))),
+            ConfigKind::ConfigMap => config_maps
+                .get_opt(&key.name)
+                .await
+                .map_err(Error::kube(
+                    "read",
+                    format!("ConfigMap {namespace}/{}", key.name),
+                ))?
+                .and_then(|c| {
+                    c.data
+                        .as_ref()
+                        .and_then(|d| d.get(&key.key).map(|v| value_digest(v.as_bytes())))
+                        .or_else(|| {
+                            c.binary_data
+                                .as_ref()
+                                .and_then(|d| d.get(&key.key).map(|v| value_digest(&v.0)))
+                        })
+                }),
+        };
+        config.insert(key.id(), digest);
+    }
+    Ok(config)
+}
+
+/// `status.dependencies`: every declared dependency, ready or not, present or not.
+fn dependency_statuses(
+    snapshot: &Snapshot,
+    service: &Service,
+    namespace: &str,
+) -> Vec<DependencyStatus> {
+    service
+        .spec
+        .depends_on
+        .iter()
+        .map(|name| DependencyStatus {
+            name: name.clone(),
+            ready: snapshot
+                .service(namespace, name)
+                .is_some_and(|d| is_ready(d.status.as_ref().map(|s| s.conditions.as_slice()))),
+        })
+        .collect()
+}
+
+async fn write_status(
+    ctx: &Context,
+    service: &Service,
+    namespace: &str,
+    status: crate::api::ServiceStatus,
+) -> Result<()> {
+    let before = service.status.clone().unwrap_or_default();
+    if before == status {
+        return Ok(());
+    }
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": Service::api_version(&()),
+        "kind": Service::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&service.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube(
+            "status",
+            format!("Service {namespace}/{}", service.name_any()),
+        ))?;
+    ctx.metrics.wrote("ServiceStatus");
+    publish_on_transition(ctx, service, &before.conditions, &status.conditions).await;
+    Ok(())
+}
+
+/// The in-cluster URL of a Service, used by `dependsOn`.
+pub fn url_of(service: &Service) -> Option<String> {
+    dependency_url(service, &service.namespace().unwrap_or_default())
+}

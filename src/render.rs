@@ -1,0 +1,158 @@
+//! `paved render -f FILE`: the objects Paved would create for some manifests,
+//! without a cluster. Same resolve/validate/build code as the controller; the
+//! only differences are that every Environment is assumed to own its namespace,
+//! Secret/ConfigMap data is unknown (the config hash covers the references only)
+//! and owner references are left out when the manifests carry no UIDs.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use serde::Deserialize;
+
+use crate::api::{Application, Environment, Service};
+use crate::build::{ReferencedConfig, render_namespace, render_service_children};
+use crate::plan::{Snapshot, resolve_service};
+
+/// Result of rendering: YAML documents, plus one message per object that could not be rendered.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub yaml: String,
+    pub problems: Vec<String>,
+}
+
+/// Parse a multi-document YAML stream of Environments, Applications and Services.
+/// Other kinds are ignored; a document without a namespace gets `default_namespace`.
+pub fn parse(input: &str) -> Result<Snapshot, String> {
+    let mut environments = Vec::new();
+    let mut applications = Vec::new();
+    let mut services = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(input) {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if !api_version.starts_with("paved.dev/") {
+            continue;
+        }
+        let err = |e: serde_yaml::Error| format!("{kind}: {e}");
+        match kind.as_str() {
+            "Environment" => environments.push(Arc::new(
+                serde_yaml::from_value::<Environment>(value).map_err(err)?,
+            )),
+            "Application" => applications.push(Arc::new(
+                serde_yaml::from_value::<Application>(value).map_err(err)?,
+            )),
+            "Service" => services.push(Arc::new(
+                serde_yaml::from_value::<Service>(value).map_err(err)?,
+            )),
+            _ => {}
+        }
+    }
+    Ok(Snapshot::assuming_owned_namespaces(
+        environments,
+        applications,
+        services,
+    ))
+}
+
+/// Render every object Paved would create for the snapshot.
+pub fn render(snapshot: &Snapshot) -> Rendered {
+    let mut rendered = Rendered::default();
+    let mut push = |object: serde_json::Value| {
+        rendered.yaml.push_str("---\n");
+        rendered
+            .yaml
+            .push_str(&serde_yaml::to_string(&object).expect("objects serialize"));
+    };
+    for environment in &snapshot.environments {
+        push(serde_json::to_value(render_namespace(environment)).expect("serializable"));
+    }
+    let mut problems = Vec::new();
+    for service in &snapshot.services {
+        match resolve_service(snapshot, service) {
+            Ok(resolved) => {
+                let children = render_service_children(&resolved, &ReferencedConfig::new());
+                push(serde_json::to_value(&children.deployment).expect("serializable"));
+                if let Some(core) = &children.core_service {
+                    push(serde_json::to_value(core).expect("serializable"));
+                }
+                if let Some(ingress) = &children.ingress {
+                    push(serde_json::to_value(ingress).expect("serializable"));
+                }
+                if let Some(hpa) = &children.autoscaler {
+                    push(serde_json::to_value(hpa).expect("serializable"));
+                }
+            }
+            Err(error) => problems.push(format!(
+                "Service {}/{}: {} ({})",
+                service.namespace().unwrap_or_default(),
+                service.name_any(),
+                error,
+                error.reason()
+            )),
+        }
+    }
+    rendered.problems = problems;
+    rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: &str = r#"
+apiVersion: paved.dev/v1alpha1
+kind: Environment
+metadata: {name: staging}
+spec: {type: staging, domain: staging.example.com}
+---
+apiVersion: paved.dev/v1alpha1
+kind: Application
+metadata: {name: shop, namespace: staging}
+spec: {owner: team-shop}
+---
+apiVersion: paved.dev/v1alpha1
+kind: Service
+metadata: {name: web, namespace: staging}
+spec:
+  application: shop
+  image: ghcr.io/acme/shop-web:1.0.0
+  ports: [{name: http, port: 8080}]
+  expose: {}
+---
+apiVersion: paved.dev/v1alpha1
+kind: Service
+metadata: {name: stray, namespace: elsewhere}
+spec: {application: shop, image: busybox}
+"#;
+
+    #[test]
+    fn render_prints_namespace_deployment_service_and_ingress_and_reports_problems() {
+        let snapshot = parse(SHOP).unwrap();
+        let rendered = render(&snapshot);
+        for kind in [
+            "kind: Namespace",
+            "kind: Deployment",
+            "kind: Service",
+            "kind: Ingress",
+            "host: web.staging.example.com",
+        ] {
+            assert!(
+                rendered.yaml.contains(kind),
+                "{kind} missing:\n{}",
+                rendered.yaml
+            );
+        }
+        assert_eq!(rendered.problems.len(), 1);
+        assert!(rendered.problems[0].contains("NotInEnvironment"));
+    }
+}

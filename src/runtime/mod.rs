@@ -1,0 +1,8 @@
+//! Everything around the reconcilers: metrics and health endpoints, leader
+//! election, controller wiring, logging. `main.rs` calls into here.
+
+pub mod controllers;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod telemetry;

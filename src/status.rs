@@ -1,0 +1,601 @@
+//! Status as a pure function: what each kind's `status` should be, given the
+//! previous status, what was resolved and what the cluster reports.
+//!
+//! Reconcilers compare the result with the current status and write only when
+//! they differ. Nothing here reads a clock except through the `now` argument,
+//! and `lastTransitionTime` moves only when a condition's status changes, so an
+//! unchanged world yields an identical status and no write.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+
+use crate::api::application::ServiceSummary;
+use crate::api::environment::{ApplicationSummary, ServiceCounts};
+use crate::api::service::{DependencyStatus, ReplicaCounts, RevisionRecord};
+use crate::api::{
+    Application, ApplicationStatus, Condition, Environment, EnvironmentStatus, Service,
+    ServiceStatus,
+};
+use crate::error::Error;
+use crate::names::{conditions, reasons};
+use crate::plan::{Snapshot, is_ready};
+
+/// How many revisions `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// A condition as computed, before `lastTransitionTime` is carried over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Ready=True.
+pub fn ready(reason: &'static str, message: impl Into<String>) -> Vec<Desired> {
+    vec![Desired {
+        type_: conditions::READY,
+        status: true,
+        reason,
+        message: message.into(),
+    }]
+}
+
+/// Ready=False + Reconciling=True: work in flight.
+pub fn reconciling(reason: &'static str, message: impl Into<String>) -> Vec<Desired> {
+    let message = message.into();
+    vec![
+        Desired {
+            type_: conditions::READY,
+            status: false,
+            reason,
+            message: message.clone(),
+        },
+        Desired {
+            type_: conditions::RECONCILING,
+            status: true,
+            reason,
+            message,
+        },
+    ]
+}
+
+/// Ready=False + Stalled=True: needs a change from the user.
+pub fn stalled(error: &Error) -> Vec<Desired> {
+    let message = error.to_string();
+    vec![
+        Desired {
+            type_: conditions::READY,
+            status: false,
+            reason: error.reason(),
+            message: message.clone(),
+        },
+        Desired {
+            type_: conditions::STALLED,
+            status: true,
+            reason: error.reason(),
+            message,
+        },
+    ]
+}
+
+/// Ready=False after a transient failure, retried; kept apart from Stalled.
+pub fn failing(error: &Error) -> Vec<Desired> {
+    vec![Desired {
+        type_: conditions::READY,
+        status: false,
+        reason: error.reason(),
+        message: error.to_string(),
+    }]
+}
+
+/// Merge desired conditions into the previous ones: keep `lastTransitionTime`
+/// when the status did not change; drop condition types no longer desired
+/// (kstatus: Reconciling and Stalled are present only while true).
+pub fn merge_conditions(
+    previous: &[Condition],
+    desired: Vec<Desired>,
+    generation: Option<i64>,
+    now: &str,
+) -> Vec<Condition> {
+    desired
+        .into_iter()
+        .map(|d| {
+            let status = if d.status { "True" } else { "False" }.to_string();
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == d.type_ && c.status == status)
+                .and_then(|c| c.last_transition_time.clone())
+                .or_else(|| Some(now.to_string()));
+            Condition {
+                type_: d.type_.to_string(),
+                status,
+                reason: d.reason.to_string(),
+                message: d.message,
+                last_transition_time,
+                observed_generation: generation,
+            }
+        })
+        .collect()
+}
+
+// --- Service ----------------------------------------------------------------
+
+/// What the Service reconcile learned, for its status.
+pub struct ServiceObservation<'a> {
+    /// Ok: the children were applied (with this config hash, URL and endpoint). Err: why not.
+    pub outcome: Result<AppliedService, &'a Error>,
+    /// The Deployment as the cluster reports it (absent when never created).
+    pub deployment: Option<&'a Deployment>,
+    /// Dependencies and their readiness (best effort when stalled).
+    pub dependencies: Vec<DependencyStatus>,
+}
+
+/// What was applied for a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedService {
+    pub config_hash: String,
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+/// Replica counts and rollout completeness of a Deployment.
+pub fn deployment_replicas(deployment: &Deployment) -> (ReplicaCounts, bool) {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let status = deployment.status.clone().unwrap_or_default();
+    let counts = ReplicaCounts {
+        desired,
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+    };
+    let observed =
+        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(1);
+    // Old pods still around (status.replicas > desired) mean the rollout is not over.
+    let no_old_pods = status.replicas.unwrap_or(0) <= desired;
+    let complete = observed
+        && counts.updated >= desired
+        && counts.available >= desired
+        && counts.ready >= desired
+        && no_old_pods;
+    (counts, complete)
+}
+
+pub fn service_status(
+    service: &Service,
+    observation: ServiceObservation<'_>,
+    now: &str,
+) -> ServiceStatus {
+    let previous = service.status.clone().unwrap_or_default();
+    let generation = service.metadata.generation;
+    let mut status = ServiceStatus {
+        observed_generation: generation,
+        dependencies: observation.dependencies,
+        revision: previous.revision,
+        history: previous.history.clone(),
+        url: previous.url.clone(),
+        endpoint: previous.endpoint.clone(),
+        image: previous.image.clone(),
+        ..ServiceStatus::default()
+    };
+
+    let (counts, complete) = observation
+        .deployment
+        .map(deployment_replicas)
+        .unwrap_or_default();
+    status.replicas = counts.clone();
+
+    let desired = match observation.outcome {
+        Err(error) if error.is_stalled() => stalled(error),
+        Err(error) => failing(error),
+        Ok(applied) => {
+            status.url = applied.url;
+            status.endpoint = applied.endpoint;
+            status.image = Some(service.spec.image.clone());
+            record_revision(&mut status, &service.spec.image, &applied.config_hash, now);
+            if complete {
+                ready(
+                    reasons::AVAILABLE,
+                    format!(
+                        "{} of {} pods available, running {}",
+                        counts.available, counts.desired, service.spec.image
+                    ),
+                )
+            } else {
+                reconciling(
+                    reasons::ROLLING_OUT,
+                    format!(
+                        "rolling out {}: {} of {} pods updated, {} available",
+                        service.spec.image, counts.updated, counts.desired, counts.available
+                    ),
+                )
+            }
+        }
+    };
+    status.conditions = merge_conditions(&previous.conditions, desired, generation, now);
+    status
+}
+
+/// Bump the revision when the image or configuration differs from the latest one.
+fn record_revision(status: &mut ServiceStatus, image: &str, config_hash: &str, now: &str) {
+    let current = status.history.first();
+    if current.is_some_and(|r| r.image == image && r.config_hash == config_hash) {
+        return;
+    }
+    status.revision += 1;
+    status.history.insert(
+        0,
+        RevisionRecord {
+            revision: status.revision,
+            image: image.to_string(),
+            config_hash: config_hash.to_string(),
+            deployed_at: now.to_string(),
+        },
+    );
+    status.history.truncate(HISTORY_LIMIT);
+}
+
+// --- Application ------------------------------------------------------------
+
+pub fn application_status(
+    application: &Application,
+    snapshot: &Snapshot,
+    in_environment: Result<(), &Error>,
+    now: &str,
+) -> ApplicationStatus {
+    let previous = application.status.clone().unwrap_or_default();
+    let generation = application.metadata.generation;
+    let namespace = application.namespace().unwrap_or_default();
+    let name = application.name_any();
+    let services = snapshot.services_of(&namespace, &name);
+
+    let summaries: Vec<ServiceSummary> = services
+        .iter()
+        .map(|s| {
+            let status = s.status.as_ref();
+            ServiceSummary {
+                name: s.name_any(),
+                ready: is_ready(status.map(|st| st.conditions.as_slice())),
+                image: status.and_then(|st| st.image.clone()),
+                url: status.and_then(|st| st.url.clone()),
+            }
+        })
+        .collect();
+    let ready_count = summaries.iter().filter(|s| s.ready).count();
+    let total = summaries.len();
+    let depends_on = services
+        .iter()
+        .map(|s| (s.name_any(), s.spec.depends_on.clone()))
+        .collect();
+
+    let desired = match in_environment {
+        Err(error) => stalled(error),
+        Ok(()) if ready_count == total => ready(
+            reasons::ALL_SERVICES_READY,
+            format!("{ready_count}/{total} Services ready"),
+        ),
+        Ok(()) => {
+            let waiting: Vec<&str> = summaries
+                .iter()
+                .filter(|s| !s.ready)
+                .map(|s| s.name.as_str())
+                .collect();
+            reconciling(
+                reasons::SERVICES_NOT_READY,
+                format!(
+                    "{ready_count}/{total} Services ready; waiting for {}",
+                    waiting.join(", ")
+                ),
+            )
+        }
+    };
+
+    ApplicationStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(&previous.conditions, desired, generation, now),
+        owner: Some(application.spec.owner.clone()),
+        lifecycle: Some(application.spec.lifecycle.as_str().to_string()),
+        services: summaries,
+        ready: format!("{ready_count}/{total}"),
+        depends_on,
+    }
+}
+
+// --- Environment --------------------------------------------------------------
+
+pub fn environment_status(
+    environment: &Environment,
+    snapshot: &Snapshot,
+    namespace_outcome: Result<(), &Error>,
+    now: &str,
+) -> EnvironmentStatus {
+    let previous = environment.status.clone().unwrap_or_default();
+    let generation = environment.metadata.generation;
+    let namespace = environment.namespace_name();
+
+    let (desired, owned) = match namespace_outcome {
+        Ok(()) => (
+            ready(
+                reasons::NAMESPACE_READY,
+                format!("namespace {namespace} is ready"),
+            ),
+            true,
+        ),
+        Err(error) if error.is_stalled() => (stalled(error), false),
+        Err(error) => (failing(error), false),
+    };
+
+    // Only report what runs in the namespace when it is really this Environment's.
+    let (mut applications, services, mut urls) = if owned {
+        let applications: Vec<ApplicationSummary> = snapshot
+            .applications_in(&namespace)
+            .map(|a| ApplicationSummary {
+                name: a.name_any(),
+                ready: is_ready(a.status.as_ref().map(|s| s.conditions.as_slice())),
+            })
+            .collect();
+        let services: Vec<&Service> = snapshot.services_in(&namespace).collect();
+        let ready_count = services
+            .iter()
+            .filter(|s| is_ready(s.status.as_ref().map(|st| st.conditions.as_slice())))
+            .count() as i32;
+        let total = services.len() as i32;
+        let urls: Vec<String> = services
+            .iter()
+            .filter_map(|s| s.status.as_ref().and_then(|st| st.url.clone()))
+            .collect();
+        (
+            applications,
+            ServiceCounts {
+                total,
+                ready: ready_count,
+                summary: format!("{ready_count}/{total}"),
+            },
+            urls,
+        )
+    } else {
+        (
+            Vec::new(),
+            ServiceCounts {
+                summary: "0/0".into(),
+                ..ServiceCounts::default()
+            },
+            Vec::new(),
+        )
+    };
+    applications.sort_by(|a, b| a.name.cmp(&b.name));
+    urls.sort();
+    urls.dedup();
+
+    EnvironmentStatus {
+        observed_generation: generation,
+        conditions: merge_conditions(&previous.conditions, desired, generation, now),
+        namespace: owned.then_some(namespace),
+        type_: Some(environment.spec.type_.as_str().to_string()),
+        applications,
+        services,
+        urls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use crate::plan::tests::{service, shop};
+
+    fn deployment(replicas: i32, ready: i32, generation: i64, observed: i64) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                replicas: Some(replicas),
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                updated_replicas: Some(replicas),
+                ..DeploymentStatus::default()
+            }),
+        }
+    }
+
+    fn applied() -> AppliedService {
+        AppliedService {
+            config_hash: "abc".into(),
+            url: None,
+            endpoint: Some("api.staging.svc.cluster.local:8080".into()),
+        }
+    }
+
+    #[test]
+    fn a_service_is_ready_only_when_the_deployment_has_all_pods_available() {
+        let mut api = service("staging", "api", "shop");
+        api.metadata.generation = Some(1);
+        let rolling = deployment(2, 1, 1, 1);
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(applied()),
+                deployment: Some(&rolling),
+                dependencies: vec![],
+            },
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(status.conditions[0].status, "False");
+        assert_eq!(status.conditions[1].type_, "Reconciling");
+        assert_eq!(
+            status.replicas,
+            ReplicaCounts {
+                desired: 2,
+                ready: 1,
+                available: 1,
+                updated: 2
+            }
+        );
+
+        let done = deployment(2, 2, 1, 1);
+        api.status = Some(status);
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(applied()),
+                deployment: Some(&done),
+                dependencies: vec![],
+            },
+            "2026-01-01T00:01:00Z",
+        );
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("True", "Available")
+        );
+        assert_eq!(status.revision, 1);
+    }
+
+    #[test]
+    fn a_deployment_whose_new_generation_is_not_observed_is_not_ready() {
+        let stale = deployment(1, 1, 2, 1);
+        assert!(!deployment_replicas(&stale).1);
+    }
+
+    #[test]
+    fn an_unchanged_world_gives_an_identical_status() {
+        let mut api = service("staging", "api", "shop");
+        api.metadata.generation = Some(3);
+        let done = deployment(1, 1, 1, 1);
+        let observe = || ServiceObservation {
+            outcome: Ok(applied()),
+            deployment: Some(&done),
+            dependencies: vec![],
+        };
+        let first = service_status(&api, observe(), "2026-01-01T00:00:00Z");
+        api.status = Some(first.clone());
+        let second = service_status(&api, observe(), "2026-01-01T09:00:00Z");
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_new_image_bumps_the_revision_and_keeps_a_bounded_history() {
+        let mut api = service("staging", "api", "shop");
+        let done = deployment(1, 1, 1, 1);
+        for version in 0..15 {
+            api.spec.image = format!("ghcr.io/acme/api:{version}");
+            let status = service_status(
+                &api,
+                ServiceObservation {
+                    outcome: Ok(applied()),
+                    deployment: Some(&done),
+                    dependencies: vec![],
+                },
+                &format!("2026-01-01T00:00:{version:02}Z"),
+            );
+            api.status = Some(status);
+        }
+        let status = api.status.unwrap();
+        assert_eq!(status.revision, 15);
+        assert_eq!(status.history.len(), HISTORY_LIMIT);
+        assert_eq!(status.history[0].image, "ghcr.io/acme/api:14");
+        assert_eq!(status.history[0].revision, 15);
+    }
+
+    #[test]
+    fn a_stalled_service_says_why_and_keeps_its_revision() {
+        let api = service("staging", "api", "shop");
+        let error = Error::ApplicationNotFound {
+            application: "shop".into(),
+            namespace: "staging".into(),
+        };
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Err(&error),
+                deployment: None,
+                dependencies: vec![],
+            },
+            "2026-01-01T00:00:00Z",
+        );
+        let types: Vec<(&str, &str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                ("Ready", "False", "ApplicationNotFound"),
+                ("Stalled", "True", "ApplicationNotFound")
+            ]
+        );
+        assert_eq!(status.revision, 0);
+    }
+
+    #[test]
+    fn last_transition_time_moves_only_when_the_status_changes() {
+        let previous = merge_conditions(&[], ready("Available", "ok"), Some(1), "t1");
+        let same = merge_conditions(&previous, ready("Available", "still ok"), Some(2), "t2");
+        assert_eq!(same[0].last_transition_time.as_deref(), Some("t1"));
+        let changed = merge_conditions(&same, reconciling("RollingOut", "x"), Some(2), "t3");
+        assert_eq!(changed[0].last_transition_time.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn an_application_counts_its_ready_services_and_records_the_dependency_graph() {
+        let snapshot = shop();
+        let app = snapshot.application("staging", "shop").unwrap();
+        let status = application_status(app, &snapshot, Ok(()), "t");
+        assert_eq!(status.ready, "0/2");
+        assert_eq!(
+            status
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["api", "web"]
+        );
+        assert_eq!(status.depends_on["web"], vec!["api".to_string()]);
+        assert_eq!(status.conditions[0].reason, "ServicesNotReady");
+        assert_eq!(status.owner.as_deref(), Some("team-shop"));
+        assert_eq!(status.lifecycle.as_deref(), Some("experimental"));
+    }
+
+    #[test]
+    fn an_environment_summarises_its_namespace() {
+        let snapshot = shop();
+        let env = snapshot.environments[0].clone();
+        let status = environment_status(&env, &snapshot, Ok(()), "t");
+        assert_eq!(status.namespace.as_deref(), Some("staging"));
+        assert_eq!(status.type_.as_deref(), Some("development"));
+        assert_eq!(
+            status.services,
+            ServiceCounts {
+                total: 2,
+                ready: 0,
+                summary: "0/2".into()
+            }
+        );
+        assert_eq!(
+            status.applications,
+            vec![ApplicationSummary {
+                name: "shop".into(),
+                ready: false
+            }]
+        );
+        assert_eq!(status.conditions[0].reason, "NamespaceReady");
+    }
+}
