@@ -334,9 +334,15 @@ pub fn environment_status(
     let (mut applications, services, mut urls) = if owned {
         let applications: Vec<ApplicationSummary> = snapshot
             .applications_in(&namespace)
-            .map(|a| ApplicationSummary {
-                name: a.name_any(),
-                ready: is_ready(a.status.as_ref().map(|s| s.conditions.as_slice())),
+            .map(|a| {
+                // From the Services themselves, so it agrees with the counts below
+                // even before the Application's own status catches up.
+                let name = a.name_any();
+                let ready = snapshot
+                    .services_of(&namespace, &name)
+                    .iter()
+                    .all(|s| is_ready(s.status.as_ref().map(|st| st.conditions.as_slice())));
+                ApplicationSummary { name, ready }
             })
             .collect();
         let services: Vec<&Service> = snapshot.services_in(&namespace).collect();

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use kube::core::{ListMerge, Rule};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 

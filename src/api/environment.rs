@@ -1,7 +1,6 @@
 //! `Environment` (cluster-scoped): a place where applications run — a namespace,
 //! a domain under which Services are exposed, and ingress settings.
 
-use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 

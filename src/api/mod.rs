@@ -14,7 +14,7 @@ pub use environment::{Environment, EnvironmentSpec, EnvironmentStatus};
 pub use service::{Service, ServiceSpec, ServiceStatus};
 
 use kube::KubeSchema;
-use kube::core::Rule;
+
 use serde::{Deserialize, Serialize};
 
 /// Regex of an RFC 1123 DNS label: lowercase alphanumerics and '-', starting and ending alphanumeric.

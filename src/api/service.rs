@@ -3,7 +3,7 @@
 //! HorizontalPodAutoscaler (when autoscaling), all named after it.
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use kube::core::{ListMerge, Rule};
+
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 

@@ -26,6 +26,9 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     let namespace = application
         .namespace()
         .ok_or_else(|| Error::InvalidObject(application.name_any()))?;
+    if ctx.stores.namespace_terminating(&namespace) {
+        return Ok(Action::await_change());
+    }
     let snapshot = ctx.stores.snapshot();
     let in_environment = snapshot
         .environment_of(&namespace, "Application")

@@ -60,6 +60,14 @@ impl Stores {
         );
     }
 
+    /// Whether `namespace` is being deleted (its Environment is going away):
+    /// nothing inside it is worth reconciling or reporting any more.
+    pub fn namespace_terminating(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(&kube::runtime::reflector::ObjectRef::new(namespace))
+            .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+    }
+
     /// The current [`Snapshot`]; a namespace counts as owned only when it carries
     /// the UID mark of an existing Environment that names it.
     pub fn snapshot(&self) -> Snapshot {

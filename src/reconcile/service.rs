@@ -36,6 +36,9 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     let namespace = service
         .namespace()
         .ok_or_else(|| Error::InvalidObject(service.name_any()))?;
+    if ctx.stores.namespace_terminating(&namespace) {
+        return Ok(Action::await_change());
+    }
     let snapshot = ctx.stores.snapshot();
 
     let outcome = match resolve_service(&snapshot, &service) {
