@@ -187,7 +187,7 @@ for i in $(seq 1 "$FAKE_NODES"); do
 {"apiVersion":"v1","kind":"Node","metadata":{"name":"$node",
  "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},
  "labels":{"kubernetes.io/hostname":"$node","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","kubernetes.io/role":"agent","type":"kwok"}},
- "status":{"allocatable":{"cpu":"32","memory":"256Gi","pods":"250"},"capacity":{"cpu":"32","memory":"256Gi","pods":"250"}}}
+ "status":{"allocatable":{"cpu":"32","memory":"256Gi","pods":"1500"},"capacity":{"cpu":"32","memory":"256Gi","pods":"1500"}}}
 EOF
 )" >/dev/null
 done

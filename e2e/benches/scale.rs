@@ -1,0 +1,420 @@
+//! `make bench`: how close Paved gets to the physical limit of the API server.
+//!
+//! Two phases against the local control plane, same objects, same concurrency:
+//!
+//! 1. direct: the children Paved would create for N Services (from `paved
+//!    render`, the controller's own builders) are applied by a plain
+//!    server-side-apply client. The time until all exist is the physical limit.
+//! 2. paved: the Environments, Applications and N Services are applied and the
+//!    controller creates the children. Timed from the first Service apply until
+//!    every Service's status reflects its generation and all children exist.
+//!
+//! Prints both times and their ratio, the writes per Service the controller
+//! made (from the API server's own request counters), and the controller's
+//! peak resident memory (`VmHWM` of PAVED_BENCH_CONTROLLER_PID).
+//!
+//! Settings: PAVED_BENCH_SERVICES (1000), PAVED_BENCH_ENVIRONMENTS (10),
+//! PAVED_BENCH_CONCURRENCY (16), PAVED_BIN (target/release/paved).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Discovery;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const RUN_LABEL: &str = "paved.dev/bench";
+
+/// The Paved manifests of one run: per environment, an Environment, an
+/// Application and its Services; every third Service is exposed.
+fn manifests(prefix: &str, environments: usize, services: usize) -> Vec<Value> {
+    let mut docs = Vec::new();
+    for e in 0..environments {
+        let env = format!("{prefix}-{e}");
+        docs.push(json!({
+            "apiVersion": "paved.dev/v1alpha1", "kind": "Environment",
+            "metadata": {"name": env, "labels": {RUN_LABEL: prefix}},
+            "spec": {"type": "development", "domain": format!("{env}.bench.example.com")}
+        }));
+        docs.push(json!({
+            "apiVersion": "paved.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": env, "labels": {RUN_LABEL: prefix}},
+            "spec": {"owner": "team-bench", "lifecycle": "experimental"}
+        }));
+    }
+    for s in 0..services {
+        let env = format!("{prefix}-{}", s % environments);
+        let mut spec = json!({
+            "application": "shop",
+            "image": format!("registry.invalid/bench/svc-{s}:1.0.0"),
+            "ports": [{"name": "http", "port": 8080}],
+            "replicas": 1,
+            "env": [{"name": "INDEX", "value": s.to_string()}]
+        });
+        if s % 3 == 0 {
+            spec["expose"] = json!({});
+        }
+        docs.push(json!({
+            "apiVersion": "paved.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": format!("svc-{s}"), "namespace": env, "labels": {RUN_LABEL: prefix}},
+            "spec": spec
+        }));
+    }
+    docs
+}
+
+/// The children Paved would create for `docs`, by running `paved render`.
+fn render(docs: &[Value]) -> Vec<Value> {
+    let bin = std::env::var("PAVED_BIN").unwrap_or_else(|_| "target/release/paved".into());
+    let input = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let dir = std::env::temp_dir().join(format!("paved-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("manifests.yaml");
+    std::fs::write(&file, input).unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["render", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} render: {e}"));
+    assert!(
+        out.status.success(),
+        "paved render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(d).unwrap()).unwrap()
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+use serde::Deserialize;
+
+async fn apply_all(
+    client: &Client,
+    discovery: &Discovery,
+    objects: Vec<Value>,
+    concurrency: usize,
+    manager: &str,
+) {
+    let params = PatchParams::apply(manager).force();
+    let results: Vec<Result<(), String>> = stream::iter(objects)
+        .map(|obj| {
+            let client = client.clone();
+            let params = params.clone();
+            async move {
+                let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+                let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+                let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+                let gvk = GroupVersionKind::gvk(group, version, &kind);
+                let (resource, caps) = discovery
+                    .resolve_gvk(&gvk)
+                    .ok_or_else(|| format!("unknown kind {api_version} {kind}"))?;
+                let name = obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+                    Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                        Api::namespaced_with(client, ns, &resource)
+                    }
+                    _ => Api::all_with(client, &resource),
+                };
+                api.patch(&name, &params, &Patch::Apply(&obj))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{kind} {name}: {e}"))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        errors.is_empty(),
+        "{} applies failed, first: {}",
+        errors.len(),
+        errors[0]
+    );
+}
+
+/// Sum of the API server's write requests per (group, resource, subresource).
+async fn apiserver_writes(client: &Client) -> BTreeMap<(String, String, String), f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.expect("apiserver /metrics");
+    let mut sums = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let label = |key: &str| {
+            let pat = format!("{key}=\"");
+            labels.find(&pat).map(|i| {
+                let rest = &labels[i + pat.len()..];
+                rest[..rest.find('"').unwrap()].to_string()
+            })
+        };
+        let verb = label("verb").unwrap_or_default();
+        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE") {
+            continue;
+        }
+        let key = (
+            label("group").unwrap_or_default(),
+            label("resource").unwrap_or_default(),
+            label("subresource").unwrap_or_default(),
+        );
+        *sums.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    sums
+}
+
+/// Writes that only Paved (or the bench client) makes: Paved's kinds with their
+/// status, and the children's main resources (the controller-manager writes
+/// only their status subresources, which are left out).
+fn paved_writes(
+    before: &BTreeMap<(String, String, String), f64>,
+    after: &BTreeMap<(String, String, String), f64>,
+) -> f64 {
+    after
+        .iter()
+        .filter(|((group, resource, sub), _)| {
+            group == "paved.dev"
+                || (sub.is_empty()
+                    && matches!(
+                        (group.as_str(), resource.as_str()),
+                        ("apps", "deployments")
+                            | ("", "services")
+                            | ("networking.k8s.io", "ingresses")
+                            | ("autoscaling", "horizontalpodautoscalers")
+                    ))
+        })
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0))
+        .sum()
+}
+
+async fn count_where<F: Fn(&DynamicObject) -> bool>(
+    api: &Api<DynamicObject>,
+    lp: &ListParams,
+    pred: F,
+) -> usize {
+    api.list(lp)
+        .await
+        .map(|l| l.items.iter().filter(|o| pred(o)).count())
+        .unwrap_or(0)
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let pid = std::env::var("PAVED_BENCH_CONTROLLER_PID").ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Result<(), String>,
+) {
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > timeout => panic!("timed out waiting for {what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let services = setting("PAVED_BENCH_SERVICES", 1000);
+    let environments = setting("PAVED_BENCH_ENVIRONMENTS", 10);
+    let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG of the local cluster");
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let run = format!("b{}", std::process::id() % 100_000);
+    println!(
+        "bench: {services} Services in {environments} Environments, concurrency {concurrency}"
+    );
+
+    // ---- phase 1: direct server-side apply of the rendered children
+    let direct_prefix = format!("{run}-direct");
+    let docs = manifests(&direct_prefix, environments, services);
+    let children: Vec<Value> = render(&docs)
+        .into_iter()
+        .filter(|o| o["kind"] != "Namespace")
+        .collect();
+    let namespaces = Api::<Namespace>::all(client.clone());
+    for e in 0..environments {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{direct_prefix}-{e}"), "labels": {RUN_LABEL: &run}}});
+        namespaces
+            .patch(
+                &format!("{direct_prefix}-{e}"),
+                &PatchParams::apply("bench-direct"),
+                &Patch::Apply(&ns),
+            )
+            .await
+            .unwrap();
+    }
+    // Owner references would point at Services that do not exist in this phase.
+    let children: Vec<Value> = children
+        .into_iter()
+        .map(|mut o| {
+            if let Some(m) = o["metadata"].as_object_mut() {
+                m.remove("ownerReferences");
+            }
+            o
+        })
+        .collect();
+    let child_count = children.len();
+    let start = Instant::now();
+    apply_all(&client, &discovery, children, concurrency, "bench-direct").await;
+    let direct = start.elapsed();
+    println!(
+        "direct:  {child_count} children applied in {:.2}s",
+        direct.as_secs_f64()
+    );
+
+    // Let the controller-manager and kwok finish the direct phase's pods.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+
+    // ---- phase 2: Paved
+    let prefix = format!("{run}-paved");
+    let docs = manifests(&prefix, environments, services);
+    let (setup, services_docs): (Vec<Value>, Vec<Value>) =
+        docs.into_iter().partition(|d| d["kind"] != "Service");
+    let (envs, apps): (Vec<Value>, Vec<Value>) =
+        setup.into_iter().partition(|d| d["kind"] == "Environment");
+    apply_all(&client, &discovery, envs, concurrency, "bench").await;
+    for e in 0..environments {
+        let ns = format!("{prefix}-{e}");
+        wait_for(
+            "the Environment namespaces",
+            Duration::from_secs(60),
+            async || {
+                namespaces
+                    .get(&ns)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await;
+    }
+    apply_all(&client, &discovery, apps, concurrency, "bench").await;
+
+    let before = apiserver_writes(&client).await;
+    let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
+    let service_api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::from_gvk(&service_gvk));
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let core_services: Api<CoreService> = Api::all(client.clone());
+    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
+    let child_selector = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
+    let start = Instant::now();
+    apply_all(&client, &discovery, services_docs, concurrency, "bench").await;
+    let applied = start.elapsed();
+    wait_for(
+        "every Service's status to reflect its generation",
+        Duration::from_secs(600),
+        async || {
+            let reflected = count_where(&service_api, &selector, |o| {
+                let generation = o.metadata.generation.unwrap_or(-1);
+                o.data["status"]["observedGeneration"].as_i64() == Some(generation)
+            })
+            .await;
+            if reflected < services {
+                return Err(format!("{reflected}/{services} reflect their generation"));
+            }
+            let in_run =
+                |ns: Option<String>| ns.is_some_and(|n| n.starts_with(&format!("{prefix}-")));
+            let d = deployments
+                .list(&child_selector)
+                .await
+                .map_err(|e| e.to_string())?;
+            let d = d.items.iter().filter(|o| in_run(o.namespace())).count();
+            let s = core_services
+                .list(&child_selector)
+                .await
+                .map_err(|e| e.to_string())?;
+            let s = s.items.iter().filter(|o| in_run(o.namespace())).count();
+            if d < services || s < services {
+                return Err(format!("{d} Deployments, {s} Services of {services}"));
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let paved = start.elapsed();
+    // Let in-flight status writes land before reading the counters.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = apiserver_writes(&client).await;
+    let own_writes = services as f64; // the bench's own Service applies
+    let writes = paved_writes(&before, &after) - own_writes;
+
+    println!(
+        "paved:   {services} Services applied in {:.2}s, all reflected with children in {:.2}s",
+        applied.as_secs_f64(),
+        paved.as_secs_f64()
+    );
+    println!(
+        "ratio:   paved / direct = {:.2}x (target <= 1.5x)",
+        paved.as_secs_f64() / direct.as_secs_f64()
+    );
+    println!(
+        "writes:  {:.2} API writes per Service by the controller ({writes:.0} in all)",
+        writes / services as f64
+    );
+    match peak_rss_mib() {
+        Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
+        None => println!("memory:  PAVED_BENCH_CONTROLLER_PID not set; peak resident not measured"),
+    }
+
+    // ---- clean up: Environments delete their namespaces; direct ones by hand.
+    let env_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "paved.dev",
+            "v1alpha1",
+            "Environment",
+        )),
+    );
+    for e in 0..environments {
+        let _ = env_api
+            .delete(&format!("{prefix}-{e}"), &DeleteParams::default())
+            .await;
+        let _ = namespaces
+            .delete(&format!("{direct_prefix}-{e}"), &DeleteParams::default())
+            .await;
+    }
+}
