@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use crate::paved_support::TestEnvironment;
 use crate::paved_support::{
-    Cleanup, application_manifest, applications, apply, condition, describe_status, first_container, holds_for, image,
-    is_absent, service_manifest, services, wait_condition, wait_event, wait_exists, wait_ready,
+    Cleanup, application_manifest, applications, apply, condition, describe_status,
+    first_container, holds_for, image, is_absent, service_manifest, services, wait_condition,
+    wait_event, wait_exists, wait_ready,
 };
 use crate::support::{WAIT, client, unique, wait_until};
 
@@ -39,17 +40,30 @@ async fn assert_refused(
 ) -> DynamicObject {
     let object = wait_condition(api, name, "Ready", "False", Some(reason)).await;
     let ready = condition(&object, "Ready").unwrap();
-    assert!(ready.message.contains(mentions), "the Ready message mentions {mentions}: {ready:?}");
+    assert!(
+        ready.message.contains(mentions),
+        "the Ready message mentions {mentions}: {ready:?}"
+    );
     let stalled = condition(&object, "Stalled");
     assert!(
-        stalled.as_ref().is_some_and(|c| c.status == "True" && c.reason == reason),
+        stalled
+            .as_ref()
+            .is_some_and(|c| c.status == "True" && c.reason == reason),
         "Stalled=True ({reason}) as it needs a change from the user; {}",
         describe_status(&object)
     );
-    let event =
-        wait_event(client, object.metadata.namespace.as_deref(), object.metadata.uid.as_deref().unwrap(), reason).await;
+    let event = wait_event(
+        client,
+        object.metadata.namespace.as_deref(),
+        object.metadata.uid.as_deref().unwrap(),
+        reason,
+    )
+    .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"), "event: {event:?}");
-    assert!(event.message.as_deref().is_some_and(|m| !m.is_empty()), "event message: {event:?}");
+    assert!(
+        event.message.as_deref().is_some_and(|m| !m.is_empty()),
+        "event message: {event:?}"
+    );
     object
 }
 
@@ -61,7 +75,8 @@ fn ingress_host(ingress: &Ingress) -> Option<String> {
 #[tokio::test]
 async fn a_host_outside_the_domain_is_refused_and_the_existing_deployment_and_ingress_are_kept() {
     let env = TestEnvironment::create("perr-host").await;
-    env.apply_application("shop", json!({"owner": "team-shop"})).await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
     env.apply_service("web", web("shop", json!({}))).await;
     let services = env.services();
     wait_ready(&services, "web").await;
@@ -70,55 +85,131 @@ async fn a_host_outside_the_domain_is_refused_and_the_existing_deployment_and_in
     let ingress = wait_exists(&env.api::<Ingress>(), "web").await;
     assert_eq!(ingress_host(&ingress), Some(good_host.clone()));
 
-    env.apply_service("web", web("shop", json!({"host": "web.elsewhere.test"}))).await;
-    assert_refused(&env.client, &services, "web", "HostOutsideDomain", "web.elsewhere.test").await;
-    let kept_deployment = env.api::<Deployment>().get("web").await.expect("the Deployment is kept");
-    assert_eq!(kept_deployment.metadata.uid, deployment.metadata.uid, "the same Deployment, not a new one");
-    let kept_ingress = env.api::<Ingress>().get("web").await.expect("the Ingress is kept");
+    env.apply_service("web", web("shop", json!({"host": "web.elsewhere.test"})))
+        .await;
+    assert_refused(
+        &env.client,
+        &services,
+        "web",
+        "HostOutsideDomain",
+        "web.elsewhere.test",
+    )
+    .await;
+    let kept_deployment = env
+        .api::<Deployment>()
+        .get("web")
+        .await
+        .expect("the Deployment is kept");
+    assert_eq!(
+        kept_deployment.metadata.uid, deployment.metadata.uid,
+        "the same Deployment, not a new one"
+    );
+    let kept_ingress = env
+        .api::<Ingress>()
+        .get("web")
+        .await
+        .expect("the Ingress is kept");
     assert_eq!(kept_ingress.metadata.uid, ingress.metadata.uid);
-    assert_eq!(ingress_host(&kept_ingress), Some(good_host.clone()), "the Ingress keeps the old host");
+    assert_eq!(
+        ingress_host(&kept_ingress),
+        Some(good_host.clone()),
+        "the Ingress keeps the old host"
+    );
 
     // Ending with the domain's text is not being under the domain.
     let lookalike = format!("evil{}", env.domain);
-    env.apply_service("web", web("shop", json!({"host": lookalike}))).await;
-    assert_refused(&env.client, &services, "web", "HostOutsideDomain", &lookalike).await;
-    assert_eq!(ingress_host(&env.api::<Ingress>().get("web").await.unwrap()), Some(good_host));
+    env.apply_service("web", web("shop", json!({"host": lookalike})))
+        .await;
+    assert_refused(
+        &env.client,
+        &services,
+        "web",
+        "HostOutsideDomain",
+        &lookalike,
+    )
+    .await;
+    assert_eq!(
+        ingress_host(&env.api::<Ingress>().get("web").await.unwrap()),
+        Some(good_host)
+    );
 
     // Fixing the host recovers.
     let new_host = format!("shop.{}", env.domain);
-    env.apply_service("web", web("shop", json!({"host": new_host}))).await;
+    env.apply_service("web", web("shop", json!({"host": new_host})))
+        .await;
     wait_ready(&services, "web").await;
     wait_until("the Ingress to move to the new host", WAIT, || async {
-        let ingress = env.api::<Ingress>().get("web").await.map_err(|e| e.to_string())?;
+        let ingress = env
+            .api::<Ingress>()
+            .get("web")
+            .await
+            .map_err(|e| e.to_string())?;
         let host = ingress_host(&ingress);
-        (host.as_deref() == Some(new_host.as_str())).then_some(()).ok_or_else(|| format!("host {host:?}"))
+        (host.as_deref() == Some(new_host.as_str()))
+            .then_some(())
+            .ok_or_else(|| format!("host {host:?}"))
     })
     .await;
 }
 
 #[tokio::test]
-async fn a_service_of_a_missing_application_is_refused_and_keeps_its_children_until_the_application_exists() {
+async fn a_service_of_a_missing_application_is_refused_and_keeps_its_children_until_the_application_exists()
+ {
     let env = TestEnvironment::create("perr-app").await;
-    env.apply_application("shop", json!({"owner": "team-shop"})).await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
     env.apply_service("api", web("shop", json!({}))).await;
     let services = env.services();
     wait_ready(&services, "api").await;
     let deployment = env.api::<Deployment>().get("api").await.unwrap();
 
     env.apply_service("api", web("ghost", json!({}))).await;
-    assert_refused(&env.client, &services, "api", "ApplicationNotFound", "ghost").await;
-    let kept = env.api::<Deployment>().get("api").await.expect("the Deployment is kept");
+    assert_refused(
+        &env.client,
+        &services,
+        "api",
+        "ApplicationNotFound",
+        "ghost",
+    )
+    .await;
+    let kept = env
+        .api::<Deployment>()
+        .get("api")
+        .await
+        .expect("the Deployment is kept");
     assert_eq!(kept.metadata.uid, deployment.metadata.uid);
-    assert!(!is_absent(&env.api::<CoreService>(), "api").await, "the core Service is kept");
-    assert!(!is_absent(&env.api::<Ingress>(), "api").await, "the Ingress is kept");
+    assert!(
+        !is_absent(&env.api::<CoreService>(), "api").await,
+        "the core Service is kept"
+    );
+    assert!(
+        !is_absent(&env.api::<Ingress>(), "api").await,
+        "the Ingress is kept"
+    );
 
-    env.apply_application("ghost", json!({"owner": "team-ghost"})).await;
+    env.apply_application("ghost", json!({"owner": "team-ghost"}))
+        .await;
     wait_ready(&services, "api").await;
-    wait_until("the Deployment to be labelled with the new application", WAIT, || async {
-        let d = env.api::<Deployment>().get("api").await.map_err(|e| e.to_string())?;
-        let app = d.metadata.labels.unwrap_or_default().get("paved.dev/application").cloned();
-        (app.as_deref() == Some("ghost")).then_some(()).ok_or_else(|| format!("paved.dev/application={app:?}"))
-    })
+    wait_until(
+        "the Deployment to be labelled with the new application",
+        WAIT,
+        || async {
+            let d = env
+                .api::<Deployment>()
+                .get("api")
+                .await
+                .map_err(|e| e.to_string())?;
+            let app = d
+                .metadata
+                .labels
+                .unwrap_or_default()
+                .get("paved.dev/application")
+                .cloned();
+            (app.as_deref() == Some("ghost"))
+                .then_some(())
+                .ok_or_else(|| format!("paved.dev/application={app:?}"))
+        },
+    )
     .await;
 }
 
@@ -126,13 +217,21 @@ async fn a_service_of_a_missing_application_is_refused_and_keeps_its_children_un
 async fn a_service_created_for_a_missing_application_is_refused_with_application_not_found() {
     let env = TestEnvironment::create("perr-noapp").await;
     env.apply_service("api", web("nowhere", json!({}))).await;
-    assert_refused(&env.client, &env.services(), "api", "ApplicationNotFound", "nowhere").await;
+    assert_refused(
+        &env.client,
+        &env.services(),
+        "api",
+        "ApplicationNotFound",
+        "nowhere",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_dependency_on_a_missing_service_is_refused_until_that_service_exists() {
     let env = TestEnvironment::create("perr-dep").await;
-    env.apply_application("shop", json!({"owner": "team-shop"})).await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
     let checkout = |depends: Value| {
         json!({
             "application": "shop",
@@ -146,15 +245,27 @@ async fn a_dependency_on_a_missing_service_is_refused_until_that_service_exists(
     wait_ready(&services, "checkout").await;
     let deployment = env.api::<Deployment>().get("checkout").await.unwrap();
 
-    env.apply_service("checkout", checkout(json!(["payments-api"]))).await;
-    let refused = assert_refused(&env.client, &services, "checkout", "DependencyNotFound", "payments-api").await;
+    env.apply_service("checkout", checkout(json!(["payments-api"])))
+        .await;
+    let refused = assert_refused(
+        &env.client,
+        &services,
+        "checkout",
+        "DependencyNotFound",
+        "payments-api",
+    )
+    .await;
     assert_eq!(
         refused.data["status"]["dependencies"],
         json!([{"name": "payments-api", "ready": false}]),
         "status.dependencies: {}",
         refused.data["status"]
     );
-    let kept = env.api::<Deployment>().get("checkout").await.expect("the Deployment is kept");
+    let kept = env
+        .api::<Deployment>()
+        .get("checkout")
+        .await
+        .expect("the Deployment is kept");
     assert_eq!(kept.metadata.uid, deployment.metadata.uid);
 
     env.apply_service(
@@ -164,28 +275,47 @@ async fn a_dependency_on_a_missing_service_is_refused_until_that_service_exists(
     .await;
     wait_ready(&services, "payments-api").await;
     let recovered = wait_ready(&services, "checkout").await;
-    assert_eq!(recovered.data["status"]["dependencies"], json!([{"name": "payments-api", "ready": true}]));
+    assert_eq!(
+        recovered.data["status"]["dependencies"],
+        json!([{"name": "payments-api", "ready": true}])
+    );
     let deployment = env.api::<Deployment>().get("checkout").await.unwrap();
     assert!(
-        first_container(&deployment).env.iter().flatten().any(|e| e.name == "PAYMENTS_API_URL"),
+        first_container(&deployment)
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "PAYMENTS_API_URL"),
         "the dependency's URL is injected once it exists"
     );
 }
 
 #[tokio::test]
-async fn an_application_and_a_service_outside_any_environment_stall_with_not_in_environment_and_get_no_children() {
+async fn an_application_and_a_service_outside_any_environment_stall_with_not_in_environment_and_get_no_children()
+ {
     let client = client().await;
     let namespace = unique("perr-loose");
     let mut guard = Cleanup::default();
     guard.namespaces.push(namespace.clone());
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
         .await
         .unwrap();
     let applications = applications(&client, &namespace);
     let services = services(&client, &namespace);
-    apply(&applications, application_manifest("shop", json!({"owner": "team-shop"}))).await;
-    apply(&services, service_manifest("web", web("shop", json!({"host": "web.example.test"})))).await;
+    apply(
+        &applications,
+        application_manifest("shop", json!({"owner": "team-shop"})),
+    )
+    .await;
+    apply(
+        &services,
+        service_manifest("web", web("shop", json!({"host": "web.example.test"}))),
+    )
+    .await;
 
     for (kind, api) in [("Application", &applications), ("Service", &services)] {
         let name = if kind == "Application" { "shop" } else { "web" };
@@ -193,32 +323,69 @@ async fn an_application_and_a_service_outside_any_environment_stall_with_not_in_
         let ready = condition(&stalled, "Ready").expect("Ready is always present");
         assert_eq!(ready.status, "False", "{kind} Ready: {ready:?}");
         let message = condition(&stalled, "Stalled").unwrap().message;
-        assert!(message.contains(&namespace), "{kind}: the message names the namespace: {message}");
+        assert!(
+            message.contains(&namespace),
+            "{kind}: the message names the namespace: {message}"
+        );
     }
     let web = services.get("web").await.unwrap();
-    wait_event(&client, Some(&namespace), web.metadata.uid.as_deref().unwrap(), "NotInEnvironment").await;
+    wait_event(
+        &client,
+        Some(&namespace),
+        web.metadata.uid.as_deref().unwrap(),
+        "NotInEnvironment",
+    )
+    .await;
 
     let managed = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
-    let none = |count: usize, kind: &str| assert_eq!(count, 0, "no {kind} in a namespace no Environment owns");
+    let none = |count: usize, kind: &str| {
+        assert_eq!(count, 0, "no {kind} in a namespace no Environment owns")
+    };
     none(
-        Api::<Deployment>::namespaced(client.clone(), &namespace).list(&managed).await.unwrap().items.len(),
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await
+            .unwrap()
+            .items
+            .len(),
         "Deployment",
     );
     none(
-        Api::<CoreService>::namespaced(client.clone(), &namespace).list(&managed).await.unwrap().items.len(),
+        Api::<CoreService>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await
+            .unwrap()
+            .items
+            .len(),
         "Service",
     );
-    none(Api::<Ingress>::namespaced(client.clone(), &namespace).list(&managed).await.unwrap().items.len(), "Ingress");
-    assert!(is_absent(&Api::<Deployment>::namespaced(client.clone(), &namespace), "web").await);
+    none(
+        Api::<Ingress>::namespaced(client.clone(), &namespace)
+            .list(&managed)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        "Ingress",
+    );
+    assert!(
+        is_absent(
+            &Api::<Deployment>::namespaced(client.clone(), &namespace),
+            "web"
+        )
+        .await
+    );
 }
 
 #[tokio::test]
 async fn of_two_services_claiming_one_host_the_first_keeps_it_and_the_second_gets_host_conflict() {
     let env = TestEnvironment::create("perr-claim").await;
-    env.apply_application("shop", json!({"owner": "team-shop"})).await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
     let host = format!("shop.{}", env.domain);
     // The first claimant sorts last by name, so a claim decided by name would lose.
-    env.apply_service("zz-first", web("shop", json!({"host": host}))).await;
+    env.apply_service("zz-first", web("shop", json!({"host": host})))
+        .await;
     let services = env.services();
     let first = wait_ready(&services, "zz-first").await;
     let first_ingress = wait_exists(&env.api::<Ingress>(), "zz-first").await;
@@ -227,27 +394,58 @@ async fn of_two_services_claiming_one_host_the_first_keeps_it_and_the_second_get
     let created = first.metadata.creation_timestamp.clone().unwrap().0;
     wait_until("a second to pass since the first claim", WAIT, || async {
         let age = k8s_openapi::jiff::Timestamp::now().duration_since(created);
-        (age > k8s_openapi::jiff::SignedDuration::from_millis(1500)).then_some(()).ok_or_else(|| format!("age {age:?}"))
+        (age > k8s_openapi::jiff::SignedDuration::from_millis(1500))
+            .then_some(())
+            .ok_or_else(|| format!("age {age:?}"))
     })
     .await;
 
-    env.apply_service("aa-second", web("shop", json!({"host": host}))).await;
-    assert_refused(&env.client, &services, "aa-second", "HostConflict", "zz-first").await;
-    assert!(is_absent(&env.api::<Ingress>(), "aa-second").await, "the second claimant gets no Ingress");
+    env.apply_service("aa-second", web("shop", json!({"host": host})))
+        .await;
+    assert_refused(
+        &env.client,
+        &services,
+        "aa-second",
+        "HostConflict",
+        "zz-first",
+    )
+    .await;
+    assert!(
+        is_absent(&env.api::<Ingress>(), "aa-second").await,
+        "the second claimant gets no Ingress"
+    );
 
-    holds_for("the first claimant to keep its host and stay Ready", Duration::from_secs(3), || async {
-        let first = services.get("zz-first").await.map_err(|e| e.to_string())?;
-        let ready = condition(&first, "Ready").map(|c| c.status);
-        let ingress = env.api::<Ingress>().get("zz-first").await.map_err(|e| e.to_string())?;
-        if ready.as_deref() == Some("True") && ingress_host(&ingress).as_deref() == Some(host.as_str()) {
-            Ok(())
-        } else {
-            Err(format!("Ready {ready:?}, host {:?}", ingress_host(&ingress)))
-        }
-    })
+    holds_for(
+        "the first claimant to keep its host and stay Ready",
+        Duration::from_secs(3),
+        || async {
+            let first = services.get("zz-first").await.map_err(|e| e.to_string())?;
+            let ready = condition(&first, "Ready").map(|c| c.status);
+            let ingress = env
+                .api::<Ingress>()
+                .get("zz-first")
+                .await
+                .map_err(|e| e.to_string())?;
+            if ready.as_deref() == Some("True")
+                && ingress_host(&ingress).as_deref() == Some(host.as_str())
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Ready {ready:?}, host {:?}",
+                    ingress_host(&ingress)
+                ))
+            }
+        },
+    )
     .await;
     assert_eq!(
-        env.api::<Ingress>().get("zz-first").await.unwrap().metadata.resource_version,
+        env.api::<Ingress>()
+            .get("zz-first")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
         first_ingress.metadata.resource_version,
         "the first claimant's Ingress was not rewritten"
     );

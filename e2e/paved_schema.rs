@@ -9,7 +9,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::paved_support::{
-    Cleanup, application_manifest, applications, apply, environment_manifest, environments, service_manifest, services,
+    Cleanup, application_manifest, applications, apply, environment_manifest, environments,
+    service_manifest, services,
 };
 use crate::support::{client, unique};
 
@@ -51,7 +52,10 @@ fn valid_service() -> Value {
 }
 
 fn dry_run() -> PostParams {
-    PostParams { dry_run: true, field_manager: None }
+    PostParams {
+        dry_run: true,
+        field_manager: None,
+    }
 }
 
 async fn create(api: &Api<DynamicObject>, manifest: &Value) -> Result<DynamicObject, kube::Error> {
@@ -62,11 +66,18 @@ async fn create(api: &Api<DynamicObject>, manifest: &Value) -> Result<DynamicObj
 /// Asserts a 422 Invalid whose message contains every one of `mentions`.
 fn assert_invalid(result: Result<DynamicObject, kube::Error>, mentions: &[&str]) {
     match result {
-        Ok(object) => panic!("accepted, but should be rejected: {}", serde_json::to_string(&object).unwrap()),
+        Ok(object) => panic!(
+            "accepted, but should be rejected: {}",
+            serde_json::to_string(&object).unwrap()
+        ),
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422, "422 Unprocessable Entity, got {status:?}");
             for mention in mentions {
-                assert!(status.message.contains(mention), "the message names {mention}: {}", status.message);
+                assert!(
+                    status.message.contains(mention),
+                    "the message names {mention}: {}",
+                    status.message
+                );
             }
         }
         Err(other) => panic!("expected a 422 from the apiserver, got {other}"),
@@ -76,35 +87,66 @@ fn assert_invalid(result: Result<DynamicObject, kube::Error>, mentions: &[&str])
 async fn rejects_environment(change: impl FnOnce(&mut Value), mentions: &[&str]) {
     let mut manifest = valid_environment(&unique("pschema-env"));
     change(&mut manifest);
-    assert_invalid(create(&environments(&client().await), &manifest).await, mentions);
+    assert_invalid(
+        create(&environments(&client().await), &manifest).await,
+        mentions,
+    );
 }
 
 async fn rejects_application(change: impl FnOnce(&mut Value), mentions: &[&str]) {
     let mut manifest = valid_application();
     change(&mut manifest);
-    assert_invalid(create(&applications(&client().await, "default"), &manifest).await, mentions);
+    assert_invalid(
+        create(&applications(&client().await, "default"), &manifest).await,
+        mentions,
+    );
 }
 
 async fn rejects_service(change: impl FnOnce(&mut Value), mentions: &[&str]) {
     let mut manifest = valid_service();
     change(&mut manifest);
-    assert_invalid(create(&services(&client().await, "default"), &manifest).await, mentions);
+    assert_invalid(
+        create(&services(&client().await, "default"), &manifest).await,
+        mentions,
+    );
 }
 
 #[tokio::test]
 async fn the_valid_manifests_the_rejection_cases_start_from_are_accepted() {
     let client = client().await;
-    create(&environments(&client), &valid_environment(&unique("pschema-env"))).await.expect("valid Environment");
-    create(&applications(&client, "default"), &valid_application()).await.expect("valid Application");
-    create(&services(&client, "default"), &valid_service()).await.expect("valid Service");
+    create(
+        &environments(&client),
+        &valid_environment(&unique("pschema-env")),
+    )
+    .await
+    .expect("valid Environment");
+    create(&applications(&client, "default"), &valid_application())
+        .await
+        .expect("valid Application");
+    create(&services(&client, "default"), &valid_service())
+        .await
+        .expect("valid Service");
     let mut autoscaled = valid_service();
-    autoscaled["spec"].as_object_mut().unwrap().remove("replicas");
+    autoscaled["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("replicas");
     autoscaled["spec"]["autoscaling"] = json!({"min": 2, "max": 10, "cpuUtilization": 70});
-    create(&services(&client, "default"), &autoscaled).await.expect("valid autoscaled Service");
-    let mut minimal = service_manifest("worker", json!({"application": "checkout", "image": "ghcr.io/acme/worker:1"}));
-    create(&services(&client, "default"), &minimal).await.expect("a Service needs only application and image");
+    create(&services(&client, "default"), &autoscaled)
+        .await
+        .expect("valid autoscaled Service");
+    let mut minimal = service_manifest(
+        "worker",
+        json!({"application": "checkout", "image": "ghcr.io/acme/worker:1"}),
+    );
+    create(&services(&client, "default"), &minimal)
+        .await
+        .expect("a Service needs only application and image");
     minimal["spec"]["expose"] = json!({});
-    assert_invalid(create(&services(&client, "default"), &minimal).await, &["port"]);
+    assert_invalid(
+        create(&services(&client, "default"), &minimal).await,
+        &["port"],
+    );
 }
 
 #[tokio::test]
@@ -114,12 +156,20 @@ async fn an_environment_type_outside_the_enum_is_rejected() {
 
 #[tokio::test]
 async fn an_environment_namespace_that_is_not_a_dns_label_is_rejected() {
-    rejects_environment(|m| m["spec"]["namespace"] = json!("Checkout_Staging"), &["spec.namespace"]).await;
+    rejects_environment(
+        |m| m["spec"]["namespace"] = json!("Checkout_Staging"),
+        &["spec.namespace"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_environment_domain_that_is_not_a_dns_name_is_rejected() {
-    rejects_environment(|m| m["spec"]["domain"] = json!("https://staging.example.test/"), &["spec.domain"]).await;
+    rejects_environment(
+        |m| m["spec"]["domain"] = json!("https://staging.example.test/"),
+        &["spec.domain"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -128,7 +178,9 @@ async fn an_environment_name_that_cannot_be_a_namespace_is_rejected_unless_spec_
     rejects_environment(|m| m["metadata"]["name"] = json!(name), &["namespace"]).await;
     let mut manifest = valid_environment(&name);
     manifest["spec"]["namespace"] = json!(unique("pschema-ns"));
-    create(&environments(&client().await), &manifest).await.expect("a dotted name with spec.namespace is fine");
+    create(&environments(&client().await), &manifest)
+        .await
+        .expect("a dotted name with spec.namespace is fine");
 }
 
 #[tokio::test]
@@ -144,21 +196,42 @@ async fn an_environment_namespace_cannot_be_changed_after_creation() {
     apply(&environments(&client), manifest.clone()).await;
 
     manifest["spec"]["namespace"] = json!(unique("pschema-second"));
-    let result =
-        environments(&client).patch(&name, &PatchParams::apply("e2e-user").force(), &Patch::Apply(&manifest)).await;
+    let result = environments(&client)
+        .patch(
+            &name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&manifest),
+        )
+        .await;
     assert_invalid(result, &["spec.namespace", "immutable"]);
     // Removing it is a change too.
-    manifest["spec"].as_object_mut().unwrap().remove("namespace");
-    let result =
-        environments(&client).patch(&name, &PatchParams::apply("e2e-user").force(), &Patch::Apply(&manifest)).await;
+    manifest["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let result = environments(&client)
+        .patch(
+            &name,
+            &PatchParams::apply("e2e-user").force(),
+            &Patch::Apply(&manifest),
+        )
+        .await;
     assert_invalid(result, &["namespace", "immutable"]);
     let stored = environments(&client).get(&name).await.unwrap();
-    assert_eq!(stored.data["spec"]["namespace"], json!(first_namespace), "nothing was stored");
+    assert_eq!(
+        stored.data["spec"]["namespace"],
+        json!(first_namespace),
+        "nothing was stored"
+    );
 }
 
 #[tokio::test]
 async fn an_application_lifecycle_outside_the_enum_is_rejected() {
-    rejects_application(|m| m["spec"]["lifecycle"] = json!("retired"), &["spec.lifecycle", "retired"]).await;
+    rejects_application(
+        |m| m["spec"]["lifecycle"] = json!("retired"),
+        &["spec.lifecycle", "retired"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -170,32 +243,56 @@ async fn an_application_without_an_owner_or_with_a_link_that_is_not_a_url_is_rej
         &["spec.owner"],
     )
     .await;
-    rejects_application(|m| m["spec"]["links"][0]["url"] = json!("github.com/acme"), &["spec.links[0].url"]).await;
+    rejects_application(
+        |m| m["spec"]["links"][0]["url"] = json!("github.com/acme"),
+        &["spec.links[0].url"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_port_above_65535_is_rejected() {
-    rejects_service(|m| m["spec"]["ports"][0]["port"] = json!(70000), &["spec.ports[0].port"]).await;
+    rejects_service(
+        |m| m["spec"]["ports"][0]["port"] = json!(70000),
+        &["spec.ports[0].port"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn duplicate_port_names_are_rejected() {
-    rejects_service(|m| m["spec"]["ports"][1]["name"] = json!("http"), &["spec.ports"]).await;
+    rejects_service(
+        |m| m["spec"]["ports"][1]["name"] = json!("http"),
+        &["spec.ports"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn duplicate_port_numbers_are_rejected() {
-    rejects_service(|m| m["spec"]["ports"][1]["port"] = json!(8080), &["spec.ports", "unique"]).await;
+    rejects_service(
+        |m| m["spec"]["ports"][1]["port"] = json!(8080),
+        &["spec.ports", "unique"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_port_name_that_is_not_a_dns_label_is_rejected() {
-    rejects_service(|m| m["spec"]["ports"][0]["name"] = json!("HTTP_Main"), &["spec.ports[0].name"]).await;
+    rejects_service(
+        |m| m["spec"]["ports"][0]["name"] = json!("HTTP_Main"),
+        &["spec.ports[0].name"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn replicas_together_with_autoscaling_is_rejected() {
-    rejects_service(|m| m["spec"]["autoscaling"] = json!({"min": 2, "max": 4}), &["replicas", "autoscaling"]).await;
+    rejects_service(
+        |m| m["spec"]["autoscaling"] = json!({"min": 2, "max": 4}),
+        &["replicas", "autoscaling"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -217,7 +314,11 @@ async fn negative_replicas_are_rejected() {
 
 #[tokio::test]
 async fn an_exposed_host_that_is_not_a_dns_name_is_rejected() {
-    rejects_service(|m| m["spec"]["expose"]["host"] = json!("Checkout_Staging!"), &["spec.expose.host"]).await;
+    rejects_service(
+        |m| m["spec"]["expose"]["host"] = json!("Checkout_Staging!"),
+        &["spec.expose.host"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -227,25 +328,45 @@ async fn a_service_name_that_cannot_be_a_dns_label_is_rejected() {
 
 #[tokio::test]
 async fn an_application_reference_that_is_not_a_name_is_rejected() {
-    rejects_service(|m| m["spec"]["application"] = json!("Checkout App"), &["spec.application"]).await;
+    rejects_service(
+        |m| m["spec"]["application"] = json!("Checkout App"),
+        &["spec.application"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_dependency_that_is_not_a_service_name_is_rejected() {
-    rejects_service(|m| m["spec"]["dependsOn"] = json!(["Payments_API"]), &["spec.dependsOn"]).await;
+    rejects_service(
+        |m| m["spec"]["dependsOn"] = json!(["Payments_API"]),
+        &["spec.dependsOn"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_service_depending_on_itself_is_rejected() {
-    rejects_service(|m| m["spec"]["dependsOn"] = json!(["checkout-api"]), &["dependsOn"]).await;
+    rejects_service(
+        |m| m["spec"]["dependsOn"] = json!(["checkout-api"]),
+        &["dependsOn"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_env_var_with_both_value_and_value_from_is_rejected() {
-    rejects_service(|m| m["spec"]["env"][0]["value"] = json!("hunter2"), &["spec.env[0]", "value"]).await;
+    rejects_service(
+        |m| m["spec"]["env"][0]["value"] = json!("hunter2"),
+        &["spec.env[0]", "value"],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_health_check_on_an_undeclared_port_is_rejected() {
-    rejects_service(|m| m["spec"]["health"]["port"] = json!("admin"), &["spec.health.port"]).await;
+    rejects_service(
+        |m| m["spec"]["health"]["port"] = json!("admin"),
+        &["spec.health.port"],
+    )
+    .await;
 }

@@ -14,9 +14,10 @@ use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Pos
 use serde_json::{Value, json};
 
 use crate::paved_support::{
-    PAVED_MANAGER, TestEnvironment, annotations, apply, condition, describe_status, first_container, holds_for, image,
-    is_absent, is_observed, labels, merge_patch, service_manifest, template_annotations, wait_condition, wait_exists,
-    wait_gone, wait_object, wait_ready,
+    PAVED_MANAGER, TestEnvironment, annotations, apply, condition, describe_status,
+    first_container, holds_for, image, is_absent, is_observed, labels, merge_patch,
+    service_manifest, template_annotations, wait_condition, wait_exists, wait_gone, wait_object,
+    wait_ready,
 };
 use crate::support::{WAIT, wait_until};
 
@@ -25,9 +26,19 @@ fn application(owner: &str) -> Value {
 }
 
 /// The labels, annotation, owner and field manager DESIGN.md requires on every child.
-fn assert_child_conventions(kind: &str, meta: &ObjectMeta, env: &TestEnvironment, app: &str, service: &DynamicObject) {
+fn assert_child_conventions(
+    kind: &str,
+    meta: &ObjectMeta,
+    env: &TestEnvironment,
+    app: &str,
+    service: &DynamicObject,
+) {
     let service_name = service.metadata.name.as_deref().unwrap();
-    assert_eq!(meta.name.as_deref(), Some(service_name), "{kind} is named after the Service");
+    assert_eq!(
+        meta.name.as_deref(),
+        Some(service_name),
+        "{kind} is named after the Service"
+    );
     let labels = labels(meta);
     let expected = [
         ("app.kubernetes.io/name", service_name),
@@ -39,7 +50,11 @@ fn assert_child_conventions(kind: &str, meta: &ObjectMeta, env: &TestEnvironment
         ("backstage.io/kubernetes-id", app),
     ];
     for (key, value) in expected {
-        assert_eq!(labels.get(key).map(String::as_str), Some(value), "{kind} label {key}; labels: {labels:?}");
+        assert_eq!(
+            labels.get(key).map(String::as_str),
+            Some(value),
+            "{kind} label {key}; labels: {labels:?}"
+        );
     }
     assert_eq!(
         annotations(meta).get("cortex.io/tag").map(String::as_str),
@@ -48,41 +63,75 @@ fn assert_child_conventions(kind: &str, meta: &ObjectMeta, env: &TestEnvironment
         meta.annotations
     );
 
-    let controllers: Vec<_> = meta.owner_references.iter().flatten().filter(|o| o.controller == Some(true)).collect();
-    assert_eq!(controllers.len(), 1, "{kind} has one controller owner: {:?}", meta.owner_references);
+    let controllers: Vec<_> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.controller == Some(true))
+        .collect();
+    assert_eq!(
+        controllers.len(),
+        1,
+        "{kind} has one controller owner: {:?}",
+        meta.owner_references
+    );
     let owner = controllers[0];
-    assert_eq!(owner.api_version, "paved.dev/v1alpha1", "{kind} owner: {owner:?}");
+    assert_eq!(
+        owner.api_version, "paved.dev/v1alpha1",
+        "{kind} owner: {owner:?}"
+    );
     assert_eq!(owner.kind, "Service", "{kind} owner: {owner:?}");
     assert_eq!(owner.name, service_name, "{kind} owner: {owner:?}");
-    assert_eq!(Some(&owner.uid), service.metadata.uid.as_ref(), "{kind} owner uid is the Service CR's");
+    assert_eq!(
+        Some(&owner.uid),
+        service.metadata.uid.as_ref(),
+        "{kind} owner uid is the Service CR's"
+    );
 
     assert!(
         meta.managed_fields
             .iter()
             .flatten()
-            .any(|m| m.manager.as_deref() == Some(PAVED_MANAGER) && m.operation.as_deref() == Some("Apply")),
+            .any(|m| m.manager.as_deref() == Some(PAVED_MANAGER)
+                && m.operation.as_deref() == Some("Apply")),
         "{kind} is server-side applied by field manager {PAVED_MANAGER}: {:?}",
-        meta.managed_fields.iter().flatten().map(|m| (&m.manager, &m.operation)).collect::<Vec<_>>()
+        meta.managed_fields
+            .iter()
+            .flatten()
+            .map(|m| (&m.manager, &m.operation))
+            .collect::<Vec<_>>()
     );
 }
 
 /// Keys Argo CD, Helm and kubectl use to track ownership: never on a child.
 fn assert_nothing_of_argo_cd_or_helm(kind: &str, meta: Option<&ObjectMeta>) {
     let Some(meta) = meta else { return };
-    let keys = labels(meta).into_keys().chain(annotations(meta).into_keys());
+    let keys = labels(meta)
+        .into_keys()
+        .chain(annotations(meta).into_keys());
     for key in keys {
         let forbidden = key == "app.kubernetes.io/instance"
-            || ["argocd.argoproj.io/", "helm.sh/", "meta.helm.sh/", "kubectl.kubernetes.io/"]
-                .iter()
-                .any(|prefix| key.starts_with(prefix));
-        assert!(!forbidden, "{kind} carries {key}, copied from a parent: Argo CD would prune it");
+            || [
+                "argocd.argoproj.io/",
+                "helm.sh/",
+                "meta.helm.sh/",
+                "kubectl.kubernetes.io/",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
+        assert!(
+            !forbidden,
+            "{kind} carries {key}, copied from a parent: Argo CD would prune it"
+        );
     }
 }
 
 #[tokio::test]
-async fn a_service_gets_a_deployment_core_service_ingress_and_hpa_named_after_it_owned_by_it_and_labelled() {
+async fn a_service_gets_a_deployment_core_service_ingress_and_hpa_named_after_it_owned_by_it_and_labelled()
+ {
     let env = TestEnvironment::create("psvc-children").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     let service = env
         .apply_service(
             "web",
@@ -109,23 +158,47 @@ async fn a_service_gets_a_deployment_core_service_ingress_and_hpa_named_after_it
 
     // Deployment: the image, the port, the health check as probes.
     let container = first_container(&deployment);
-    assert_eq!(container.image.as_deref(), Some(image("web", "1.0.0").as_str()));
+    assert_eq!(
+        container.image.as_deref(),
+        Some(image("web", "1.0.0").as_str())
+    );
     assert!(
-        container.ports.iter().flatten().any(|p| p.container_port == 8080),
+        container
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.container_port == 8080),
         "container ports: {:?}",
         container.ports
     );
-    let readiness = container.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("a readiness probe");
+    let readiness = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("a readiness probe");
     assert_eq!(readiness.path.as_deref(), Some("/healthz"));
     assert!(
-        matches!(&readiness.port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080))
-            || matches!(&readiness.port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) if s == "http"),
+        matches!(
+            &readiness.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080)
+        ) || matches!(&readiness.port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) if s == "http"),
         "readiness probe port: {:?}",
         readiness.port
     );
-    assert!(container.liveness_probe.is_some(), "health gives a liveness probe too");
-    let requests = container.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
-    assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("100m"), "requests: {requests:?}");
+    assert!(
+        container.liveness_probe.is_some(),
+        "health gives a liveness probe too"
+    );
+    let requests = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        requests.get("cpu").map(|q| q.0.as_str()),
+        Some("100m"),
+        "requests: {requests:?}"
+    );
 
     // Core Service: the port, selecting the Deployment's pods.
     let core_spec = core.spec.clone().unwrap();
@@ -134,8 +207,17 @@ async fn a_service_gets_a_deployment_core_service_ingress_and_hpa_named_after_it
     assert_eq!(core_ports[0].port, 8080);
     assert_eq!(core_ports[0].name.as_deref(), Some("http"));
     let selector = core_spec.selector.clone().unwrap_or_default();
-    let pod_labels =
-        deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap_or_default();
+    let pod_labels = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap_or_default();
     assert!(!selector.is_empty(), "the core Service selects pods");
     assert!(
         selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
@@ -145,10 +227,17 @@ async fn a_service_gets_a_deployment_core_service_ingress_and_hpa_named_after_it
     // Ingress: expose {} gives <service>.<domain> and /.
     let rules = ingress.spec.clone().unwrap().rules.unwrap_or_default();
     assert_eq!(rules.len(), 1, "ingress rules: {rules:?}");
-    assert_eq!(rules[0].host.as_deref(), Some(format!("web.{}", env.domain).as_str()));
+    assert_eq!(
+        rules[0].host.as_deref(),
+        Some(format!("web.{}", env.domain).as_str())
+    );
     let paths = &rules[0].http.as_ref().unwrap().paths;
     assert_eq!(paths[0].path.as_deref(), Some("/"));
-    let backend = paths[0].backend.service.as_ref().expect("a service backend");
+    let backend = paths[0]
+        .backend
+        .service
+        .as_ref()
+        .expect("a service backend");
     assert_eq!(backend.name, "web");
     let backend_port = backend.port.as_ref().unwrap();
     assert!(
@@ -162,7 +251,10 @@ async fn a_service_gets_a_deployment_core_service_ingress_and_hpa_named_after_it
     assert_eq!(hpa_spec.max_replicas, 5);
     assert_eq!(hpa_spec.scale_target_ref.kind, "Deployment");
     assert_eq!(hpa_spec.scale_target_ref.name, "web");
-    assert_eq!(hpa_spec.scale_target_ref.api_version.as_deref(), Some("apps/v1"));
+    assert_eq!(
+        hpa_spec.scale_target_ref.api_version.as_deref(),
+        Some("apps/v1")
+    );
     let utilization = hpa_spec
         .metrics
         .iter()
@@ -189,7 +281,10 @@ async fn argo_cd_helm_and_kubectl_keys_on_the_parents_are_not_copied_to_the_chil
         }
     });
     let mut app = crate::paved_support::application_manifest("shop", application("team-shop"));
-    app["metadata"].as_object_mut().unwrap().extend(tracking.as_object().unwrap().clone());
+    app["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .extend(tracking.as_object().unwrap().clone());
     apply(&env.applications(), app).await;
     let mut manifest = service_manifest(
         "web",
@@ -201,9 +296,17 @@ async fn argo_cd_helm_and_kubectl_keys_on_the_parents_are_not_copied_to_the_chil
             "expose": {}
         }),
     );
-    manifest["metadata"].as_object_mut().unwrap().extend(tracking.as_object().unwrap().clone());
+    manifest["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .extend(tracking.as_object().unwrap().clone());
     let service = apply(&env.services(), manifest).await;
-    assert_eq!(labels(&service.metadata).get("helm.sh/chart").map(String::as_str), Some("shop-1.2.3"));
+    assert_eq!(
+        labels(&service.metadata)
+            .get("helm.sh/chart")
+            .map(String::as_str),
+        Some("shop-1.2.3")
+    );
 
     let deployment = wait_exists(&env.api::<Deployment>(), "web").await;
     let core = wait_exists(&env.api::<CoreService>(), "web").await;
@@ -212,7 +315,10 @@ async fn argo_cd_helm_and_kubectl_keys_on_the_parents_are_not_copied_to_the_chil
     // The children are Paved's, so the check means something.
     assert_child_conventions("Deployment", &deployment.metadata, &env, "shop", &service);
     assert_nothing_of_argo_cd_or_helm("Deployment", Some(&deployment.metadata));
-    assert_nothing_of_argo_cd_or_helm("pod template", deployment.spec.as_ref().unwrap().template.metadata.as_ref());
+    assert_nothing_of_argo_cd_or_helm(
+        "pod template",
+        deployment.spec.as_ref().unwrap().template.metadata.as_ref(),
+    );
     assert_nothing_of_argo_cd_or_helm("core Service", Some(&core.metadata));
     assert_nothing_of_argo_cd_or_helm("Ingress", Some(&ingress.metadata));
     assert_nothing_of_argo_cd_or_helm("HPA", Some(&hpa.metadata));
@@ -221,7 +327,8 @@ async fn argo_cd_helm_and_kubectl_keys_on_the_parents_are_not_copied_to_the_chil
 #[tokio::test]
 async fn with_autoscaling_the_deployment_paved_applies_has_no_replicas_and_the_hpa_scales_it() {
     let env = TestEnvironment::create("psvc-hpa").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     env.apply_service(
         "api",
         json!({
@@ -240,34 +347,61 @@ async fn with_autoscaling_the_deployment_paved_applies_has_no_replicas_and_the_h
         .managed_fields
         .iter()
         .flatten()
-        .filter(|m| m.manager.as_deref() == Some(PAVED_MANAGER) && m.operation.as_deref() == Some("Apply"))
+        .filter(|m| {
+            m.manager.as_deref() == Some(PAVED_MANAGER) && m.operation.as_deref() == Some("Apply")
+        })
         .collect();
-    assert_eq!(paved_fields.len(), 1, "one Apply entry of manager paved: {:?}", deployment.metadata.managed_fields);
+    assert_eq!(
+        paved_fields.len(),
+        1,
+        "one Apply entry of manager paved: {:?}",
+        deployment.metadata.managed_fields
+    );
     let fields = &paved_fields[0].fields_v1.as_ref().expect("fieldsV1").0;
-    assert!(fields["f:spec"].is_object(), "paved manages the Deployment spec: {fields}");
-    assert!(fields["f:spec"].get("f:replicas").is_none(), "paved must not own spec.replicas: {}", fields["f:spec"]);
+    assert!(
+        fields["f:spec"].is_object(),
+        "paved manages the Deployment spec: {fields}"
+    );
+    assert!(
+        fields["f:spec"].get("f:replicas").is_none(),
+        "paved must not own spec.replicas: {}",
+        fields["f:spec"]
+    );
 
     // The HPA raises the Deployment to its minimum, and Paved does not take it back.
-    wait_until("the HPA to scale the Deployment to its minimum of 3", WAIT, || async {
-        let d = deployments.get("api").await.map_err(|e| e.to_string())?;
-        let replicas = d.spec.and_then(|s| s.replicas);
-        (replicas == Some(3)).then_some(()).ok_or_else(|| format!("spec.replicas {replicas:?}"))
-    })
+    wait_until(
+        "the HPA to scale the Deployment to its minimum of 3",
+        WAIT,
+        || async {
+            let d = deployments.get("api").await.map_err(|e| e.to_string())?;
+            let replicas = d.spec.and_then(|s| s.replicas);
+            (replicas == Some(3))
+                .then_some(())
+                .ok_or_else(|| format!("spec.replicas {replicas:?}"))
+        },
+    )
     .await;
     let ready = wait_object(&env.services(), "api", "3 ready replicas in status", |s| {
         let replicas = &s.data["status"]["replicas"];
-        (replicas["desired"] == 3 && replicas["ready"] == 3).then_some(()).ok_or_else(|| format!("replicas {replicas}"))
+        (replicas["desired"] == 3 && replicas["ready"] == 3)
+            .then_some(())
+            .ok_or_else(|| format!("replicas {replicas}"))
     })
     .await;
     assert!(is_observed(&ready));
     let deployment = deployments.get("api").await.unwrap();
-    assert_eq!(deployment.spec.unwrap().replicas, Some(3), "Paved left the HPA's replicas alone");
+    assert_eq!(
+        deployment.spec.unwrap().replicas,
+        Some(3),
+        "Paved left the HPA's replicas alone"
+    );
 }
 
 #[tokio::test]
 async fn a_service_with_fixed_replicas_and_no_expose_gets_no_ingress_and_no_hpa() {
     let env = TestEnvironment::create("psvc-fixed").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     env.apply_service(
         "worker",
         json!({"application": "shop", "image": image("worker", "1"), "ports": [{"name": "metrics", "port": 9090}], "replicas": 3}),
@@ -276,20 +410,39 @@ async fn a_service_with_fixed_replicas_and_no_expose_gets_no_ingress_and_no_hpa(
     let service = wait_ready(&env.services(), "worker").await;
     let deployment = env.api::<Deployment>().get("worker").await.unwrap();
     assert_eq!(deployment.spec.unwrap().replicas, Some(3));
-    assert!(env.api::<CoreService>().get_opt("worker").await.unwrap().is_some(), "ports give a core Service");
-    assert!(is_absent(&env.api::<Ingress>(), "worker").await, "no Ingress without expose");
-    assert!(is_absent(&env.api::<HorizontalPodAutoscaler>(), "worker").await, "no HPA without autoscaling");
-    assert!(service.data["status"]["url"].is_null(), "no url without expose: {}", service.data["status"]);
+    assert!(
+        env.api::<CoreService>()
+            .get_opt("worker")
+            .await
+            .unwrap()
+            .is_some(),
+        "ports give a core Service"
+    );
+    assert!(
+        is_absent(&env.api::<Ingress>(), "worker").await,
+        "no Ingress without expose"
+    );
+    assert!(
+        is_absent(&env.api::<HorizontalPodAutoscaler>(), "worker").await,
+        "no HPA without autoscaling"
+    );
+    assert!(
+        service.data["status"]["url"].is_null(),
+        "no url without expose: {}",
+        service.data["status"]
+    );
 }
 
 #[tokio::test]
-async fn an_environment_with_an_ingress_class_and_tls_gives_exposed_services_that_class_and_a_certificate() {
+async fn an_environment_with_an_ingress_class_and_tls_gives_exposed_services_that_class_and_a_certificate()
+ {
     let env = TestEnvironment::create_with(
         "psvc-tls",
         json!({"ingress": {"className": "nginx", "tls": {"clusterIssuer": "letsencrypt"}}}),
     )
     .await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     env.apply_service(
         "web",
         json!({
@@ -306,26 +459,47 @@ async fn an_environment_with_an_ingress_class_and_tls_gives_exposed_services_tha
     assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
     let rules = spec.rules.unwrap_or_default();
     assert_eq!(rules[0].host.as_deref(), Some(host.as_str()));
-    assert_eq!(rules[0].http.as_ref().unwrap().paths[0].path.as_deref(), Some("/store"));
+    assert_eq!(
+        rules[0].http.as_ref().unwrap().paths[0].path.as_deref(),
+        Some("/store")
+    );
     let tls = spec.tls.unwrap_or_default();
     assert_eq!(tls.len(), 1, "one TLS entry: {tls:?}");
     assert_eq!(tls[0].hosts.clone().unwrap_or_default(), vec![host.clone()]);
-    assert!(tls[0].secret_name.as_deref().is_some_and(|s| !s.is_empty()), "a TLS secret name: {tls:?}");
+    assert!(
+        tls[0].secret_name.as_deref().is_some_and(|s| !s.is_empty()),
+        "a TLS secret name: {tls:?}"
+    );
     assert_eq!(
-        annotations(&ingress.metadata).get("cert-manager.io/cluster-issuer").map(String::as_str),
+        annotations(&ingress.metadata)
+            .get("cert-manager.io/cluster-issuer")
+            .map(String::as_str),
         Some("letsencrypt")
     );
     let service = wait_ready(&env.services(), "web").await;
-    let url = service.data["status"]["url"].as_str().unwrap_or_default().to_string();
-    assert!(url.starts_with(&format!("https://{host}/store")), "status.url is https with the path: {url}");
+    let url = service.data["status"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        url.starts_with(&format!("https://{host}/store")),
+        "status.url is https with the path: {url}"
+    );
 }
 
 fn env_value<'a>(container: &'a k8s_openapi::api::core::v1::Container, name: &str) -> Vec<&'a str> {
-    container.env.iter().flatten().filter(|e| e.name == name).map(|e| e.value.as_deref().unwrap_or_default()).collect()
+    container
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == name)
+        .map(|e| e.value.as_deref().unwrap_or_default())
+        .collect()
 }
 
 #[tokio::test]
-async fn depends_on_injects_url_variables_and_the_application_env_is_merged_under_the_services_own() {
+async fn depends_on_injects_url_variables_and_the_application_env_is_merged_under_the_services_own()
+{
     let env = TestEnvironment::create("psvc-env").await;
     env.apply_application(
         "shop",
@@ -350,12 +524,20 @@ async fn depends_on_injects_url_variables_and_the_application_env_is_merged_unde
     .await;
 
     let deployments = env.api::<Deployment>();
-    let deployment = wait_until("checkout's Deployment with PAYMENTS_API_URL", WAIT, || async {
-        let d = deployments.get_opt("checkout").await.map_err(|e| e.to_string())?.ok_or("no Deployment yet")?;
-        (!env_value(&first_container(&d), "PAYMENTS_API_URL").is_empty())
-            .then_some(d.clone())
-            .ok_or_else(|| format!("env: {:?}", first_container(&d).env))
-    })
+    let deployment = wait_until(
+        "checkout's Deployment with PAYMENTS_API_URL",
+        WAIT,
+        || async {
+            let d = deployments
+                .get_opt("checkout")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no Deployment yet")?;
+            (!env_value(&first_container(&d), "PAYMENTS_API_URL").is_empty())
+                .then_some(d.clone())
+                .ok_or_else(|| format!("env: {:?}", first_container(&d).env))
+        },
+    )
     .await;
     let container = first_container(&deployment);
     let url = env_value(&container, "PAYMENTS_API_URL");
@@ -365,20 +547,45 @@ async fn depends_on_injects_url_variables_and_the_application_env_is_merged_unde
         "the URL reaches payments-api:8080: {}",
         url[0]
     );
-    assert_eq!(env_value(&container, "LOG_LEVEL"), vec!["info"], "the Application's env is merged in");
-    assert_eq!(env_value(&container, "REGION"), vec!["service-region"], "the Service's own value wins, once");
+    assert_eq!(
+        env_value(&container, "LOG_LEVEL"),
+        vec!["info"],
+        "the Application's env is merged in"
+    );
+    assert_eq!(
+        env_value(&container, "REGION"),
+        vec!["service-region"],
+        "the Service's own value wins, once"
+    );
     assert_eq!(env_value(&container, "FEATURE"), vec!["on"]);
     let payments = deployments.get("payments-api").await.unwrap();
-    assert_eq!(env_value(&first_container(&payments), "LOG_LEVEL"), vec!["info"], "every Service of the Application");
-    assert!(env_value(&first_container(&payments), "CHECKOUT_URL").is_empty(), "dependencies are not symmetric");
+    assert_eq!(
+        env_value(&first_container(&payments), "LOG_LEVEL"),
+        vec!["info"],
+        "every Service of the Application"
+    );
+    assert!(
+        env_value(&first_container(&payments), "CHECKOUT_URL").is_empty(),
+        "dependencies are not symmetric"
+    );
 
     // A change of the Application's env reaches its Services' Deployments.
-    merge_patch(&env.applications(), "shop", json!({"spec": {"env": [{"name": "LOG_LEVEL", "value": "debug"}]}})).await;
+    merge_patch(
+        &env.applications(),
+        "shop",
+        json!({"spec": {"env": [{"name": "LOG_LEVEL", "value": "debug"}]}}),
+    )
+    .await;
     wait_until("LOG_LEVEL=debug in checkout's Deployment", WAIT, || async {
-        let d = deployments.get("checkout").await.map_err(|e| e.to_string())?;
+        let d = deployments
+            .get("checkout")
+            .await
+            .map_err(|e| e.to_string())?;
         let container = first_container(&d);
         let level = env_value(&container, "LOG_LEVEL");
-        (level == vec!["debug"]).then_some(()).ok_or_else(|| format!("LOG_LEVEL {level:?}"))
+        (level == vec!["debug"])
+            .then_some(())
+            .ok_or_else(|| format!("LOG_LEVEL {level:?}"))
     })
     .await;
 }
@@ -401,7 +608,8 @@ fn pod_selector(deployment: &Deployment) -> String {
 #[tokio::test]
 async fn a_service_is_ready_only_once_its_pods_are_ready() {
     let env = TestEnvironment::create("psvc-ready").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     let spec = |cpu: &str| {
         json!({
             "application": "shop",
@@ -417,13 +625,25 @@ async fn a_service_is_ready_only_once_its_pods_are_ready() {
     let pods = env.api::<Pod>();
     let selector = pod_selector(&deployment);
     wait_until("the pod to be Unschedulable", WAIT, || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| e.to_string())?;
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| e.to_string())?;
         let unschedulable = list.items.iter().any(|p| {
-            p.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().any(|c| {
-                c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
-            })
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
         });
-        unschedulable.then_some(()).ok_or_else(|| format!("{} pods, none unschedulable yet", list.items.len()))
+        unschedulable
+            .then_some(())
+            .ok_or_else(|| format!("{} pods, none unschedulable yet", list.items.len()))
     })
     .await;
     let services = env.services();
@@ -454,8 +674,14 @@ async fn a_service_is_ready_only_once_its_pods_are_ready() {
     let ready = wait_ready(&services, "big").await;
     let replicas = &ready.data["status"]["replicas"];
     assert_eq!(replicas["desired"], 1, "status.replicas: {replicas}");
-    assert_eq!(replicas["ready"], replicas["desired"], "status.replicas: {replicas}");
-    assert_eq!(replicas["available"], replicas["desired"], "status.replicas: {replicas}");
+    assert_eq!(
+        replicas["ready"], replicas["desired"],
+        "status.replicas: {replicas}"
+    );
+    assert_eq!(
+        replicas["available"], replicas["desired"],
+        "status.replicas: {replicas}"
+    );
     assert!(
         condition(&ready, "Reconciling").is_none_or(|c| c.status != "True"),
         "no longer Reconciling: {}",
@@ -466,38 +692,66 @@ async fn a_service_is_ready_only_once_its_pods_are_ready() {
 #[tokio::test]
 async fn changing_the_image_rolls_out_a_new_revision_and_keeps_a_bounded_history() {
     let env = TestEnvironment::create("psvc-rollout").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     let spec = |tag: &str| json!({"application": "shop", "image": image("api", tag), "ports": [{"name": "http", "port": 8080}]});
     env.apply_service("api", spec("v1")).await;
     let services = env.services();
     let first = wait_ready(&services, "api").await;
     assert_eq!(first.data["status"]["image"], json!(image("api", "v1")));
-    let first_revision = first.data["status"]["revision"].as_i64().expect("status.revision");
+    let first_revision = first.data["status"]["revision"]
+        .as_i64()
+        .expect("status.revision");
     assert!(first_revision >= 1, "first revision: {first_revision}");
-    let history = first.data["status"]["history"].as_array().cloned().unwrap_or_default();
+    let history = first.data["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(history.len(), 1, "history: {history:?}");
     assert_eq!(history[0]["image"], json!(image("api", "v1")));
 
     env.apply_service("api", spec("v2")).await;
-    let second = wait_object(&services, "api", "status.image v2 and the next revision", |s| {
-        let status = &s.data["status"];
-        (is_observed(s) && status["image"] == json!(image("api", "v2")) && status["revision"] == first_revision + 1)
-            .then_some(())
-            .ok_or_else(|| format!("image {} revision {}", status["image"], status["revision"]))
-    })
+    let second = wait_object(
+        &services,
+        "api",
+        "status.image v2 and the next revision",
+        |s| {
+            let status = &s.data["status"];
+            (is_observed(s)
+                && status["image"] == json!(image("api", "v2"))
+                && status["revision"] == first_revision + 1)
+                .then_some(())
+                .ok_or_else(|| format!("image {} revision {}", status["image"], status["revision"]))
+        },
+    )
     .await;
     let deployment = env.api::<Deployment>().get("api").await.unwrap();
-    assert_eq!(first_container(&deployment).image.as_deref(), Some(image("api", "v2").as_str()));
-    let history = second.data["status"]["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        first_container(&deployment).image.as_deref(),
+        Some(image("api", "v2").as_str())
+    );
+    let history = second.data["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(history.len(), 2, "history: {history:?}");
-    assert_eq!(history[0]["image"], json!(image("api", "v2")), "newest first: {history:?}");
+    assert_eq!(
+        history[0]["image"],
+        json!(image("api", "v2")),
+        "newest first: {history:?}"
+    );
     assert_eq!(history[0]["revision"], first_revision + 1);
     assert_eq!(history[1]["image"], json!(image("api", "v1")));
     assert_eq!(history[1]["revision"], first_revision);
     for record in &history {
-        assert!(record["configHash"].as_str().is_some_and(|h| !h.is_empty()), "configHash: {record}");
         assert!(
-            record["deployedAt"].as_str().is_some_and(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
+            record["configHash"].as_str().is_some_and(|h| !h.is_empty()),
+            "configHash: {record}"
+        );
+        assert!(
+            record["deployedAt"]
+                .as_str()
+                .is_some_and(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
             "deployedAt is RFC 3339: {record}"
         );
     }
@@ -517,16 +771,31 @@ async fn changing_the_image_rolls_out_a_new_revision_and_keeps_a_bounded_history
         .await;
     }
     let last = services.get("api").await.unwrap();
-    assert_eq!(last.data["status"]["revision"], first_revision + revisions - 1);
-    let history = last.data["status"]["history"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        last.data["status"]["revision"],
+        first_revision + revisions - 1
+    );
+    let history = last.data["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         !history.is_empty() && history.len() <= 10,
         "history is bounded (at most 10, per the API docs) after {revisions} revisions: {} entries",
         history.len()
     );
-    assert_eq!(history[0]["image"], json!(image("api", &format!("v{revisions}"))));
-    let numbers: Vec<i64> = history.iter().map(|r| r["revision"].as_i64().unwrap()).collect();
-    assert!(numbers.windows(2).all(|w| w[0] > w[1]), "newest first: {numbers:?}");
+    assert_eq!(
+        history[0]["image"],
+        json!(image("api", &format!("v{revisions}")))
+    );
+    let numbers: Vec<i64> = history
+        .iter()
+        .map(|r| r["revision"].as_i64().unwrap())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {numbers:?}"
+    );
 }
 
 /// Waits until the pod template differs from `before`, then until the
@@ -538,11 +807,17 @@ async fn wait_template_change_and_roll(
     what: &str,
 ) -> BTreeMap<String, String> {
     let deployments = env.api::<Deployment>();
-    let changed = wait_until(&format!("the pod template to change after {what}"), WAIT, || async {
-        let d = deployments.get(name).await.map_err(|e| e.to_string())?;
-        let now = template_annotations(&d);
-        (now != *before).then_some(now.clone()).ok_or_else(|| format!("template annotations still {now:?}"))
-    })
+    let changed = wait_until(
+        &format!("the pod template to change after {what}"),
+        WAIT,
+        || async {
+            let d = deployments.get(name).await.map_err(|e| e.to_string())?;
+            let now = template_annotations(&d);
+            (now != *before)
+                .then_some(now.clone())
+                .ok_or_else(|| format!("template annotations still {now:?}"))
+        },
+    )
     .await;
     let replica_sets = env.api::<ReplicaSet>();
     wait_until(&format!("the pods to roll after {what}"), WAIT, || async {
@@ -550,9 +825,16 @@ async fn wait_template_change_and_roll(
         let generation = d.metadata.generation.unwrap_or_default();
         let status = d.status.clone().unwrap_or_default();
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let sets = replica_sets.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let sets = replica_sets
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
         let current = sets.items.iter().any(|rs| {
-            rs.metadata.owner_references.iter().flatten().any(|o| o.name == name)
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.name == name)
                 && rs
                     .spec
                     .as_ref()
@@ -563,9 +845,11 @@ async fn wait_template_change_and_roll(
                     == changed
                 && rs.status.as_ref().map(|s| s.ready_replicas.unwrap_or(0)) == Some(replicas)
         });
-        (current && status.observed_generation == Some(generation) && status.updated_replicas == Some(replicas))
-            .then_some(())
-            .ok_or_else(|| format!("new ReplicaSet ready: {current}, status {status:?}"))
+        (current
+            && status.observed_generation == Some(generation)
+            && status.updated_replicas == Some(replicas))
+        .then_some(())
+        .ok_or_else(|| format!("new ReplicaSet ready: {current}, status {status:?}"))
     })
     .await;
     changed
@@ -574,10 +858,10 @@ async fn wait_template_change_and_roll(
 #[tokio::test]
 async fn setting_restarted_at_rolls_the_pods() {
     let env = TestEnvironment::create("psvc-restart").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     let spec = |restarted: Option<&str>| {
-        let mut spec =
-            json!({"application": "shop", "image": image("api", "1"), "ports": [{"name": "http", "port": 8080}]});
+        let mut spec = json!({"application": "shop", "image": image("api", "1"), "ports": [{"name": "http", "port": 8080}]});
         if let Some(at) = restarted {
             spec["restartedAt"] = json!(at);
         }
@@ -587,9 +871,12 @@ async fn setting_restarted_at_rolls_the_pods() {
     wait_ready(&env.services(), "api").await;
     let before = template_annotations(&env.api::<Deployment>().get("api").await.unwrap());
 
-    env.apply_service("api", spec(Some("2026-11-23T10:00:00Z"))).await;
-    let after_first = wait_template_change_and_roll(&env, "api", &before, "setting restartedAt").await;
-    env.apply_service("api", spec(Some("2026-11-24T10:00:00Z"))).await;
+    env.apply_service("api", spec(Some("2026-11-23T10:00:00Z")))
+        .await;
+    let after_first =
+        wait_template_change_and_roll(&env, "api", &before, "setting restartedAt").await;
+    env.apply_service("api", spec(Some("2026-11-24T10:00:00Z")))
+        .await;
     wait_template_change_and_roll(&env, "api", &after_first, "changing restartedAt").await;
     wait_ready(&env.services(), "api").await;
 }
@@ -597,13 +884,17 @@ async fn setting_restarted_at_rolls_the_pods() {
 #[tokio::test]
 async fn changing_a_referenced_config_map_or_secret_rolls_the_pods() {
     let env = TestEnvironment::create("psvc-config").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     let config_maps = env.api::<ConfigMap>();
     let secrets = env.api::<Secret>();
     config_maps
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"mode": "fast"}})).unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "settings"}, "data": {"mode": "fast"}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -633,33 +924,62 @@ async fn changing_a_referenced_config_map_or_secret_rolls_the_pods() {
     wait_ready(&env.services(), "api").await;
     let deployment = env.api::<Deployment>().get("api").await.unwrap();
     let container = first_container(&deployment);
-    let password = container.env.iter().flatten().find(|e| e.name == "DB_PASSWORD").expect("DB_PASSWORD in the pod");
+    let password = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "DB_PASSWORD")
+        .expect("DB_PASSWORD in the pod");
     assert_eq!(
-        password.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).map(|r| (r.name.as_str(), r.key.as_str())),
+        password
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .map(|r| (r.name.as_str(), r.key.as_str())),
         Some(("db", "password")),
         "the secret is referenced, not copied: {password:?}"
     );
     let before = template_annotations(&deployment);
     let as_text = serde_json::to_string(&deployment).unwrap();
-    assert!(!as_text.contains("first-secret-value"), "a secret's value never lands in the Deployment");
+    assert!(
+        !as_text.contains("first-secret-value"),
+        "a secret's value never lands in the Deployment"
+    );
 
     let merge = PatchParams::default();
-    config_maps.patch("settings", &merge, &Patch::Merge(json!({"data": {"mode": "safe"}}))).await.unwrap();
-    let after_config_map = wait_template_change_and_roll(&env, "api", &before, "the ConfigMap changed").await;
+    config_maps
+        .patch(
+            "settings",
+            &merge,
+            &Patch::Merge(json!({"data": {"mode": "safe"}})),
+        )
+        .await
+        .unwrap();
+    let after_config_map =
+        wait_template_change_and_roll(&env, "api", &before, "the ConfigMap changed").await;
 
     secrets
-        .patch("db", &merge, &Patch::Merge(json!({"stringData": {"password": "second-secret-value"}})))
+        .patch(
+            "db",
+            &merge,
+            &Patch::Merge(json!({"stringData": {"password": "second-secret-value"}})),
+        )
         .await
         .unwrap();
     wait_template_change_and_roll(&env, "api", &after_config_map, "the Secret changed").await;
     let deployment = env.api::<Deployment>().get("api").await.unwrap();
-    assert!(!serde_json::to_string(&deployment).unwrap().contains("second-secret-value"));
+    assert!(
+        !serde_json::to_string(&deployment)
+            .unwrap()
+            .contains("second-secret-value")
+    );
 }
 
 #[tokio::test]
 async fn deleting_a_service_removes_its_children() {
     let env = TestEnvironment::create("psvc-delete").await;
-    env.apply_application("shop", application("team-shop")).await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
     env.apply_service(
         "web",
         json!({
@@ -676,7 +996,10 @@ async fn deleting_a_service_removes_its_children() {
     wait_exists(&env.api::<Ingress>(), "web").await;
     wait_exists(&env.api::<HorizontalPodAutoscaler>(), "web").await;
 
-    env.services().delete("web", &DeleteParams::default()).await.unwrap();
+    env.services()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
     wait_gone(&env.services(), "web").await;
     wait_gone(&env.api::<Deployment>(), "web").await;
     wait_gone(&env.api::<CoreService>(), "web").await;

@@ -24,13 +24,22 @@ pub const USER_MANAGER: &str = "e2e-user";
 pub const PAVED_MANAGER: &str = "paved";
 
 pub fn environment_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Environment"), "environments")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("paved.dev", "v1alpha1", "Environment"),
+        "environments",
+    )
 }
 pub fn application_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Application"), "applications")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("paved.dev", "v1alpha1", "Application"),
+        "applications",
+    )
 }
 pub fn service_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service"), "services")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service"),
+        "services",
+    )
 }
 
 pub fn environments(client: &Client) -> Api<DynamicObject> {
@@ -46,10 +55,17 @@ pub fn services(client: &Client, namespace: &str) -> Api<DynamicObject> {
 /// `kubectl apply --server-side --force-conflicts` of one manifest (which carries
 /// apiVersion, kind and metadata.name).
 pub async fn apply(api: &Api<DynamicObject>, manifest: Value) -> DynamicObject {
-    let name = manifest["metadata"]["name"].as_str().expect("manifest has a name").to_string();
-    api.patch(&name, &PatchParams::apply(USER_MANAGER).force(), &Patch::Apply(&manifest))
-        .await
-        .unwrap_or_else(|e| panic!("applying {name}: {e}"))
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .expect("manifest has a name")
+        .to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply(USER_MANAGER).force(),
+        &Patch::Apply(&manifest),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name}: {e}"))
 }
 
 /// `kubectl patch --type merge`.
@@ -78,11 +94,15 @@ pub struct Condition {
 }
 
 pub fn condition(object: &DynamicObject, type_: &str) -> Option<Condition> {
-    object.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).map(|c| Condition {
-        status: c["status"].as_str().unwrap_or_default().to_string(),
-        reason: c["reason"].as_str().unwrap_or_default().to_string(),
-        message: c["message"].as_str().unwrap_or_default().to_string(),
-    })
+    object.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| Condition {
+            status: c["status"].as_str().unwrap_or_default().to_string(),
+            reason: c["reason"].as_str().unwrap_or_default().to_string(),
+            message: c["message"].as_str().unwrap_or_default().to_string(),
+        })
 }
 
 /// One line per condition, for failure messages.
@@ -93,9 +113,17 @@ pub fn describe_status(object: &DynamicObject) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| format!("{}={} ({}: {})", c["type"], c["status"], c["reason"], c["message"]))
+        .map(|c| {
+            format!(
+                "{}={} ({}: {})",
+                c["type"], c["status"], c["reason"], c["message"]
+            )
+        })
         .collect();
-    format!("generation {generation}, observedGeneration {observed}, conditions [{}]", conditions.join("; "))
+    format!(
+        "generation {generation}, observedGeneration {observed}, conditions [{}]",
+        conditions.join("; ")
+    )
 }
 
 /// Whether the status was computed from the current spec.
@@ -112,12 +140,20 @@ pub async fn wait_condition(
     status: &str,
     reason: Option<&str>,
 ) -> DynamicObject {
-    let what = format!("{name} to have {type_}={status}{}", reason.map(|r| format!(" ({r})")).unwrap_or_default());
+    let what = format!(
+        "{name} to have {type_}={status}{}",
+        reason.map(|r| format!(" ({r})")).unwrap_or_default()
+    );
     wait_until(&what, WAIT, || async {
         let object = api.get(name).await.map_err(|e| e.to_string())?;
         let matches = is_observed(&object)
-            && condition(&object, type_).is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r));
-        if matches { Ok(object) } else { Err(describe_status(&object)) }
+            && condition(&object, type_)
+                .is_some_and(|c| c.status == status && reason.is_none_or(|r| c.reason == r));
+        if matches {
+            Ok(object)
+        } else {
+            Err(describe_status(&object))
+        }
     })
     .await
 }
@@ -127,13 +163,20 @@ pub async fn wait_ready(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
 }
 
 /// Waits until `probe` holds for the object, returning it.
-pub async fn wait_object<F>(api: &Api<DynamicObject>, name: &str, what: &str, probe: F) -> DynamicObject
+pub async fn wait_object<F>(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    probe: F,
+) -> DynamicObject
 where
     F: Fn(&DynamicObject) -> Result<(), String>,
 {
     wait_until(what, WAIT, || async {
         let object = api.get(name).await.map_err(|e| e.to_string())?;
-        probe(&object).map(|()| object.clone()).map_err(|e| format!("{e}; {}", describe_status(&object)))
+        probe(&object)
+            .map(|()| object.clone())
+            .map_err(|e| format!("{e}; {}", describe_status(&object)))
     })
     .await
 }
@@ -143,13 +186,17 @@ pub async fn wait_exists<K>(api: &Api<K>, name: &str) -> K
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    wait_until(&format!("{} {name} to exist", type_name::<K>()), WAIT, || async {
-        match api.get_opt(name).await {
-            Ok(Some(object)) => Ok(object),
-            Ok(None) => Err("not found".to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
+    wait_until(
+        &format!("{} {name} to exist", type_name::<K>()),
+        WAIT,
+        || async {
+            match api.get_opt(name).await {
+                Ok(Some(object)) => Ok(object),
+                Ok(None) => Err("not found".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
     .await
 }
 
@@ -158,22 +205,33 @@ pub async fn wait_gone<K>(api: &Api<K>, name: &str)
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    wait_until(&format!("{} {name} to be gone", type_name::<K>()), WAIT, || async {
-        match api.get(name).await {
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e.to_string()),
-            Ok(object) => Err(format!(
-                "still there (deletionTimestamp {:?})",
-                object.meta().deletion_timestamp.as_ref().map(|t| t.0.to_string())
-            )),
-        }
-    })
+    wait_until(
+        &format!("{} {name} to be gone", type_name::<K>()),
+        WAIT,
+        || async {
+            match api.get(name).await {
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(e.to_string()),
+                Ok(object) => Err(format!(
+                    "still there (deletionTimestamp {:?})",
+                    object
+                        .meta()
+                        .deletion_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                )),
+            }
+        },
+    )
     .await
 }
 
 /// `Deployment` for `k8s_openapi::api::apps::v1::Deployment`.
 fn type_name<K>() -> &'static str {
-    std::any::type_name::<K>().rsplit("::").next().unwrap_or_default()
+    std::any::type_name::<K>()
+        .rsplit("::")
+        .next()
+        .unwrap_or_default()
 }
 
 /// Whether the object has a 404 right now.
@@ -193,17 +251,32 @@ pub async fn events_of(client: &Client, namespace: Option<&str>, uid: &str) -> V
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    api.list(&ListParams::default().fields(&format!("involvedObject.uid={uid}"))).await.expect("events list").items
+    api.list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
+        .await
+        .expect("events list")
+        .items
 }
 
 /// Waits until an Event with `reason` is recorded on the object.
-pub async fn wait_event(client: &Client, namespace: Option<&str>, uid: &str, reason: &str) -> Event {
+pub async fn wait_event(
+    client: &Client,
+    namespace: Option<&str>,
+    uid: &str,
+    reason: &str,
+) -> Event {
     wait_until(&format!("an Event with reason {reason}"), WAIT, || async {
         let events = events_of(client, namespace, uid).await;
-        events.iter().find(|e| e.reason.as_deref() == Some(reason)).cloned().ok_or_else(|| {
-            let seen: Vec<_> = events.iter().map(|e| e.reason.clone().unwrap_or_default()).collect();
-            format!("events seen: {seen:?}")
-        })
+        events
+            .iter()
+            .find(|e| e.reason.as_deref() == Some(reason))
+            .cloned()
+            .ok_or_else(|| {
+                let seen: Vec<_> = events
+                    .iter()
+                    .map(|e| e.reason.clone().unwrap_or_default())
+                    .collect();
+                format!("events seen: {seen:?}")
+            })
     })
     .await
 }
@@ -253,7 +326,13 @@ impl TestEnvironment {
         apply(&environments(&client), environment_manifest(&name, spec)).await;
         let namespaces = Api::<Namespace>::all(client.clone());
         wait_exists(&namespaces, &name).await;
-        TestEnvironment { client, namespace: name.clone(), name, domain, _cleanup: cleanup }
+        TestEnvironment {
+            client,
+            namespace: name.clone(),
+            name,
+            domain,
+            _cleanup: cleanup,
+        }
     }
 
     pub fn applications(&self) -> Api<DynamicObject> {
@@ -294,14 +373,21 @@ impl Drop for Cleanup {
         let environment_names = std::mem::take(&mut self.environments);
         let namespace_names = std::mem::take(&mut self.namespaces);
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 let client = client().await;
                 for name in environment_names {
-                    let _ = environments(&client).delete(&name, &DeleteParams::background()).await;
+                    let _ = environments(&client)
+                        .delete(&name, &DeleteParams::background())
+                        .await;
                 }
                 for name in namespace_names {
-                    let _ = Api::<Namespace>::all(client.clone()).delete(&name, &DeleteParams::background()).await;
+                    let _ = Api::<Namespace>::all(client.clone())
+                        .delete(&name, &DeleteParams::background())
+                        .await;
                 }
             });
         })
@@ -317,7 +403,8 @@ pub fn image(name: &str, tag: &str) -> String {
 /// Reads `$PAVED_E2E_METRICS/metrics` (plain HTTP on loopback).
 pub fn scrape_metrics() -> String {
     use std::io::{Read, Write};
-    let base = std::env::var("PAVED_E2E_METRICS").unwrap_or_else(|_| "http://127.0.0.1:18080".to_string());
+    let base =
+        std::env::var("PAVED_E2E_METRICS").unwrap_or_else(|_| "http://127.0.0.1:18080".to_string());
     let address = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(address)
         .unwrap_or_else(|e| panic!("controller metrics endpoint {address} unreachable: {e}"));
@@ -325,7 +412,10 @@ pub fn scrape_metrics() -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200"), "GET /metrics: {head}");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200"),
+        "GET /metrics: {head}"
+    );
     body.to_string()
 }
 
@@ -341,9 +431,12 @@ pub fn metric_sum(exposition: &str, metric: &str, matching: &[(&str, &str)]) -> 
                 Some((name, labels)) => (name, labels.trim_end_matches('}')),
                 None => (series, ""),
             };
-            (name == metric && matching.iter().all(|(k, v)| labels.split(',').any(|l| l == format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
+            (name == metric
+                && matching
+                    .iter()
+                    .all(|(k, v)| labels.split(',').any(|l| l == format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
         })
         .sum()
 }
@@ -358,7 +451,10 @@ where
     let start = std::time::Instant::now();
     while start.elapsed() < period {
         if let Err(seen) = probe().await {
-            panic!("expected {what} to hold for {period:?}, but after {:?}: {seen}", start.elapsed());
+            panic!(
+                "expected {what} to hold for {period:?}, but after {:?}: {seen}",
+                start.elapsed()
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
@@ -377,8 +473,19 @@ pub fn template_annotations(
 }
 
 /// The first container of a Deployment's pod template.
-pub fn first_container(deployment: &k8s_openapi::api::apps::v1::Deployment) -> k8s_openapi::api::core::v1::Container {
-    deployment.spec.as_ref().expect("deployment spec").template.spec.as_ref().expect("pod spec").containers[0].clone()
+pub fn first_container(
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+) -> k8s_openapi::api::core::v1::Container {
+    deployment
+        .spec
+        .as_ref()
+        .expect("deployment spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+        .containers[0]
+        .clone()
 }
 
 /// Where the controller started by `e2e/run.sh` logs.
@@ -390,7 +497,9 @@ fn controller_log_path() -> std::path::PathBuf {
 
 /// Current length of the controller's log: a mark to read new lines from.
 pub fn controller_log_mark() -> u64 {
-    std::fs::metadata(controller_log_path()).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(controller_log_path())
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// Waits until the controller logs, after `mark`, the end of a reconcile of a
@@ -398,14 +507,24 @@ pub fn controller_log_mark() -> u64 {
 /// a unique name); returns the line.
 pub async fn wait_reconcile_logged(mark: u64, kind: &str, name: &str) -> String {
     let path = controller_log_path();
-    wait_until(&format!("the controller to log a reconcile of {kind} {name}"), WAIT, || async {
-        let log = std::fs::read(&path).map_err(|e| e.to_string())?;
-        let new = String::from_utf8_lossy(log.get(mark as usize..).unwrap_or_default()).to_string();
-        new.lines()
-            .find(|line| is_reconcile_line(line, kind, name))
-            .map(str::to_string)
-            .ok_or_else(|| format!("{} new log lines, none about a reconcile of {name}", new.lines().count()))
-    })
+    wait_until(
+        &format!("the controller to log a reconcile of {kind} {name}"),
+        WAIT,
+        || async {
+            let log = std::fs::read(&path).map_err(|e| e.to_string())?;
+            let new =
+                String::from_utf8_lossy(log.get(mark as usize..).unwrap_or_default()).to_string();
+            new.lines()
+                .find(|line| is_reconcile_line(line, kind, name))
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    format!(
+                        "{} new log lines, none about a reconcile of {name}",
+                        new.lines().count()
+                    )
+                })
+        },
+    )
     .await
 }
 
