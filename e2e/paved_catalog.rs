@@ -272,3 +272,124 @@ async fn a_service_status_shows_its_url_in_cluster_endpoint_and_whether_its_depe
     })
     .await;
 }
+
+/// `kubectl get` output as the apiserver renders it: column names and the cells
+/// of the row named `name`.
+async fn table_row(
+    client: &kube::Client,
+    path: &str,
+    name: &str,
+) -> Result<Vec<(String, Value)>, String> {
+    let request = http::Request::get(path)
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = client.request(request).await.map_err(|e| e.to_string())?;
+    let columns: Vec<String> = table["columnDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let row = table["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["cells"][0] == name)
+        .ok_or_else(|| format!("no row {name} in {path}"))?;
+    let cells = row["cells"].as_array().cloned().unwrap_or_default();
+    Ok(columns.into_iter().zip(cells).collect())
+}
+
+fn cell(row: &[(String, Value)], column: &str) -> Value {
+    row.iter()
+        .find(|(c, _)| c == column)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
+}
+
+#[tokio::test]
+async fn kubectl_get_paved_lists_the_three_kinds_with_ready_image_and_url_columns() {
+    let env = TestEnvironment::create("pcat-kubectl").await;
+    let resources = env
+        .client
+        .list_api_group_resources("paved.dev/v1alpha1")
+        .await
+        .unwrap();
+    for (plural, short) in [
+        ("environments", "penv"),
+        ("applications", "papp"),
+        ("services", "psvc"),
+    ] {
+        let resource = resources
+            .resources
+            .iter()
+            .find(|r| r.name == plural)
+            .unwrap_or_else(|| panic!("{plural} is served"));
+        assert_eq!(
+            resource.short_names.clone().unwrap_or_default(),
+            vec![short.to_string()]
+        );
+        assert!(
+            resource.categories.iter().flatten().any(|c| c == "paved"),
+            "{plural} is in the category paved: {:?}",
+            resource.categories
+        );
+    }
+
+    env.apply_application(
+        "shop",
+        json!({"owner": "team-shop", "lifecycle": "production"}),
+    )
+    .await;
+    env.apply_service("web", service("shop", "web", json!({"expose": {}})))
+        .await;
+    let web = wait_ready(&env.services(), "web").await;
+    let url = web.data["status"]["url"].clone();
+
+    let services_path = format!(
+        "/apis/paved.dev/v1alpha1/namespaces/{}/services",
+        env.namespace
+    );
+    let row = table_row(&env.client, &services_path, "web").await.unwrap();
+    assert_eq!(cell(&row, "Ready"), "True");
+    assert_eq!(cell(&row, "Application"), "shop");
+    assert_eq!(cell(&row, "Image"), json!(image("web", "1.0")));
+    assert_eq!(cell(&row, "URL"), url);
+
+    let applications_path = format!(
+        "/apis/paved.dev/v1alpha1/namespaces/{}/applications",
+        env.namespace
+    );
+    let row = crate::support::wait_until(
+        "the Application row to show 1/1",
+        crate::support::WAIT,
+        || async {
+            let row = table_row(&env.client, &applications_path, "shop").await?;
+            (cell(&row, "Ready") == "True" && cell(&row, "Services") == "1/1")
+                .then_some(row.clone())
+                .ok_or_else(|| format!("{row:?}"))
+        },
+    )
+    .await;
+    assert_eq!(cell(&row, "Owner"), "team-shop");
+
+    let row = crate::support::wait_until(
+        "the Environment row to show 1/1",
+        crate::support::WAIT,
+        || async {
+            let row = table_row(
+                &env.client,
+                "/apis/paved.dev/v1alpha1/environments",
+                &env.name,
+            )
+            .await?;
+            (cell(&row, "Ready") == "True" && cell(&row, "Services") == "1/1")
+                .then_some(row.clone())
+                .ok_or_else(|| format!("{row:?}"))
+        },
+    )
+    .await;
+    assert_eq!(cell(&row, "Namespace"), json!(env.namespace));
+    assert_eq!(cell(&row, "Type"), "development");
+}
