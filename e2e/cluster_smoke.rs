@@ -43,7 +43,9 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
 }
 
 fn pod_is_running_and_ready(pod: &Pod) -> bool {
-    let Some(status) = &pod.status else { return false };
+    let Some(status) = &pod.status else {
+        return false;
+    };
     status.phase.as_deref() == Some("Running")
         && status
             .conditions
@@ -74,7 +76,9 @@ async fn custom_resource_definition_and_custom_object_apply_and_read_back() {
     .unwrap();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let crd_name = crd.metadata.name.clone().unwrap();
-    crds.create(&PostParams::default(), &crd).await.expect("CRD created");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("CRD created");
     wait_until("the CRD to be Established", WAIT, || async {
         let crd = crds.get(&crd_name).await.map_err(|e| e.to_string())?;
         let established = crd
@@ -83,7 +87,9 @@ async fn custom_resource_definition_and_custom_object_apply_and_read_back() {
             .unwrap_or_default()
             .iter()
             .any(|c| c.type_ == "Established" && c.status == "True");
-        established.then_some(()).ok_or_else(|| "not Established".to_string())
+        established
+            .then_some(())
+            .ok_or_else(|| "not Established".to_string())
     })
     .await;
 
@@ -117,9 +123,14 @@ async fn custom_resource_definition_and_custom_object_apply_and_read_back() {
         .create(&PostParams::default(), &invalid)
         .await
         .expect_err("schema rejects size 0");
-    assert!(err.to_string().contains("spec.size"), "error names the field: {err}");
+    assert!(
+        err.to_string().contains("spec.size"),
+        "error names the field: {err}"
+    );
 
-    crds.delete(&crd_name, &DeleteParams::default()).await.expect("CRD deleted");
+    crds.delete(&crd_name, &DeleteParams::default())
+        .await
+        .expect("CRD deleted");
 }
 
 #[tokio::test]
@@ -135,7 +146,10 @@ async fn deployment_gets_a_replica_set_and_pods_that_become_running_and_ready() 
 
     let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), &ns);
     wait_until("a ReplicaSet owned by the Deployment", WAIT, || async {
-        let list = replica_sets.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let list = replica_sets
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
         list.items
             .iter()
             .any(|rs| {
@@ -151,22 +165,46 @@ async fn deployment_gets_a_replica_set_and_pods_that_become_running_and_ready() 
     .await;
 
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
-    wait_until("3 Pods scheduled on a kwok node, Running and Ready", WAIT, || async {
-        let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let ready: Vec<_> = list.items.iter().filter(|p| pod_is_running_and_ready(p)).collect();
-        let on_nodes = ready
-            .iter()
-            .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| n.starts_with("kwok-node-")));
-        (ready.len() == 3 && on_nodes)
-            .then_some(())
-            .ok_or_else(|| format!("{} pods, {} running and ready", list.items.len(), ready.len()))
-    })
+    wait_until(
+        "3 Pods scheduled on a kwok node, Running and Ready",
+        WAIT,
+        || async {
+            let list = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready: Vec<_> = list
+                .items
+                .iter()
+                .filter(|p| pod_is_running_and_ready(p))
+                .collect();
+            let on_nodes = ready.iter().all(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| n.starts_with("kwok-node-"))
+            });
+            (ready.len() == 3 && on_nodes).then_some(()).ok_or_else(|| {
+                format!(
+                    "{} pods, {} running and ready",
+                    list.items.len(),
+                    ready.len()
+                )
+            })
+        },
+    )
     .await;
-    wait_until("the Deployment to report 3 available replicas", WAIT, || async {
-        let d = deployments.get("web").await.map_err(|e| e.to_string())?;
-        let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
-        (available == 3).then_some(()).ok_or_else(|| format!("{available} available"))
-    })
+    wait_until(
+        "the Deployment to report 3 available replicas",
+        WAIT,
+        || async {
+            let d = deployments.get("web").await.map_err(|e| e.to_string())?;
+            let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            (available == 3)
+                .then_some(())
+                .ok_or_else(|| format!("{available} available"))
+        },
+    )
     .await;
     delete_namespace(&client, &ns).await;
 }
@@ -192,16 +230,24 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
         }]
     }}))
     .unwrap();
-    maps.create(&PostParams::default(), &dependent).await.expect("dependent created");
+    maps.create(&PostParams::default(), &dependent)
+        .await
+        .expect("dependent created");
 
-    maps.delete("owner", &DeleteParams::background()).await.expect("owner deleted");
-    wait_until("the garbage collector to delete the dependent", WAIT, || async {
-        match maps.get("dependent").await {
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e.to_string()),
-            Ok(_) => Err("dependent still exists".into()),
-        }
-    })
+    maps.delete("owner", &DeleteParams::background())
+        .await
+        .expect("owner deleted");
+    wait_until(
+        "the garbage collector to delete the dependent",
+        WAIT,
+        || async {
+            match maps.get("dependent").await {
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(e.to_string()),
+                Ok(_) => Err("dependent still exists".into()),
+            }
+        },
+    )
     .await;
     delete_namespace(&client, &ns).await;
 }
@@ -218,14 +264,26 @@ async fn deleting_a_namespace_with_running_pods_completes() {
         .expect("deployment created");
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     wait_until("2 Ready pods before deleting", WAIT, || async {
-        let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let ready = list.items.iter().filter(|p| pod_is_running_and_ready(p)).count();
-        (ready == 2).then_some(()).ok_or_else(|| format!("{ready} ready"))
+        let list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| pod_is_running_and_ready(p))
+            .count();
+        (ready == 2)
+            .then_some(())
+            .ok_or_else(|| format!("{ready} ready"))
     })
     .await;
 
     let namespaces = Api::<Namespace>::all(client.clone());
-    namespaces.delete(&ns, &DeleteParams::default()).await.expect("namespace deletion accepted");
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("namespace deletion accepted");
     wait_until("the namespace to be gone", WAIT, || async {
         match namespaces.get(&ns).await {
             Err(e) if is_not_found(&e) => Ok(()),
@@ -253,7 +311,10 @@ async fn an_ingress_is_accepted_and_reads_back() {
         }
     }))
     .unwrap();
-    ingresses.create(&PostParams::default(), &ingress).await.expect("ingress accepted");
+    ingresses
+        .create(&PostParams::default(), &ingress)
+        .await
+        .expect("ingress accepted");
     let read = ingresses.get("web").await.expect("ingress reads back");
     let host = read.spec.unwrap().rules.unwrap()[0].host.clone();
     assert_eq!(host.as_deref(), Some("web.staging.example.com"));
@@ -310,6 +371,9 @@ async fn rbac_denies_an_identity_without_rights_and_allows_one_granted_them() {
         .list(&ListParams::default())
         .await
         .expect_err("denied in a namespace without a binding");
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 403), "got {err}");
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 403),
+        "got {err}"
+    );
     delete_namespace(&admin, &ns).await;
 }
