@@ -25,12 +25,12 @@ cargo bench -p paved-e2e --bench scale --no-run --quiet
 "$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
 "$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
 listen=127.0.0.1:${PAVED_BENCH_METRICS_PORT:-18090}
-RUST_LOG=${RUST_LOG:-warn} target/release/paved run --listen "$listen" > "$CLUSTER_DIR/logs/paved-bench.log" 2>&1 &
+RUST_LOG=${RUST_LOG:-warn} "$TARGET_DIR"/release/paved run --listen "$listen" > "$CLUSTER_DIR/logs/paved-bench.log" 2>&1 &
 controller_pid=$!
 for _ in $(seq 1 120); do
   curl -fs --max-time 1 "http://$listen/readyz" >/dev/null 2>&1 && break
   kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited; see $CLUSTER_DIR/logs/paved-bench.log"; exit 1; }
   sleep 0.25
 done
-PAVED_BENCH_CONTROLLER_PID=$controller_pid PAVED_BIN=$root/target/release/paved \
+PAVED_BENCH_CONTROLLER_PID=$controller_pid PAVED_BIN="$TARGET_DIR"/release/paved \
   cargo bench -p paved-e2e --bench scale --quiet

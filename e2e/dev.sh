@@ -37,7 +37,7 @@ log "installing the CRDs"
 
 stop_controller # a rebuilt binary replaces the running one
 log "starting the controller; logs in $CLUSTER_DIR/logs/paved-dev.log, metrics on http://$LISTEN/metrics"
-setsid target/debug/paved run --listen "$LISTEN" > "$CLUSTER_DIR/logs/paved-dev.log" 2>&1 < /dev/null &
+setsid "$TARGET_DIR"/debug/paved run --listen "$LISTEN" > "$CLUSTER_DIR/logs/paved-dev.log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
 
 # Namespaced objects can only be applied once their Environment's namespace

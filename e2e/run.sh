@@ -38,7 +38,7 @@ log "installing the CRDs"
 metrics_addr=127.0.0.1:${PAVED_E2E_METRICS_PORT:-18080}
 log "starting the controller (metrics on $metrics_addr)"
 PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
-  target/debug/paved run --listen "$metrics_addr" > "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
+  "$TARGET_DIR"/debug/paved run --listen "$metrics_addr" > "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
 controller_pid=$!
 for _ in $(seq 1 120); do
   curl -fsS --max-time 1 "http://$metrics_addr/readyz" >/dev/null 2>&1 && break

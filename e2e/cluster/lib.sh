@@ -60,3 +60,6 @@ resolve_kubectl() {
   "$here/build.sh" kubectl >&2
   bin_path kubectl
 }
+
+# Where cargo puts its build outputs (CI keeps it outside the clone).
+TARGET_DIR=${CARGO_TARGET_DIR:-$(cd "$here/../.." && pwd)/target}
