@@ -52,6 +52,9 @@ pub mod annotations {
     /// On the pod template: hash of the configuration the pods run with
     /// (resolved env, referenced ConfigMap/Secret data, restartedAt); a change rolls the pods.
     pub const CONFIG_HASH: &str = "paved.dev/config-hash";
+    /// On every object Paved applies: digest of what it applied, so an unchanged
+    /// object is recognised (and not written) even after a restart.
+    pub const APPLIED_DIGEST: &str = "paved.dev/applied-digest";
     /// On the pod template: the Service's `spec.restartedAt`, so setting it rolls the pods.
     pub const RESTARTED_AT: &str = "paved.dev/restarted-at";
     /// On an Ingress: cert-manager picks the issuer from this annotation.

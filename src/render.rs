@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::api::{Application, Environment, Service};
 use crate::build::{ReferencedConfig, render_namespace, render_service_children};
 use crate::plan::{Snapshot, resolve_service};
+use crate::reconcile::apply::body_with_digest;
 
 /// Result of rendering: YAML documents, plus one message per object that could not be rendered.
 #[derive(Debug, Default)]
@@ -74,22 +75,22 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
             .push_str(&serde_yaml::to_string(&object).expect("objects serialize"));
     };
     for environment in &snapshot.environments {
-        push(serde_json::to_value(render_namespace(environment)).expect("serializable"));
+        push(body_with_digest(&render_namespace(environment)).expect("serializable"));
     }
     let mut problems = Vec::new();
     for service in &snapshot.services {
         match resolve_service(snapshot, service) {
             Ok(resolved) => {
                 let children = render_service_children(&resolved, &ReferencedConfig::new());
-                push(serde_json::to_value(&children.deployment).expect("serializable"));
+                push(body_with_digest(&children.deployment).expect("serializable"));
                 if let Some(core) = &children.core_service {
-                    push(serde_json::to_value(core).expect("serializable"));
+                    push(body_with_digest(core).expect("serializable"));
                 }
                 if let Some(ingress) = &children.ingress {
-                    push(serde_json::to_value(ingress).expect("serializable"));
+                    push(body_with_digest(ingress).expect("serializable"));
                 }
                 if let Some(hpa) = &children.autoscaler {
-                    push(serde_json::to_value(hpa).expect("serializable"));
+                    push(body_with_digest(hpa).expect("serializable"));
                 }
             }
             Err(error) => problems.push(format!(

@@ -1,13 +1,12 @@
 //! Apply: server-side apply as `paved` (forced), skipped when nothing would change.
 //!
-//! A child is re-applied when what Paved wants differs from what it last applied,
+//! Every applied object carries `paved.dev/applied-digest`, a digest of what Paved
+//! applied. A child is re-applied when what Paved wants now has another digest,
 //! or when the live object no longer contains what Paved wants (drift: deleted or
 //! edited by hand). Otherwise no request is sent at all, so an unchanged world
-//! costs no writes.
+//! costs no writes, also right after a restart or a change of leader.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Mutex;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -18,30 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::names::FIELD_MANAGER;
-
-/// What Paved last applied, per object (`kind/namespace/name` → digest of the applied body).
-#[derive(Default)]
-pub struct AppliedCache(Mutex<HashMap<String, [u8; 32]>>);
-
-impl AppliedCache {
-    fn get(&self, key: &str) -> Option<[u8; 32]> {
-        self.0
-            .lock()
-            .expect("applied cache poisoned")
-            .get(key)
-            .copied()
-    }
-    fn set(&self, key: String, digest: [u8; 32]) {
-        self.0
-            .lock()
-            .expect("applied cache poisoned")
-            .insert(key, digest);
-    }
-    fn forget(&self, key: &str) {
-        self.0.lock().expect("applied cache poisoned").remove(key);
-    }
-}
+use crate::names::{FIELD_MANAGER, annotations};
 
 pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -49,11 +25,30 @@ pub fn apply_params() -> PatchParams {
 
 fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!(
-        "{}/{}/{}",
+        "{} {}/{}",
         K::kind(&()),
         object.namespace().unwrap_or_default(),
         object.name_any()
     )
+}
+
+/// The body Paved applies: `desired` plus the digest annotation of its content.
+pub fn body_with_digest<K: Serialize>(desired: &K) -> serde_json::Result<Value> {
+    let mut body = serde_json::to_value(desired)?;
+    let digest = Sha256::digest(body.to_string().as_bytes());
+    let digest: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations_map = metadata
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = annotations_map.as_object_mut() {
+            map.insert(
+                annotations::APPLIED_DIGEST.to_string(),
+                Value::String(digest),
+            );
+        }
+    }
+    Ok(body)
 }
 
 /// Whether every field of `desired` is present with the same value in `live`.
@@ -81,27 +76,21 @@ pub enum Applied<K> {
 }
 
 /// Server-side apply `desired` unless `live` already matches what was last applied.
-pub async fn apply<K>(
-    cache: &AppliedCache,
-    api: &Api<K>,
-    desired: &K,
-    live: Option<&K>,
-) -> Result<Applied<K>>
+pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<Applied<K>>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     let key = key(desired);
-    let body = serde_json::to_value(desired).map_err(|source| Error::Serialization {
+    let body = body_with_digest(desired).map_err(|source| Error::Serialization {
         object: key.clone(),
         source,
     })?;
-    let digest: [u8; 32] = Sha256::digest(body.to_string().as_bytes()).into();
     if let Some(live) = live {
         let live_json = serde_json::to_value(live).map_err(|source| Error::Serialization {
             object: key.clone(),
             source,
         })?;
-        if cache.get(&key) == Some(digest) && is_subset(&body, &live_json) {
+        if is_subset(&body, &live_json) {
             return Ok(Applied::Unchanged);
         }
     }
@@ -109,13 +98,11 @@ where
         .patch(&desired.name_any(), &apply_params(), &Patch::Apply(&body))
         .await
         .map_err(Error::kube("apply", key.clone()))?;
-    cache.set(key, digest);
     Ok(Applied::Written(written))
 }
 
 /// Delete a child that must no longer exist, if it exists and `owner_uid` controls it.
 pub async fn delete_if_controlled<K>(
-    cache: &AppliedCache,
     api: &Api<K>,
     live: Option<&K>,
     owner_uid: Option<&str>,
@@ -149,7 +136,6 @@ where
             });
         }
     }
-    cache.forget(&key);
     Ok(true)
 }
 

@@ -85,13 +85,8 @@ async fn ensure_namespace(ctx: &Context, environment: &Environment) -> Result<()
             return Ok(());
         }
     }
-    if let Applied::Written(_) = apply(
-        &ctx.applied,
-        &namespaces,
-        &render_namespace(environment),
-        live.as_deref(),
-    )
-    .await?
+    if let Applied::Written(_) =
+        apply(&namespaces, &render_namespace(environment), live.as_deref()).await?
     {
         ctx.metrics.wrote("Namespace");
     }

@@ -25,7 +25,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{Application, Condition, Environment, Service};
-use crate::names::{actions, annotations, conditions};
+use crate::names::{actions, annotations, conditions, reasons};
 use crate::plan::Snapshot;
 use crate::runtime::metrics::Metrics;
 
@@ -100,7 +100,6 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
-    pub applied: apply::AppliedCache,
 }
 
 /// Current time as RFC 3339, second precision; only written when a value changes.
@@ -111,8 +110,9 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// Publish an Event when the Ready condition changes (status or reason), so a
-/// stuck object does not spam one Event per pass.
+/// Publish an Event when something goes wrong (Ready turns False for a reason that
+/// is not routine progress) and when it recovers from that. Routine progress
+/// (rolling out, then available) is visible in status and costs no Event write.
 pub async fn publish_on_transition<K>(
     ctx: &Context,
     object: &K,
@@ -133,15 +133,15 @@ pub async fn publish_on_transition<K>(
     if ready(before) == ready(after) {
         return;
     }
+    let is_problem = |status: &str, reason: &str| status == "False" && !is_progress(reason);
+    let was_problem = ready(before).is_some_and(|(status, reason)| is_problem(&status, &reason));
     let stalled = after.iter().any(|c| c.type_ == conditions::STALLED);
-    let type_ = if current.status == "True"
-        || (!stalled && current.reason.as_str() == crate::names::reasons::ROLLING_OUT)
-    {
-        EventType::Normal
-    } else if stalled || current.status == "False" {
+    let type_ = if is_problem(&current.status, &current.reason) {
         EventType::Warning
-    } else {
+    } else if was_problem {
         EventType::Normal
+    } else {
+        return;
     };
     let event = Event {
         type_,
@@ -158,6 +158,14 @@ pub async fn publish_on_transition<K>(
     if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
         tracing::warn!(%error, "could not publish event");
     }
+}
+
+/// Reasons that mean "work in flight", not "something is wrong".
+fn is_progress(reason: &str) -> bool {
+    matches!(
+        reason,
+        reasons::ROLLING_OUT | reasons::PROVISIONING | reasons::SERVICES_NOT_READY
+    )
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -121,15 +121,13 @@ async fn apply_children(
     let client = ctx.client.clone();
     let name = service.name_any();
     let owner_uid = service.meta().uid.as_deref();
-    let cache = &ctx.applied;
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let live = ctx
         .stores
         .deployments
         .get(&ObjectRef::new(&name).within(namespace));
-    let deployment = match apply(cache, &deployments, &children.deployment, live.as_deref()).await?
-    {
+    let deployment = match apply(&deployments, &children.deployment, live.as_deref()).await? {
         Applied::Written(d) => {
             ctx.metrics.wrote("Deployment");
             Some(d)
@@ -144,14 +142,12 @@ async fn apply_children(
         .get(&ObjectRef::new(&name).within(namespace));
     match &children.core_service {
         Some(desired) => {
-            if let Applied::Written(_) =
-                apply(cache, &core_services, desired, live.as_deref()).await?
-            {
+            if let Applied::Written(_) = apply(&core_services, desired, live.as_deref()).await? {
                 ctx.metrics.wrote("Service");
             }
         }
         None => {
-            if delete_if_controlled(cache, &core_services, live.as_deref(), owner_uid).await? {
+            if delete_if_controlled(&core_services, live.as_deref(), owner_uid).await? {
                 ctx.metrics.wrote("Service");
             }
         }
@@ -164,12 +160,12 @@ async fn apply_children(
         .get(&ObjectRef::new(&name).within(namespace));
     match &children.ingress {
         Some(desired) => {
-            if let Applied::Written(_) = apply(cache, &ingresses, desired, live.as_deref()).await? {
+            if let Applied::Written(_) = apply(&ingresses, desired, live.as_deref()).await? {
                 ctx.metrics.wrote("Ingress");
             }
         }
         None => {
-            if delete_if_controlled(cache, &ingresses, live.as_deref(), owner_uid).await? {
+            if delete_if_controlled(&ingresses, live.as_deref(), owner_uid).await? {
                 ctx.metrics.wrote("Ingress");
             }
         }
@@ -182,14 +178,12 @@ async fn apply_children(
         .get(&ObjectRef::new(&name).within(namespace));
     match &children.autoscaler {
         Some(desired) => {
-            if let Applied::Written(_) =
-                apply(cache, &autoscalers, desired, live.as_deref()).await?
-            {
+            if let Applied::Written(_) = apply(&autoscalers, desired, live.as_deref()).await? {
                 ctx.metrics.wrote("HorizontalPodAutoscaler");
             }
         }
         None => {
-            if delete_if_controlled(cache, &autoscalers, live.as_deref(), owner_uid).await? {
+            if delete_if_controlled(&autoscalers, live.as_deref(), owner_uid).await? {
                 ctx.metrics.wrote("HorizontalPodAutoscaler");
             }
         }

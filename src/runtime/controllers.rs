@@ -180,11 +180,16 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         stores: stores.clone(),
-        applied: Default::default(),
     });
-    let config = ControllerConfig::default()
+    // Services reconcile promptly; Applications and Environments aggregate many
+    // Services, so a short trailing debounce folds bursts of Service changes
+    // into one status write.
+    let service_config = ControllerConfig::default()
         .concurrency(settings.concurrency)
-        .debounce(Duration::from_millis(50));
+        .debounce(Duration::from_millis(20));
+    let aggregate_config = ControllerConfig::default()
+        .concurrency(settings.concurrency)
+        .debounce(Duration::from_millis(250));
 
     // --- Environment --------------------------------------------------------
     let envs_by_namespace = environments.clone();
@@ -200,7 +205,7 @@ pub async fn run(
     let env_of_app = environment_of_namespace.clone();
     let env_of_svc = environment_of_namespace.clone();
     let environment_controller = Controller::for_stream(environment_stream, environments.clone())
-        .with_config(config.clone())
+        .with_config(aggregate_config.clone())
         .owns_stream(namespace_stream)
         .watches(
             Api::<Application>::all(client.clone()),
@@ -223,7 +228,7 @@ pub async fn run(
     // --- Application --------------------------------------------------------
     let apps_in_namespace = applications.clone();
     let application_controller = Controller::for_stream(application_stream, applications.clone())
-        .with_config(config.clone())
+        .with_config(aggregate_config)
         .watches(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
@@ -275,7 +280,7 @@ pub async fn run(
     let apps_for_secret = applications.clone();
 
     let service_controller = Controller::for_stream(service_stream, services.clone())
-        .with_config(config)
+        .with_config(service_config)
         .owns_stream(deployment_stream)
         .owns_stream(core_service_stream)
         .owns_stream(ingress_stream)
