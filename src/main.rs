@@ -99,7 +99,10 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            match runtime.block_on(run(args)) {
+            let result = runtime.block_on(run(args));
+            // Do not wait on tasks abandoned by the shutdown backstop.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(%error, "paved stopped");
@@ -206,13 +209,17 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             () = controllers => {}
             () = elector.hold() => lost_leadership = true,
+            () = grace_expired(&stop_rx) => {}
         }
         metrics.set_leader(false);
         if !lost_leadership {
             elector.release().await;
         }
     } else {
-        controllers::run(client.clone(), metrics.clone(), settings, stop_rx.clone()).await;
+        tokio::select! {
+            () = controllers::run(client.clone(), metrics.clone(), settings, stop_rx.clone()) => {}
+            () = grace_expired(&stop_rx) => {}
+        }
     }
 
     if lost_leadership {
@@ -221,6 +228,17 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     server.await??;
     Ok(())
+}
+
+/// How long in-flight reconciles get to finish after SIGTERM before Paved stops anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Resolves `SHUTDOWN_GRACE` after shutdown was requested: a backstop, so a
+/// reconcile stuck on the network never keeps a stopping replica (and its Lease) alive.
+async fn grace_expired(stop: &tokio::sync::watch::Receiver<bool>) {
+    stopped(stop).await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish in time; stopping anyway");
 }
 
 async fn wait_for_signal() {

@@ -20,11 +20,13 @@ use crate::api::service::DependencyStatus;
 use crate::build::config::{ConfigKind, value_digest};
 use crate::build::{ReferencedConfig, public_url, referenced_config_keys, render_service_children};
 use crate::error::{Error, Result};
-use crate::plan::{Snapshot, dependency_url, is_ready, resolve_service};
+use crate::plan::{Snapshot, is_ready, resolve_service};
 use crate::status::{AppliedService, ServiceObservation, service_status};
 
 /// How often an unchanged Service is looked at again, as a safety net.
 const RESYNC: Duration = Duration::from_secs(600);
+/// How often a Stalled Service is checked again (no write unless something changed).
+const STALLED_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("Service");
@@ -58,10 +60,9 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
                     )
                 }),
             };
-            match apply_children(&ctx, &service, &namespace, children).await {
-                Ok(deployment) => Ok((applied, deployment)),
-                Err(error) => Err(error),
-            }
+            apply_children(&ctx, &service, &namespace, children)
+                .await
+                .map(|written| (applied, written))
         }
         Err(error) => Err(error),
     };
@@ -72,41 +73,31 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             .get(&ObjectRef::new(&service.name_any()).within(&namespace))
     };
     let dependencies = dependency_statuses(&snapshot, &service, &namespace);
-    let (status, result) = match &outcome {
-        Ok((applied, deployment)) => {
-            let from_store = deployment_in_store();
-            let deployment = deployment.as_ref().or(from_store.as_deref());
-            let observation = ServiceObservation {
-                outcome: Ok(applied.clone()),
-                deployment,
-                dependencies,
-            };
-            (service_status(&service, observation, &now()), Ok(()))
-        }
-        Err(error) => {
-            let from_store = deployment_in_store();
-            let observation = ServiceObservation {
-                outcome: Err(error),
-                deployment: from_store.as_deref(),
-                dependencies,
-            };
-            (service_status(&service, observation, &now()), Err(()))
-        }
+    let from_store = deployment_in_store();
+    let observation = match &outcome {
+        Ok((applied, written)) => ServiceObservation {
+            outcome: Ok(applied.clone()),
+            deployment: written.as_ref().or(from_store.as_deref()),
+            dependencies,
+        },
+        Err(error) => ServiceObservation {
+            outcome: Err(error),
+            deployment: from_store.as_deref(),
+            dependencies,
+        },
     };
-
+    let status = service_status(&service, observation, &now());
     write_status(&ctx, &service, &namespace, status).await?;
 
     match outcome {
         Ok(_) => Ok(Action::requeue(RESYNC)),
         Err(error) if error.is_stalled() => {
             ctx.metrics.stalled("Service", error.reason());
-            // Retried when something it depends on changes (see the watches in runtime::controllers).
-            Ok(Action::requeue(RESYNC))
+            // The watches in runtime::controllers retry it when what it waits for
+            // changes; the short requeue covers races between those watches.
+            Ok(Action::requeue(STALLED_RECHECK))
         }
-        Err(error) => {
-            let _ = result;
-            Err(error)
-        }
+        Err(error) => Err(error),
     }
 }
 
@@ -278,9 +269,4 @@ async fn write_status(
     ctx.metrics.wrote("ServiceStatus");
     publish_on_transition(ctx, service, &before.conditions, &status.conditions).await;
     Ok(())
-}
-
-/// The in-cluster URL of a Service, used by `dependsOn`.
-pub fn url_of(service: &Service) -> Option<String> {
-    dependency_url(service, &service.namespace().unwrap_or_default())
 }
