@@ -19,3 +19,6 @@ mod paved_environment;
 mod paved_errors;
 mod paved_schema;
 mod paved_service;
+mod ship_argocd;
+mod ship_port;
+mod ship_support;

@@ -1,0 +1,224 @@
+//! Argo CD: the health checks shipped in `examples/gitops/argocd-cm.yaml` (and
+//! the chart's README) give each Paved kind the right health, proven by running
+//! them with a real Lua interpreter over objects the running controller put in
+//! each state on the local cluster.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject};
+use serde_json::{Value, json};
+
+use crate::paved_support::{
+    Cleanup, TestEnvironment, application_manifest, applications, apply, environment_manifest,
+    environments, image, service_manifest, services, wait_condition, wait_ready,
+};
+use crate::ship_support::{object_json, repo_root, run_tool, scratch_dir, yaml_file_as_json};
+use crate::support::{client, unique};
+
+const ARGOCD_CM: &str = "examples/gitops/argocd-cm.yaml";
+
+fn health_script(kind: &str) -> String {
+    let config = yaml_file_as_json(ARGOCD_CM);
+    let key = format!("resource.customizations.health.paved.dev_{kind}");
+    config["data"][&key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{ARGOCD_CM} has no {key}"))
+        .to_string()
+}
+
+/// Argo CD's verdict on `object`: (status, message), from the shipped script run by lua5.4.
+fn argocd_health(kind: &str, object: &Value) -> (String, String) {
+    let dir = scratch_dir(&format!(
+        "argocd-{}",
+        object["metadata"]["name"].as_str().unwrap_or("x")
+    ));
+    let script = dir.join(format!("{kind}.lua"));
+    let input = dir.join("object.json");
+    std::fs::write(&script, health_script(kind)).unwrap();
+    std::fs::write(&input, serde_json::to_vec_pretty(object).unwrap()).unwrap();
+    let runner = repo_root().join("e2e/integrations/argocd-health.lua");
+    let out = run_tool(
+        "lua5.4",
+        &[
+            runner.to_str().unwrap(),
+            script.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        "lua5.4 and lua-cjson",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let result: Value = serde_json::from_str(out.trim()).expect("runner prints JSON");
+    (
+        result["status"].as_str().unwrap().to_string(),
+        result["message"].as_str().unwrap().to_string(),
+    )
+}
+
+fn assert_health(kind: &str, object: &DynamicObject, want: &str, message_contains: &str) {
+    let json = object_json(object);
+    let (status, message) = argocd_health(kind, &json);
+    assert_eq!(
+        status,
+        want,
+        "{kind} {} should be {want} in Argo CD, the health check says {status} ({message}); status was {}",
+        object.metadata.name.as_deref().unwrap_or_default(),
+        json["status"]
+    );
+    assert!(
+        message.contains(message_contains),
+        "{kind} health message {message:?} should mention {message_contains:?}"
+    );
+}
+
+#[tokio::test]
+async fn argocd_health_checks_follow_the_conditions_of_live_objects() {
+    let env = TestEnvironment::create("ship-argo").await;
+
+    // Healthy: an Application whose Service is available.
+    env.apply_application(
+        "shop",
+        json!({"owner": "team-shop", "lifecycle": "production"}),
+    )
+    .await;
+    env.apply_service("web", json!({"application": "shop", "image": image("web", "1"), "ports": [{"name": "http", "port": 8080}]})).await;
+    let web = wait_ready(&env.services(), "web").await;
+    assert_health("Service", &web, "Healthy", "Available");
+    let shop = wait_ready(&env.applications(), "shop").await;
+    assert_health("Application", &shop, "Healthy", "");
+    let environment = wait_ready(&environments(&env.client), &env.name).await;
+    assert_health("Environment", &environment, "Healthy", "");
+
+    // The same Healthy object whose new generation Paved has not acted on yet.
+    let mut ahead = object_json(&web);
+    let generation = ahead["metadata"]["generation"].as_i64().unwrap();
+    ahead["metadata"]["generation"] = json!(generation + 1);
+    let (status, message) = argocd_health("Service", &ahead);
+    assert_eq!(
+        (status.as_str(), message.contains("observe generation")),
+        ("Progressing", true),
+        "{message}"
+    );
+
+    // Progressing: a rollout whose pods cannot be scheduled (no node has 64 CPUs),
+    // and the Application waiting for it.
+    env.apply_service(
+        "batch",
+        json!({"application": "shop", "image": image("batch", "1"), "resources": {"requests": {"cpu": "64"}}}),
+    )
+    .await;
+    let batch = wait_condition(&env.services(), "batch", "Reconciling", "True", None).await;
+    assert_health("Service", &batch, "Progressing", "RollingOut");
+    let shop = wait_condition(&env.applications(), "shop", "Ready", "False", None).await;
+    assert_health("Application", &shop, "Progressing", "batch");
+
+    // Degraded: a Service of an Application that does not exist.
+    env.apply_service(
+        "orphan",
+        json!({"application": "missing", "image": image("orphan", "1")}),
+    )
+    .await;
+    let orphan = wait_condition(&env.services(), "orphan", "Stalled", "True", None).await;
+    assert_health("Service", &orphan, "Degraded", "ApplicationNotFound");
+
+    // Degraded: an Application outside any Environment's namespace.
+    let client = client().await;
+    let mut cleanup = Cleanup::default();
+    let plain = unique("ship-argo-plain");
+    cleanup.namespaces.push(plain.clone());
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": plain}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    apply(
+        &applications(&client, &plain),
+        application_manifest(
+            "stray",
+            json!({"owner": "team-x", "lifecycle": "experimental"}),
+        ),
+    )
+    .await;
+    let stray = wait_condition(
+        &applications(&client, &plain),
+        "stray",
+        "Stalled",
+        "True",
+        None,
+    )
+    .await;
+    assert_health("Application", &stray, "Degraded", "NotInEnvironment");
+    apply(
+        &services(&client, &plain),
+        service_manifest(
+            "stray-svc",
+            json!({"application": "stray", "image": image("s", "1")}),
+        ),
+    )
+    .await;
+    let stray_service = wait_condition(
+        &services(&client, &plain),
+        "stray-svc",
+        "Stalled",
+        "True",
+        None,
+    )
+    .await;
+    assert_health("Service", &stray_service, "Degraded", "NotInEnvironment");
+
+    // Degraded: an Environment whose namespace exists and is not Paved's.
+    let taken = unique("ship-argo-taken");
+    cleanup.namespaces.push(taken.clone());
+    cleanup.environments.push(taken.clone());
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": taken}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    apply(
+        &environments(&client),
+        environment_manifest(
+            &taken,
+            json!({"type": "preview", "domain": "taken.example.test"}),
+        ),
+    )
+    .await;
+    let conflicted = wait_condition(&environments(&client), &taken, "Stalled", "True", None).await;
+    assert_health("Environment", &conflicted, "Degraded", "NamespaceConflict");
+
+    // An object Paved has never seen (no status) is Progressing, not Healthy.
+    let fresh = json!({"apiVersion": "paved.dev/v1alpha1", "kind": "Environment", "metadata": {"name": "new", "generation": 1}});
+    assert_eq!(argocd_health("Environment", &fresh).0, "Progressing");
+}
+
+/// The chart's README documents the same argocd-cm data as examples/gitops.
+#[test]
+fn the_chart_readme_ships_the_same_argocd_health_checks() {
+    let readme = std::fs::read_to_string(repo_root().join("charts/paved/README.md"))
+        .expect("charts/paved/README.md");
+    let start = readme
+        .find("<!-- argocd-cm:begin -->")
+        .expect("README marks the argocd-cm snippet");
+    let end = readme
+        .find("<!-- argocd-cm:end -->")
+        .expect("README marks the end of the argocd-cm snippet");
+    let block = &readme[start..end];
+    let yaml = block
+        .split("```yaml")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a ```yaml block");
+    let dir = scratch_dir("readme-argocd-cm");
+    let path = dir.join("argocd-cm.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let from_readme: Value =
+        serde_json::from_str(&run_tool("yq", &["-c", ".", path.to_str().unwrap()], "yq")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let shipped = yaml_file_as_json(ARGOCD_CM);
+    assert_eq!(
+        from_readme["data"], shipped["data"],
+        "charts/paved/README.md and {ARGOCD_CM} differ"
+    );
+}
