@@ -378,7 +378,8 @@ async fn an_application_and_a_service_outside_any_environment_stall_with_not_in_
 }
 
 #[tokio::test]
-async fn of_two_services_claiming_one_host_the_first_keeps_it_and_the_second_gets_host_conflict() {
+async fn of_two_services_claiming_one_host_the_first_keeps_it_and_the_second_gets_host_conflict_until_it_is_released()
+ {
     let env = TestEnvironment::create("perr-claim").await;
     env.apply_application("shop", json!({"owner": "team-shop"}))
         .await;
@@ -449,4 +450,27 @@ async fn of_two_services_claiming_one_host_the_first_keeps_it_and_the_second_get
         first_ingress.metadata.resource_version,
         "the first claimant's Ingress was not rewritten"
     );
+
+    // The host is released with its holder: the remaining claimant gets it.
+    services
+        .delete("zz-first", &Default::default())
+        .await
+        .unwrap();
+    wait_ready(&services, "aa-second").await;
+    wait_until(
+        "the second claimant's Ingress on the host",
+        WAIT,
+        || async {
+            let ingress = env
+                .api::<Ingress>()
+                .get_opt("aa-second")
+                .await
+                .map_err(|e| e.to_string())?;
+            let found = ingress.as_ref().and_then(ingress_host);
+            (found.as_deref() == Some(host.as_str()))
+                .then_some(())
+                .ok_or_else(|| format!("host {found:?}"))
+        },
+    )
+    .await;
 }
