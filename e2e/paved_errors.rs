@@ -17,7 +17,7 @@ use crate::paved_support::{
     first_container, holds_for, image, is_absent, service_manifest, services, wait_condition,
     wait_event, wait_exists, wait_ready,
 };
-use crate::support::{WAIT, client, unique, wait_until};
+use crate::support::{WAIT, unique, wait_until};
 
 fn web(application: &str, expose: Value) -> Value {
     json!({
@@ -293,14 +293,21 @@ async fn a_dependency_on_a_missing_service_is_refused_until_that_service_exists(
 #[tokio::test]
 async fn an_application_and_a_service_outside_any_environment_stall_with_not_in_environment_and_get_no_children()
  {
-    let client = client().await;
+    // A real Environment exists, and the loose namespace even carries its label:
+    // a label anyone can set does not make a namespace the Environment's.
+    let env = TestEnvironment::create("perr-owner").await;
+    let client = env.client.clone();
     let namespace = unique("perr-loose");
     let mut guard = Cleanup::default();
     guard.namespaces.push(namespace.clone());
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+            &serde_json::from_value(json!({"metadata": {
+                "name": namespace,
+                "labels": {"paved.dev/environment": env.name}
+            }}))
+            .unwrap(),
         )
         .await
         .unwrap();
