@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -126,20 +126,42 @@ async fn write_status(
 }
 
 async fn add_finalizer(api: &Api<Environment>, environment: &Environment) -> Result<()> {
-    let mut finalizers = environment.finalizers().to_vec();
-    finalizers.push(ENVIRONMENT_FINALIZER.to_string());
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": environment.resource_version()}});
-    api.patch(
-        &environment.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::kube(
-        "finalizer",
-        format!("Environment {}", environment.name_any()),
-    ))?;
-    Ok(())
+    set_finalizer(api, environment, true).await
+}
+
+/// Add or drop Paved's finalizer with server-side apply: `metadata.finalizers` is a
+/// set, so this neither needs a resourceVersion nor disturbs other finalizers.
+async fn set_finalizer(
+    api: &Api<Environment>,
+    environment: &Environment,
+    present: bool,
+) -> Result<()> {
+    let finalizers: Vec<&str> = if present {
+        vec![ENVIRONMENT_FINALIZER]
+    } else {
+        vec![]
+    };
+    let patch = json!({
+        "apiVersion": Environment::api_version(&()),
+        "kind": Environment::kind(&()),
+        "metadata": {"name": environment.name_any(), "finalizers": finalizers},
+    });
+    match api
+        .patch(
+            &environment.name_any(),
+            &apply_params(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(()),
+        Err(source) => Err(Error::Kube {
+            step: "finalizer",
+            object: format!("Environment {}", environment.name_any()),
+            source,
+        }),
+    }
 }
 
 /// Deletion: delete the namespace if (and only if) this Environment created it, then let go.
@@ -193,30 +215,6 @@ async fn finalize(
                 .await;
         }
     }
-    let finalizers: Vec<String> = environment
-        .finalizers()
-        .iter()
-        .filter(|f| *f != ENVIRONMENT_FINALIZER)
-        .cloned()
-        .collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": environment.resource_version()}});
-    match api
-        .patch(
-            &environment.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(source) => {
-            return Err(Error::Kube {
-                step: "finalizer",
-                object: format!("Environment {}", environment.name_any()),
-                source,
-            });
-        }
-    }
+    set_finalizer(api, environment, false).await?;
     Ok(Action::await_change())
 }
