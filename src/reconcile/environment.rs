@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -125,37 +125,47 @@ async fn write_status(
     Ok(())
 }
 
+/// Add Paved's finalizer with server-side apply: `metadata.finalizers` is a set, so
+/// this needs no resourceVersion and leaves other finalizers alone. (It cannot
+/// resurrect a deleted Environment: an apply without `spec` fails validation.)
 async fn add_finalizer(api: &Api<Environment>, environment: &Environment) -> Result<()> {
-    set_finalizer(api, environment, true).await
-}
-
-/// Add or drop Paved's finalizer with server-side apply: `metadata.finalizers` is a
-/// set, so this neither needs a resourceVersion nor disturbs other finalizers.
-async fn set_finalizer(
-    api: &Api<Environment>,
-    environment: &Environment,
-    present: bool,
-) -> Result<()> {
-    let finalizers: Vec<&str> = if present {
-        vec![ENVIRONMENT_FINALIZER]
-    } else {
-        vec![]
-    };
     let patch = json!({
         "apiVersion": Environment::api_version(&()),
         "kind": Environment::kind(&()),
-        "metadata": {"name": environment.name_any(), "finalizers": finalizers},
+        "metadata": {"name": environment.name_any(), "finalizers": [ENVIRONMENT_FINALIZER]},
     });
+    api.patch(
+        &environment.name_any(),
+        &apply_params(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(
+        "finalizer",
+        format!("Environment {}", environment.name_any()),
+    ))?;
+    Ok(())
+}
+
+/// Drop Paved's finalizer, guarded by resourceVersion so a concurrent change of the
+/// list is never overwritten (a conflict is retried).
+async fn remove_finalizer(api: &Api<Environment>, environment: &Environment) -> Result<()> {
+    let finalizers: Vec<&String> = environment
+        .finalizers()
+        .iter()
+        .filter(|f| *f != ENVIRONMENT_FINALIZER)
+        .collect();
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": environment.resource_version()}});
     match api
         .patch(
             &environment.name_any(),
-            &apply_params(),
-            &Patch::Apply(&patch),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
         )
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 && !present => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(Error::Kube {
             step: "finalizer",
             object: format!("Environment {}", environment.name_any()),
@@ -215,6 +225,6 @@ async fn finalize(
                 .await;
         }
     }
-    set_finalizer(api, environment, false).await?;
+    remove_finalizer(api, environment).await?;
     Ok(Action::await_change())
 }
