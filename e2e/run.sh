@@ -35,6 +35,15 @@ log "installing the CRDs"
 "$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
 "$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
 
+# The controller under test must be the only one acting on the cluster: stop a
+# `make dev` controller, and take a Lease of our own so that no stale holder
+# keeps ours on standby.
+dev_pid_file=$CLUSTER_DIR/pids/paved-dev.pid
+if [ -f "$dev_pid_file" ] && kill -0 "$(cat "$dev_pid_file")" 2>/dev/null; then
+  log "stopping the 'make dev' controller (pid $(cat "$dev_pid_file")) for the tests; 'make dev' starts it again"
+  kill "$(cat "$dev_pid_file")"; rm -f "$dev_pid_file"
+fi
+export PAVED_LEASE_NAME=${PAVED_LEASE_NAME:-paved-e2e-$$}
 metrics_addr=127.0.0.1:${PAVED_E2E_METRICS_PORT:-18080}
 log "starting the controller (metrics on $metrics_addr)"
 PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
