@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service as CoreService};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -101,85 +99,89 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
-/// Apply every desired child and delete those that must no longer exist.
-/// Returns the Deployment when it was written (fresher than the store).
+/// Apply every desired child and delete those that must no longer exist, all
+/// four at once. Returns the Deployment when it was written (fresher than the store).
 async fn apply_children(
     ctx: &Context,
     service: &Service,
     namespace: &str,
     children: crate::build::ServiceChildren,
 ) -> Result<Option<Deployment>> {
-    let client = ctx.client.clone();
     let name = service.name_any();
-    let owner_uid = service.meta().uid.as_deref();
-
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let live = ctx
-        .stores
-        .deployments
-        .get(&ObjectRef::new(&name).within(namespace));
-    let deployment = match apply(&deployments, &children.deployment, live.as_deref()).await? {
-        Applied::Written(d) => {
-            ctx.metrics.wrote("Deployment");
-            Some(d)
-        }
-        Applied::Unchanged => None,
-    };
-
-    let core_services: Api<CoreService> = Api::namespaced(client.clone(), namespace);
-    let live = ctx
-        .stores
-        .core_services
-        .get(&ObjectRef::new(&name).within(namespace));
-    match &children.core_service {
-        Some(desired) => {
-            if let Applied::Written(_) = apply(&core_services, desired, live.as_deref()).await? {
-                ctx.metrics.wrote("Service");
-            }
-        }
-        None => {
-            if delete_if_controlled(&core_services, live.as_deref(), owner_uid).await? {
-                ctx.metrics.wrote("Service");
-            }
-        }
-    }
-
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), namespace);
-    let live = ctx
-        .stores
-        .ingresses
-        .get(&ObjectRef::new(&name).within(namespace));
-    match &children.ingress {
-        Some(desired) => {
-            if let Applied::Written(_) = apply(&ingresses, desired, live.as_deref()).await? {
-                ctx.metrics.wrote("Ingress");
-            }
-        }
-        None => {
-            if delete_if_controlled(&ingresses, live.as_deref(), owner_uid).await? {
-                ctx.metrics.wrote("Ingress");
-            }
-        }
-    }
-
-    let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client, namespace);
-    let live = ctx
-        .stores
-        .autoscalers
-        .get(&ObjectRef::new(&name).within(namespace));
-    match &children.autoscaler {
-        Some(desired) => {
-            if let Applied::Written(_) = apply(&autoscalers, desired, live.as_deref()).await? {
-                ctx.metrics.wrote("HorizontalPodAutoscaler");
-            }
-        }
-        None => {
-            if delete_if_controlled(&autoscalers, live.as_deref(), owner_uid).await? {
-                ctx.metrics.wrote("HorizontalPodAutoscaler");
-            }
-        }
-    }
+    let owner = service.meta().uid.as_deref();
+    let at = ObjectRef::new(&name).within(namespace);
+    let (deployment, _, _, _) = futures::try_join!(
+        converge(
+            ctx,
+            namespace,
+            Some(&children.deployment),
+            ctx.stores.deployments.get(&at),
+            owner
+        ),
+        converge(
+            ctx,
+            namespace,
+            children.core_service.as_ref(),
+            ctx.stores
+                .core_services
+                .get(&ObjectRef::new(&name).within(namespace)),
+            owner
+        ),
+        converge(
+            ctx,
+            namespace,
+            children.ingress.as_ref(),
+            ctx.stores
+                .ingresses
+                .get(&ObjectRef::new(&name).within(namespace)),
+            owner
+        ),
+        converge(
+            ctx,
+            namespace,
+            children.autoscaler.as_ref(),
+            ctx.stores
+                .autoscalers
+                .get(&ObjectRef::new(&name).within(namespace)),
+            owner
+        ),
+    )?;
     Ok(deployment)
+}
+
+/// Make one child match: apply it when desired, delete it (if Paved controls it)
+/// when not. Returns the object when it was written.
+async fn converge<K>(
+    ctx: &Context,
+    namespace: &str,
+    desired: Option<&K>,
+    live: Option<Arc<K>>,
+    owner: Option<&str>,
+) -> Result<Option<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let kind = K::kind(&());
+    match desired {
+        Some(desired) => match apply(&api, desired, live.as_deref()).await? {
+            Applied::Written(object) => {
+                ctx.metrics.wrote(&kind);
+                Ok(Some(object))
+            }
+            Applied::Unchanged => Ok(None),
+        },
+        None => {
+            if delete_if_controlled(&api, live.as_deref(), owner).await? {
+                ctx.metrics.wrote(&kind);
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Digest the values behind every referenced Secret/ConfigMap key (missing → None).
