@@ -6,7 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/e2e/cluster
 source "$here/lib.sh"
-EXAMPLES=${PAVED_EXAMPLES:-$root/examples/shop}
+# The shop: its Environments, then what runs in staging and in production.
+read -r -a EXAMPLES <<< "${PAVED_EXAMPLES:-examples/00-environments.yaml examples/staging examples/production}"
 LISTEN=${PAVED_DEV_LISTEN:-127.0.0.1:18081}
 pidfile=$CLUSTER_DIR/pids/paved-dev.pid
 
@@ -42,9 +43,11 @@ echo $! > "$pidfile"
 
 # Namespaced objects can only be applied once their Environment's namespace
 # exists, as with any GitOps sync: retry until everything applies.
-log "applying $EXAMPLES"
+log "applying ${EXAMPLES[*]}"
+apply_args=()
+for path in "${EXAMPLES[@]}"; do apply_args+=(-f "$path"); done
 for attempt in $(seq 1 60); do
-  if out=$("$KUBECTL" apply --server-side -R -f "$EXAMPLES" 2>&1); then break; fi
+  if out=$("$KUBECTL" apply --server-side -R "${apply_args[@]}" 2>&1); then break; fi
   [ "$attempt" -lt 60 ] || { echo "$out" >&2; exit 1; }
   sleep 1
 done
