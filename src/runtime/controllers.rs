@@ -63,9 +63,15 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
+        .modify(drop_managed_fields)
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// Paved never reads managedFields; not keeping them roughly halves the memory of the stores.
+fn drop_managed_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 /// A reflector of a custom resource whose stream only lets through changes of
@@ -88,6 +94,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(drop_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_lifecycle::<K>, Default::default());
