@@ -21,4 +21,5 @@ mod paved_schema;
 mod paved_service;
 mod ship_argocd;
 mod ship_port;
+mod ship_portals;
 mod ship_support;

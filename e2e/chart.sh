@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# Proves the Helm chart (charts/paved) on the local control plane:
+#
+#   1. its CRD copy equals crds/ (what `paved crd` generates);
+#   2. `helm lint`, and values.schema.json refuses wrong values;
+#   3. `helm install` and `helm upgrade` succeed and the Deployment becomes
+#      Available (kwok runs its pods), restricted pod security included;
+#   4. the controller built from this checkout, run with exactly the chart's
+#      ServiceAccount permissions (its kubeconfig impersonates the
+#      ServiceAccount), passes the core scenarios: the RBAC is sufficient;
+#   5. with any one rule of the chart's ClusterRole or leader-election Role
+#      removed, some scenario fails and the controller's log shows the API
+#      server refusing exactly that rule's verb: the RBAC is minimal.
+#
+# Usage: e2e/chart.sh [--quick]   (--quick: steps 1-4 only)
+# Prints PASS/FAIL per check and exits non-zero on any failure. Everything it
+# creates is removed at the end; a cluster it started is stopped (unless
+# PAVED_KEEP_CLUSTER=1). Knobs: PAVED_CHART_TIMEOUT (seconds per wait, 20),
+# PAVED_CHART_PORT (controller metrics port, 18095).
+#
+# It must be the only Paved controller acting on the cluster (another one would
+# do the work the impersonated controller is refused): it checks that first.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+here=$root/e2e/cluster
+source "$here/lib.sh"
+
+quick=false
+[ "${1:-}" = --quick ] && quick=true
+timeout_s=${PAVED_CHART_TIMEOUT:-20}
+port=${PAVED_CHART_PORT:-18095}
+release=paved-chart-e2e
+release_ns=paved-chart-e2e
+sa=$release                      # the chart's ServiceAccount: its fullname
+chart=$root/charts/paved
+lease=paved-controller
+
+failures=0
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+die() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); exit 1; }
+
+cluster_was_running=false
+if "$here/up.sh" --check >/dev/null 2>&1; then cluster_was_running=true; fi
+export KUBECONFIG
+KUBECONFIG=$("$here/up.sh")
+KUBECTL=$(resolve_kubectl)
+"$here/build.sh" helm >&2
+HELM=$(bin_path helm)
+k() { "$KUBECTL" "$@"; }
+
+work=$(mktemp -d)
+controller_pid=""
+created_envs=()
+
+stop_controller() {
+  if [ -n "$controller_pid" ]; then
+    kill "$controller_pid" 2>/dev/null || true
+    wait "$controller_pid" 2>/dev/null || true
+    controller_pid=""
+  fi
+}
+
+# An Environment the impersonated controller could not finalize keeps its
+# finalizer: drop it as admin, then delete the Environment and its namespace.
+delete_environment() { # name
+  k patch environment.paved.dev "$1" --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  k delete environment.paved.dev "$1" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  k delete namespace "$1" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
+
+cleanup() {
+  local rc=$?
+  stop_controller
+  for env in "${created_envs[@]}"; do delete_environment "$env"; done
+  "$HELM" uninstall "$release" -n "$release_ns" --wait --timeout 60s >/dev/null 2>&1 || true
+  k delete namespace "$release_ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  # The CRDs stay (helm.sh/resource-policy: keep): hand them back unowned.
+  for crd in environments.paved.dev applications.paved.dev services.paved.dev; do
+    k annotate crd "$crd" meta.helm.sh/release-name- meta.helm.sh/release-namespace- >/dev/null 2>&1 || true
+    k label crd "$crd" app.kubernetes.io/managed-by- >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+  if ! $cluster_was_running && [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then "$here/down.sh"; fi
+  if [ $failures -gt 0 ]; then rc=1; fi
+  [ $rc -eq 0 ] && echo "chart: all checks passed" || echo "chart: $failures check(s) failed"
+  exit $rc
+}
+trap cleanup EXIT
+
+# Polls `cmd...` until it succeeds or PAVED_CHART_TIMEOUT passes.
+wait_for() { # description cmd...
+  local what=$1; shift
+  local deadline=$((SECONDS + timeout_s))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then echo "  timed out after ${timeout_s}s: $what" >&2; return 1; fi
+    sleep 0.5
+  done
+}
+
+# --- 1. the CRD copy ---------------------------------------------------------
+if diff -r "$root/crds" "$chart/files/crds" >/dev/null; then
+  pass "charts/paved/files/crds equals crds/"
+else
+  # Installing a stale copy would downgrade the cluster's CRDs: stop here.
+  die "charts/paved/files/crds differs from crds/: run \`make crds\` (it copies them)"
+fi
+
+# --- 2. lint and schema --------------------------------------------------------
+kube_version=$(k version -o json | jq -r '.serverVersion.gitVersion')
+if "$HELM" lint "$chart" --strict --kube-version "$kube_version" >"$work/lint.log" 2>&1; then
+  pass "helm lint --strict"
+else
+  cat "$work/lint.log" >&2; fail "helm lint --strict"
+fi
+for bad in replicaCount=0 replicaCount=two crds.enabled=maybe image.pullPolicy=Sometimes \
+  controller.logFormat=xml securityContext.readOnlyRootFilesystem=false \
+  securityContext.allowPrivilegeEscalation=true podSecurityContext.runAsNonRoot=false \
+  metrics.port=80 unknownKey=1 controller.leaseName=Not_A_Name; do
+  if "$HELM" template t "$chart" --kube-version "$kube_version" --set "$bad" >/dev/null 2>&1; then
+    fail "values.schema.json accepted --set $bad"
+  else
+    pass "values.schema.json refuses --set $bad"
+  fi
+done
+
+# --- 3. install and upgrade ------------------------------------------------------
+# Another controller acting on the cluster would mask what the impersonated one
+# is refused: an Environment nobody should touch yet must stay untouched.
+probe=chart-probe-$$
+created_envs+=("$probe")
+k apply --server-side --field-manager chart-e2e -f - >/dev/null <<EOF
+apiVersion: paved.dev/v1alpha1
+kind: Environment
+metadata: {name: $probe}
+spec: {type: preview, domain: $probe.example.test}
+EOF
+sleep 4
+if [ -n "$(k get environment.paved.dev "$probe" -o jsonpath='{.metadata.finalizers}{.status}')" ]; then
+  die "another Paved controller is running against this cluster (it reconciled $probe): stop it first"
+fi
+delete_environment "$probe"
+
+# CRDs that already exist (e2e/run.sh applies crds/) are adopted by the release.
+for crd in environments.paved.dev applications.paved.dev services.paved.dev; do
+  if k get crd "$crd" >/dev/null 2>&1; then
+    k label crd "$crd" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
+    k annotate crd "$crd" meta.helm.sh/release-name="$release" meta.helm.sh/release-namespace="$release_ns" --overwrite >/dev/null
+  fi
+done
+if "$HELM" install "$release" "$chart" -n "$release_ns" --create-namespace --wait --timeout 120s >"$work/install.log" 2>&1; then
+  pass "helm install (Deployment Available with 2 replicas)"
+else
+  cat "$work/install.log" >&2; die "helm install"
+fi
+available=$(k -n "$release_ns" get deployment "$release" -o jsonpath='{.status.availableReplicas}')
+[ "$available" = 2 ] && pass "2 controller replicas available" || fail "available replicas: '$available', want 2"
+keep=$(k get crd services.paved.dev -o jsonpath='{.metadata.annotations.helm\.sh/resource-policy}')
+[ "$keep" = keep ] && pass "CRDs carry helm.sh/resource-policy: keep" || fail "CRD resource-policy is '$keep'"
+
+pod_json=$(k -n "$release_ns" get deployment "$release" -o json)
+check_pod() { # description jq-filter
+  if jq -e "$2" >/dev/null <<<"$pod_json"; then pass "pod: $1"; else fail "pod: $1"; fi
+}
+check_pod "runAsNonRoot" '.spec.template.spec.securityContext.runAsNonRoot == true and .spec.template.spec.containers[0].securityContext.runAsNonRoot == true'
+check_pod "readOnlyRootFilesystem" '.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem == true'
+check_pod "allowPrivilegeEscalation false" '.spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation == false'
+check_pod "capabilities drop ALL" '.spec.template.spec.containers[0].securityContext.capabilities.drop == ["ALL"]'
+check_pod "seccomp RuntimeDefault" '.spec.template.spec.containers[0].securityContext.seccompProfile.type == "RuntimeDefault"'
+check_pod "resources set" '.spec.template.spec.containers[0].resources.requests.cpu != null and .spec.template.spec.containers[0].resources.limits.memory != null'
+check_pod "probes on /healthz and /readyz" '.spec.template.spec.containers[0].livenessProbe.httpGet.path == "/healthz" and .spec.template.spec.containers[0].readinessProbe.httpGet.path == "/readyz"'
+check_pod "recommended labels" '.metadata.labels["app.kubernetes.io/name"] == "paved" and .metadata.labels["app.kubernetes.io/instance"] != null and .metadata.labels["app.kubernetes.io/version"] != null and .metadata.labels["app.kubernetes.io/managed-by"] == "Helm"'
+# The restricted Pod Security Standard, as the API server's PodSecurity admission
+# judges it: a Pod made of the Deployment's template passes a server-side dry run
+# in a namespace that enforces `restricted`, and a privileged one does not.
+k label namespace "$release_ns" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+psa_pod() { jq --arg ns "$release_ns" '{apiVersion: "v1", kind: "Pod", metadata: {name: "psa-check", namespace: $ns}, spec: .spec.template.spec}' <<<"$pod_json"; }
+if psa_pod | k create --dry-run=server -f - >"$work/psa.log" 2>&1; then
+  pass "the controller pod is admitted under pod-security.kubernetes.io/enforce=restricted"
+else
+  cat "$work/psa.log" >&2; fail "the controller pod is refused under pod-security restricted"
+fi
+if psa_pod | jq '.spec.containers[0].securityContext.allowPrivilegeEscalation = true' | k create --dry-run=server -f - >/dev/null 2>&1; then
+  fail "PodSecurity admission accepted a pod that escalates privileges (the check above proves nothing)"
+else
+  pass "PodSecurity admission refuses the same pod with allowPrivilegeEscalation: true (control)"
+fi
+
+if "$HELM" upgrade "$release" "$chart" -n "$release_ns" --reuse-values --set replicaCount=1 \
+  --set metrics.serviceMonitor.enabled=false --set rbac.portalReader.enabled=true \
+  --wait --timeout 120s >"$work/upgrade.log" 2>&1; then
+  pass "helm upgrade (replicaCount=1, portal reader on)"
+else
+  cat "$work/upgrade.log" >&2; fail "helm upgrade"
+fi
+k get clusterrole "$release-portal-reader" >/dev/null 2>&1 && pass "portal-reader ClusterRole created on upgrade" || fail "portal-reader ClusterRole missing"
+for role in paved-developer paved-viewer; do
+  k get clusterrole "$role" >/dev/null 2>&1 && pass "ClusterRole $role" || fail "ClusterRole $role missing"
+done
+# Aggregation: the built-in edit and view roles now carry Paved's kinds.
+wait_for "edit aggregates paved-developer" bash -c "'$KUBECTL' get clusterrole edit -o json | jq -e '.rules[] | select(.apiGroups == [\"paved.dev\"]) | select(.verbs | index(\"create\"))'" \
+  && pass "edit aggregates paved-developer" || fail "edit does not aggregate paved-developer"
+wait_for "view aggregates paved-viewer" bash -c "'$KUBECTL' get clusterrole view -o json | jq -e '.rules[] | select(.apiGroups == [\"paved.dev\"])'" \
+  && pass "view aggregates paved-viewer" || fail "view does not aggregate paved-viewer"
+if k get clusterrole "$release" -o json | jq -e '[.rules[] | (.verbs + .resources + .apiGroups)[]] | index("*")' >/dev/null; then
+  fail "the controller's ClusterRole has a wildcard"
+else
+  pass "the controller's ClusterRole has no wildcard"
+fi
+
+# --- 4. the controller as the chart's ServiceAccount -------------------------------
+cargo build --quiet --bin paved --manifest-path "$root/Cargo.toml"
+paved_bin=$TARGET_DIR/debug/paved
+impersonating=$work/kubeconfig-as-sa.json
+k config view --raw --minify --flatten -o json | jq \
+  --arg user "system:serviceaccount:$release_ns:$sa" --arg ns_group "system:serviceaccounts:$release_ns" \
+  '.users[0].user += {"as": $user, "as-groups": ["system:serviceaccounts", $ns_group, "system:authenticated"]}' \
+  > "$impersonating"
+if KUBECONFIG=$impersonating "$KUBECTL" auth whoami -o jsonpath='{.status.userInfo.username}' 2>/dev/null | grep -qx "system:serviceaccount:$release_ns:$sa"; then
+  pass "kubeconfig impersonates system:serviceaccount:$release_ns:$sa"
+else
+  die "impersonation does not work"
+fi
+
+run=0
+start_controller() { # log-file
+  k -n "$release_ns" delete lease "$lease" --ignore-not-found >/dev/null 2>&1 || true
+  KUBECONFIG=$impersonating RUST_LOG=info,paved=debug,kube_runtime=debug "$paved_bin" run \
+    --listen "127.0.0.1:$port" --lease-namespace "$release_ns" --lease-name "$lease" \
+    --lease-duration 3 --identity "chart-e2e-$run" >"$1" 2>&1 &
+  controller_pid=$!
+  local i
+  for i in $(seq 1 40); do
+    curl -fsS --max-time 1 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$controller_pid" 2>/dev/null || return 1
+    sleep 0.25
+  done
+  return 1
+}
+
+jsonpath() { k "$@" 2>/dev/null || true; }
+condition_is() { # kind name namespace type status
+  local ns_flag=(); [ -n "$3" ] && ns_flag=(-n "$3")
+  [ "$(jsonpath get "$1" "$2" "${ns_flag[@]}" -o jsonpath="{.status.conditions[?(@.type==\"$4\")].status}")" = "$5" ]
+}
+exists() { k get "$@" >/dev/null 2>&1; }
+absent() { ! k get "$@" >/dev/null 2>&1; }
+config_hash() { jsonpath -n "$1" get deployment web -o jsonpath='{.spec.template.metadata.annotations.paved\.dev/config-hash}'; }
+hash_differs() { local now; now=$(config_hash "$1"); [ -n "$now" ] && [ "$now" != "$2" ]; }
+event_count() { # namespace object reason -> series count (1 when created once)
+  k -n "$1" get events.events.k8s.io -o json 2>/dev/null | jq -r --arg o "$2" --arg r "$3" \
+    '[.items[] | select(.regarding.name == $o and .reason == $r)][0] | if . == null then 0 else (.series.count // 1) end'
+}
+event_count_at_least() { [ "$(event_count "$1" "$2" "$3")" -ge "$4" ]; }
+leading() { curl -fsS --max-time 1 "http://127.0.0.1:$port/metrics" 2>/dev/null | grep -qx 'paved_leader 1'; }
+
+# The core scenarios; each step names what it needs. Stops at the first failing
+# step (one is enough to show a missing rule) and prints it.
+scenarios() { # environment-name
+  local env=$1 domain=$1.example.test step=""
+  failed_step="applying the manifests"
+  created_envs+=("$env")
+  apply() { k apply --server-side --field-manager chart-e2e -f - >/dev/null; }
+  try() { step=$1; shift; wait_for "$step" "$@" || { failed_step=$step; return 1; }; }
+
+  apply <<EOF || return 1
+apiVersion: paved.dev/v1alpha1
+kind: Environment
+metadata: {name: $env}
+spec: {type: development, domain: $domain}
+EOF
+  try "Environment -> labelled namespace" bash -c "[ \"\$('$KUBECTL' get namespace $env -o jsonpath='{.metadata.labels.paved\.dev/environment}')\" = $env ]" || return 1
+  try "Environment Ready" condition_is environment.paved.dev "$env" "" Ready True || return 1
+
+  k -n "$env" create secret generic db --from-literal=password=one >/dev/null
+  k -n "$env" create configmap cfg --from-literal=level=info >/dev/null
+  apply <<EOF || return 1
+apiVersion: paved.dev/v1alpha1
+kind: Application
+metadata: {name: shop, namespace: $env}
+spec: {owner: team-shop, lifecycle: production}
+---
+apiVersion: paved.dev/v1alpha1
+kind: Service
+metadata: {name: web, namespace: $env}
+spec:
+  application: shop
+  image: registry.example.test/web:1
+  ports: [{name: http, port: 8080}]
+  expose: {}
+  autoscaling: {min: 1, max: 3}
+  env:
+    - {name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db, key: password}}}
+    - {name: LEVEL, valueFrom: {configMapKeyRef: {name: cfg, key: level}}}
+EOF
+  try "Service -> Deployment" exists -n "$env" deployment web || return 1
+  try "Service -> core Service" exists -n "$env" service web || return 1
+  try "Service -> Ingress" exists -n "$env" ingress web || return 1
+  try "Service -> HPA" exists -n "$env" horizontalpodautoscaler web || return 1
+  try "Service Ready" condition_is service.paved.dev web "$env" Ready True || return 1
+  try "Application Ready" condition_is application.paved.dev shop "$env" Ready True || return 1
+
+  local before
+  before=$(config_hash "$env")
+  k -n "$env" patch secret db --type merge -p '{"stringData":{"password":"two"}}' >/dev/null
+  try "Secret change rolls the pods (config hash)" hash_differs "$env" "$before" || return 1
+  before=$(config_hash "$env")
+  k -n "$env" patch configmap cfg --type merge -p '{"data":{"level":"debug"}}' >/dev/null
+  try "ConfigMap change rolls the pods (config hash)" hash_differs "$env" "$before" || return 1
+
+  k -n "$env" patch service.paved.dev web --type merge \
+    -p '{"spec":{"expose":null,"autoscaling":null,"env":null,"ports":null,"replicas":1}}' >/dev/null
+  try "no longer exposed -> Ingress deleted" absent -n "$env" ingress web || return 1
+  try "no longer autoscaled -> HPA deleted" absent -n "$env" horizontalpodautoscaler web || return 1
+  try "no ports -> core Service deleted" absent -n "$env" service web || return 1
+
+  apply <<EOF || return 1
+apiVersion: paved.dev/v1alpha1
+kind: Service
+metadata: {name: flaky, namespace: $env}
+spec: {application: shop, image: registry.example.test/flaky:1, ports: [{name: http, port: 80}], expose: {host: flaky.elsewhere.test}}
+EOF
+  try "a problem becomes an Event" event_count_at_least "$env" flaky HostOutsideDomain 1 || return 1
+  k -n "$env" patch service.paved.dev flaky --type merge -p "{\"spec\":{\"expose\":{\"host\":\"flaky.$domain\"}}}" >/dev/null
+  try "fixed host -> Ready" condition_is service.paved.dev flaky "$env" Ready True || return 1
+  k -n "$env" patch service.paved.dev flaky --type merge -p '{"spec":{"expose":{"host":"flaky.elsewhere.test"}}}' >/dev/null
+  try "the same problem again is counted on its Event" event_count_at_least "$env" flaky HostOutsideDomain 2 || return 1
+
+  try "still leading after the lease duration (renewals)" leading || return 1
+
+  k delete environment.paved.dev "$env" --wait=false >/dev/null
+  try "Environment deleted (finalizer removed)" absent environment.paved.dev "$env" || return 1
+  try "its namespace deleted" bash -c "! '$KUBECTL' get namespace $env >/dev/null 2>&1 || [ -n \"\$('$KUBECTL' get namespace $env -o jsonpath='{.metadata.deletionTimestamp}')\" ]" || return 1
+  failed_step=""
+  return 0
+}
+
+log_file=$work/controller-full.log
+if start_controller "$log_file"; then
+  if scenarios "chart-full-$$"; then
+    pass "core scenarios with the chart's RBAC (sufficient)"
+  else
+    fail "core scenarios with the chart's RBAC: '$failed_step' failed"
+    tail -n 20 "$log_file" >&2
+  fi
+  refused=$(grep -c 'forbidden' "$log_file" || true)
+  [ "$refused" = 0 ] && pass "the controller was never refused anything" || { fail "$refused forbidden responses in the controller log"; grep -m3 forbidden "$log_file" >&2; }
+else
+  tail -n 20 "$log_file" >&2; fail "the controller did not start"
+fi
+stop_controller
+delete_environment "chart-full-$$"
+
+$quick && exit 0
+
+# --- 5. minimality: remove one rule at a time ---------------------------------------
+# kind role-name namespace-flag
+original_cluster_role=$work/clusterrole.json
+original_role=$work/role.json
+k get clusterrole "$release" -o json | jq 'del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.managedFields)' > "$original_cluster_role"
+k -n "$release_ns" get role "$release-leader-election" -o json | jq 'del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.managedFields)' > "$original_role"
+
+minimality() { # file index
+  local file=$1 i=$2 rule verbs resources
+  rule=$(jq -c ".rules[$i]" "$file")
+  verbs=$(jq -r ".rules[$i].verbs | join(\",\")" "$file")
+  resources=$(jq -r ".rules[$i].resources | join(\",\")" "$file")
+  run=$((run + 1))
+  jq "del(.rules[$i])" "$file" | k replace -f - >/dev/null
+  local log=$work/controller-$run.log env=chart-m$run-$$
+  if ! start_controller "$log"; then
+    failed_step="the controller did not become ready"
+  elif scenarios "$env"; then
+    failed_step=""
+  fi
+  stop_controller
+  k replace -f "$file" >/dev/null
+  delete_environment "$env"
+  if [ -z "$failed_step" ]; then
+    fail "rule $rule is not needed: every scenario passed without it"
+    return
+  fi
+  # The failure must come from this rule: the API server refused one of its verbs.
+  local verb resource refusal=""
+  for verb in ${verbs//,/ }; do
+    for resource in ${resources//,/ }; do
+      refusal=$(grep -m1 -o "cannot $verb resource \\\\\?\"$resource\\\\\?\"[^,]*" "$log" || true)
+      [ -n "$refusal" ] && break 2
+    done
+  done
+  if [ -n "$refusal" ]; then
+    pass "without $rule: '$failed_step' fails; refused: $refusal"
+  else
+    fail "without $rule: '$failed_step' failed, but the log shows no refusal of $verbs on $resources"
+    tail -n 15 "$log" >&2
+  fi
+}
+
+for i in $(seq 0 $(($(jq '.rules | length' "$original_cluster_role") - 1))); do
+  minimality "$original_cluster_role" "$i"
+done
+for i in $(seq 0 $(($(jq '.rules | length' "$original_role") - 1))); do
+  minimality "$original_role" "$i"
+done
