@@ -75,10 +75,11 @@ cleanup() {
   for env in "${created_envs[@]}"; do delete_environment "$env"; done
   "$HELM" uninstall "$release" -n "$release_ns" --wait --timeout 60s >/dev/null 2>&1 || true
   k delete namespace "$release_ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-  # The CRDs stay (helm.sh/resource-policy: keep): hand them back unowned.
+  # The CRDs stay (helm.sh/resource-policy: keep): hand them back as crds/ has them.
   for crd in environments.paved.dev applications.paved.dev services.paved.dev; do
-    k annotate crd "$crd" meta.helm.sh/release-name- meta.helm.sh/release-namespace- >/dev/null 2>&1 || true
-    k label crd "$crd" app.kubernetes.io/managed-by- >/dev/null 2>&1 || true
+    k annotate crd "$crd" meta.helm.sh/release-name- meta.helm.sh/release-namespace- helm.sh/resource-policy- >/dev/null 2>&1 || true
+    k label crd "$crd" app.kubernetes.io/managed-by- app.kubernetes.io/instance- app.kubernetes.io/name- \
+      app.kubernetes.io/part-of- app.kubernetes.io/version- helm.sh/chart- >/dev/null 2>&1 || true
   done
   rm -rf "$work"
   if ! $cluster_was_running && [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then "$here/down.sh"; fi
@@ -341,10 +342,15 @@ if start_controller "$log_file"; then
     pass "core scenarios with the chart's RBAC (sufficient)"
   else
     fail "core scenarios with the chart's RBAC: '$failed_step' failed"
-    tail -n 20 "$log_file" >&2
+    tail -n 20 "$log_file" | cut -c1-400 >&2
   fi
   refused=$(grep -c 'forbidden' "$log_file" || true)
-  [ "$refused" = 0 ] && pass "the controller was never refused anything" || { fail "$refused forbidden responses in the controller log"; grep -m3 forbidden "$log_file" >&2; }
+  if [ "$refused" = 0 ]; then
+    pass "the controller was never refused anything"
+  else
+    fail "$refused forbidden responses in the controller log, e.g.:"
+    grep -o 'cannot [a-z]* resource [^:]*' "$log_file" | sort -u | head -n 5 >&2
+  fi
 else
   tail -n 20 "$log_file" >&2; fail "the controller did not start"
 fi
@@ -384,15 +390,15 @@ minimality() { # file index
   local verb resource refusal=""
   for verb in ${verbs//,/ }; do
     for resource in ${resources//,/ }; do
-      refusal=$(grep -m1 -o "cannot $verb resource \\\\\?\"$resource\\\\\?\"[^,]*" "$log" || true)
+      refusal=$(grep -m1 -o "cannot $verb resource \\\\\?\"$resource\\\\\?\" in API group \\\\\?\"[^\"\\\\]*" "$log" | head -n1 || true)
       [ -n "$refusal" ] && break 2
     done
   done
   if [ -n "$refusal" ]; then
-    pass "without $rule: '$failed_step' fails; refused: $refusal"
+    pass "without $rule: '$failed_step' fails; refused: $refusal\""
   else
     fail "without $rule: '$failed_step' failed, but the log shows no refusal of $verbs on $resources"
-    tail -n 15 "$log" >&2
+    tail -n 15 "$log" | cut -c1-400 >&2
   fi
 }
 
