@@ -54,5 +54,5 @@ for _ in $(seq 1 120); do
   kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited"; exit 1; }
   sleep 0.25
 done
-export PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log
+export PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log PAVED_BIN="$TARGET_DIR"/debug/paved
 cargo test -p paved-e2e --test e2e -- "$@"
