@@ -274,10 +274,8 @@ pub(crate) mod tests {
         let mut env = Environment::new(
             name,
             EnvironmentSpec {
-                type_: Default::default(),
-                namespace: None,
                 domain: domain.into(),
-                ingress: None,
+                ..EnvironmentSpec::default()
             },
         );
         env.metadata.uid = Some(format!("uid-env-{name}"));

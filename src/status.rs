@@ -386,6 +386,7 @@ pub fn environment_status(
         applications,
         services,
         urls,
+        ..EnvironmentStatus::default()
     }
 }
 

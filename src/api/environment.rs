@@ -1,13 +1,21 @@
 //! `Environment` (cluster-scoped): a place where applications run — a namespace,
-//! a domain under which Services are exposed, and ingress settings.
+//! a domain under which Services are exposed, ingress settings, who may work in
+//! it (`access`), its guardrails (quota, defaults, network isolation), its
+//! lifecycle (ttl, stop/start) and, for previews, the environment it follows
+//! (`cloneFrom`).
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::Condition;
+use super::{Condition, EnvVar};
 
 /// An Environment owns one Namespace; Applications and Services live inside it.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema,
+)]
 #[kube(
     group = "paved.dev",
     version = "v1alpha1",
@@ -51,6 +59,201 @@ pub struct EnvironmentSpec {
     /// How Services of this environment are exposed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSettings>,
+    /// Who may work in the environment: each entry becomes a RoleBinding in its
+    /// namespace to the ClusterRole `paved-developer` or `paved-viewer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub access: Vec<AccessGrant>,
+    /// ResourceQuota, LimitRange defaults and network isolation of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Guardrails>,
+    /// Expiry (ttl) and stop/start, by hand or on a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<EnvironmentLifecycle>,
+    /// Make this environment a preview of another one: its Applications and
+    /// Services are copied here and kept following the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_from: Option<CloneFrom>,
+}
+
+/// One subject granted a role in the environment's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.group) != has(self.user)").message("set exactly one of group or user"))]
+pub struct AccessGrant {
+    /// A group, as the apiserver's authenticator reports it (e.g. an OIDC group claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub group: Option<String>,
+    /// A user name, as the apiserver's authenticator reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub user: Option<String>,
+    /// developer: create, change and delete Applications and Services and read
+    /// their children; viewer: read only.
+    pub role: AccessRole,
+}
+
+/// Role granted by an [`AccessGrant`].
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessRole {
+    Developer,
+    #[default]
+    Viewer,
+}
+
+impl AccessRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessRole::Developer => "developer",
+            AccessRole::Viewer => "viewer",
+        }
+    }
+}
+
+/// Guardrails of the namespace: how much it may use, what a container gets by
+/// default, and who may talk to it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Guardrails {
+    /// A ResourceQuota `paved-quota` on the namespace's total requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    /// A LimitRange `paved-defaults` giving containers without their own
+    /// requests/limits these values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    /// true: a NetworkPolicy `paved-isolation` denies ingress except from pods of
+    /// the same namespace and from the ingress controller's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_isolation: Option<bool>,
+}
+
+/// Upper bounds on the namespace's total resource requests.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quota {
+    /// Total CPU requests, e.g. "20" or 500m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Total memory requests, e.g. 40Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+    /// Number of pods, e.g. "100".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Quantity>,
+}
+
+/// Defaults for containers that do not set their own.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Defaults {
+    /// Default requests and limits per container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<DefaultResources>,
+}
+
+/// Default container requests and limits, by resource name (cpu, memory, ...).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultResources {
+    /// Default requests, e.g. {cpu: 100m, memory: 128Mi}.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])").message("default requests can be set for cpu, memory and ephemeral-storage"))]
+    pub requests: BTreeMap<String, Quantity>,
+    /// Default limits, e.g. {memory: 512Mi}.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])").message("default limits can be set for cpu, memory and ephemeral-storage"))]
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+/// When the environment expires, and when its workloads are scaled to zero.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentLifecycle {
+    /// Time to live, counted from the Environment's creation: days, hours,
+    /// minutes, seconds, e.g. 72h, 7d, 1h30m. When it has passed, the
+    /// Environment deletes itself (and its namespace). Raising it extends the
+    /// life; `status.expiresAt` says when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,5}d)?([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$"),
+        length(min = 2, max = 32)
+    )]
+    pub ttl: Option<String>,
+    /// true: every workload of the environment is scaled to zero (HPAs removed),
+    /// nothing deleted; false again restores the declared replicas and HPAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<bool>,
+    /// Stop and start on a timetable (e.g. nights and weekends). `stopped: true`
+    /// wins over the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<StopSchedule>,
+}
+
+/// A stop/start timetable: two cron expressions in one time zone. The
+/// environment is stopped from each `stop` time until the next `start` time.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.stop != self.start").message("schedule.stop and schedule.start must differ"))]
+pub struct StopSchedule {
+    /// When to stop: a five-field cron expression (minute hour day-of-month
+    /// month day-of-week), e.g. "0 20 * * 1-5" for 20:00 on weekdays.
+    #[schemars(regex(pattern = r"^\S+( +\S+){4}$"), length(min = 9, max = 128))]
+    pub stop: String,
+    /// When to start again, same format, e.g. "0 7 * * 1-5".
+    #[schemars(regex(pattern = r"^\S+( +\S+){4}$"), length(min = 9, max = 128))]
+    pub start: String,
+    /// IANA time zone of both expressions, e.g. Europe/Paris (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"), length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+}
+
+/// The environment a preview follows.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneFrom {
+    /// Name of the source Environment. Its Applications and Services are copied
+    /// into this environment's namespace and follow it; an Application or
+    /// Service created here by a user under the same name takes precedence.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub environment: String,
+    /// Changes to named cloned Services (e.g. the image built from a pull request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["service".into()]))]
+    pub overrides: Vec<CloneOverride>,
+}
+
+/// A change applied to one cloned Service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneOverride {
+    /// Name of the Service in the source environment.
+    #[schemars(
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub service: String,
+    /// Image to run instead of the source's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^\s]+$"), length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Environment variables merged over the source Service's (same name: this one wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128))]
+    pub env: Vec<EnvVar>,
+    /// Number of pods instead of the source's (replaces its autoscaling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
 }
 
 /// Kind of an Environment.
@@ -124,6 +327,48 @@ pub struct EnvironmentStatus {
     /// URLs of the exposed Services, sorted.
     #[serde(default)]
     pub urls: Vec<String>,
+    /// When the Environment deletes itself (RFC 3339): creationTimestamp +
+    /// spec.lifecycle.ttl. Absent without a ttl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Whether the environment's workloads are scaled to zero right now:
+    /// spec.lifecycle.stopped, or inside a stopped window of the schedule.
+    #[serde(default)]
+    pub stopped: bool,
+    /// When a scheduled stop ends (RFC 3339). Absent when not stopped by the
+    /// schedule (stopped by hand lasts until spec.lifecycle.stopped is unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_until: Option<String>,
+    /// When the schedule flips the environment next (RFC 3339), stop or start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition: Option<String>,
+    /// For a preview (spec.cloneFrom): what is copied from the base environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseStatus>,
+}
+
+/// What a preview copies from its base environment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseStatus {
+    /// Name of the base Environment.
+    pub environment: String,
+    /// Whether the base exists. When it is gone, the copies stay as they were.
+    pub present: bool,
+    /// Applications copied from the base, sorted.
+    #[serde(default)]
+    pub applications: Vec<String>,
+    /// Services copied from the base, sorted.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Cloned Services changed by spec.cloneFrom.overrides, sorted.
+    #[serde(default)]
+    pub overridden: Vec<String>,
+    /// Applications and Services of the base not copied because an object of
+    /// the same kind and name, created here by someone else, takes precedence
+    /// ("Service/checkout-api"), sorted.
+    #[serde(default)]
+    pub shadowed: Vec<String>,
 }
 
 /// An Application as seen from its Environment.
