@@ -16,6 +16,7 @@
 //! - [`plan`]: pure resolve + validate, from a snapshot of the three kinds.
 //! - [`build`]: pure builders, CRs → Kubernetes objects (shared with `paved render`).
 //! - [`status`]: pure status computation (conditions, catalog fields).
+//! - [`lifecycle`]: pure expiry and stop/start schedule of an Environment.
 //! - [`reconcile`]: the thin reconcilers: resolve → validate → build → apply → status.
 //! - [`runtime`]: metrics, health endpoints, leader election, controller wiring.
 //! - [`names`]: every label, annotation, condition and reason name.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod build;
 pub mod crd;
 pub mod error;
+pub mod lifecycle;
 pub mod names;
 pub mod plan;
 pub mod reconcile;
