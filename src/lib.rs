@@ -18,11 +18,13 @@
 //! - [`status`]: pure status computation (conditions, catalog fields).
 //! - [`lifecycle`]: pure expiry and stop/start schedule of an Environment.
 //! - [`reconcile`]: the thin reconcilers: resolve → validate → build → apply → status.
+//! - [`cli`]: the Day-2 commands (`paved rollback`, `restart`, `stop`, `start`).
 //! - [`runtime`]: metrics, health endpoints, leader election, controller wiring.
 //! - [`names`]: every label, annotation, condition and reason name.
 
 pub mod api;
 pub mod build;
+pub mod cli;
 pub mod crd;
 pub mod error;
 pub mod lifecycle;

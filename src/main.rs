@@ -43,6 +43,9 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Day-2 operations (rollback, restart, stop, start), through the kubeconfig like kubectl.
+    #[command(flatten)]
+    Day2(paved::cli::Day2Command),
 }
 
 #[derive(clap::Args)]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Render { files } => render(&files),
+        Command::Day2(command) => paved::cli::main(command),
         Command::Run(args) => {
             telemetry::init(args.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()

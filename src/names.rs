@@ -9,6 +9,10 @@ pub const GROUP: &str = "paved.dev";
 
 /// Server-side-apply field manager for every object Paved writes.
 pub const FIELD_MANAGER: &str = "paved";
+/// Field manager of the Day-2 commands (`paved rollback`, `restart`, `stop`,
+/// `start`): they change a user's spec on the user's behalf, so they must never
+/// share the controller's manager.
+pub const CLI_FIELD_MANAGER: &str = "paved-cli";
 /// Name reported on Events and used as the Lease holder prefix.
 pub const CONTROLLER_NAME: &str = "paved-controller";
 /// Finalizer on Environments: lets Paved delete the namespace it created.
@@ -74,10 +78,15 @@ pub mod reasons {
     pub const AVAILABLE: &str = "Available";
     pub const NAMESPACE_READY: &str = "NamespaceReady";
     pub const ALL_SERVICES_READY: &str = "AllServicesReady";
+    /// A Service of a stopped Environment with no pods left: what was asked for,
+    /// so Ready=True (kstatus Current, Argo CD Healthy), with this reason.
+    pub const STOPPED: &str = "Stopped";
     // Reconciling=True
     pub const ROLLING_OUT: &str = "RollingOut";
     pub const PROVISIONING: &str = "Provisioning";
     pub const SERVICES_NOT_READY: &str = "ServicesNotReady";
+    /// Scaling to zero because the Environment stopped; pods still terminating.
+    pub const STOPPING: &str = "Stopping";
     // Stalled=True: needs a change from the user.
     pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
     pub const NOT_IN_ENVIRONMENT: &str = "NotInEnvironment";

@@ -92,6 +92,9 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
                 if let Some(hpa) = &children.autoscaler {
                     push(body_with_digest(hpa).expect("serializable"));
                 }
+                if let Some(budget) = &children.disruption_budget {
+                    push(body_with_digest(budget).expect("serializable"));
+                }
             }
             Err(error) => problems.push(format!(
                 "Service {}/{}: {} ({})",

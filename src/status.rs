@@ -138,6 +138,8 @@ pub struct AppliedService {
     pub config_hash: String,
     pub url: Option<String>,
     pub endpoint: Option<String>,
+    /// Name of the Environment when it is stopped (the Deployment was applied at zero).
+    pub stopped_by: Option<String>,
 }
 
 /// Replica counts and rollout completeness of a Deployment.
@@ -198,7 +200,9 @@ pub fn service_status(
             status.endpoint = applied.endpoint;
             status.image = Some(service.spec.image.clone());
             record_revision(&mut status, &service.spec.image, &applied.config_hash, now);
-            if complete {
+            if let Some(environment) = &applied.stopped_by {
+                stopped_conditions(environment, complete)
+            } else if complete {
                 ready(
                     reasons::AVAILABLE,
                     format!(
@@ -219,6 +223,27 @@ pub fn service_status(
     };
     status.conditions = merge_conditions(&previous.conditions, desired, generation, now);
     status
+}
+
+/// A Service of a stopped Environment: Ready=True once no pod is left (stopped is
+/// the state asked for: kstatus Current, Argo CD Healthy, the Application and
+/// Environment count it as ready), Reconciling while pods still terminate.
+fn stopped_conditions(environment: &str, gone: bool) -> Vec<Desired> {
+    if gone {
+        ready(
+            reasons::STOPPED,
+            format!(
+                "stopped: Environment {environment} is stopped, so no pod runs; `paved start {environment}` (spec.lifecycle.stopped: false) restores the declared replicas"
+            ),
+        )
+    } else {
+        reconciling(
+            reasons::STOPPING,
+            format!(
+                "stopping with Environment {environment}: scaling to zero, waiting for the pods to terminate"
+            ),
+        )
+    }
 }
 
 /// Bump the revision when the image or configuration differs from the latest one.
@@ -424,7 +449,73 @@ mod tests {
             config_hash: "abc".into(),
             url: None,
             endpoint: Some("api.staging.svc.cluster.local:8080".into()),
+            stopped_by: None,
         }
+    }
+
+    #[test]
+    fn a_stopped_service_is_ready_with_reason_stopped_once_its_pods_are_gone_and_keeps_its_revision()
+     {
+        let mut api = service("staging", "api", "shop");
+        api.metadata.generation = Some(1);
+        let running = deployment(2, 2, 1, 1);
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(applied()),
+                deployment: Some(&running),
+                dependencies: vec![],
+            },
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(status.revision, 1);
+        api.status = Some(status);
+
+        let stopped = AppliedService {
+            stopped_by: Some("staging".into()),
+            ..applied()
+        };
+        let mut terminating = deployment(0, 0, 2, 2);
+        terminating.status.as_mut().unwrap().replicas = Some(2);
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(stopped.clone()),
+                deployment: Some(&terminating),
+                dependencies: vec![],
+            },
+            "2026-01-01T00:01:00Z",
+        );
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("False", "Stopping")
+        );
+        assert_eq!(status.conditions[1].type_, "Reconciling");
+
+        let gone = deployment(0, 0, 2, 2);
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(stopped),
+                deployment: Some(&gone),
+                dependencies: vec![],
+            },
+            "2026-01-01T00:02:00Z",
+        );
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("True", "Stopped")
+        );
+        assert!(status.conditions[0].message.contains("paved start staging"));
+        assert_eq!(status.replicas.desired, 0);
+        assert_eq!((status.revision, status.history.len()), (1, 1));
     }
 
     #[test]

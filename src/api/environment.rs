@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Condition, EnvVar};
 
 /// An Environment owns one Namespace; Applications and Services live inside it.
-#[derive(
-    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema,
-)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
     group = "paved.dev",
     version = "v1alpha1",
@@ -209,7 +207,10 @@ pub struct StopSchedule {
     pub start: String,
     /// IANA time zone of both expressions, e.g. Europe/Paris (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"), length(min = 1, max = 64))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"),
+        length(min = 1, max = 64)
+    )]
     pub time_zone: Option<String>,
 }
 

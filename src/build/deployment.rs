@@ -1,4 +1,8 @@
-//! Service → Deployment.
+//! Service → Deployment, and how many pods it asks for.
+//!
+//! Replicas, in order: a stopped Environment holds every Deployment at 0; with
+//! autoscaling the field is left out so the HPA owns it; otherwise the Service's
+//! `replicas`, else 2 in a `production` Environment and 1 elsewhere.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -9,10 +13,47 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::{child_annotations, child_labels, child_metadata, selector_labels};
+use crate::api::Environment;
+use crate::api::environment::EnvironmentType;
 use crate::names::annotations;
 use crate::plan::ResolvedService;
 
-/// The Deployment running a Service. With autoscaling, `replicas` is left out so the HPA owns it.
+/// Pods of a production Service that declares neither `replicas` nor `autoscaling`:
+/// one pod would make every node drain or rollout an outage.
+pub const PRODUCTION_DEFAULT_REPLICAS: i32 = 2;
+
+/// Whether the Environment's workloads are to be scaled to zero. `status.stopped`
+/// is the Environment reconciler's verdict (hand and schedule); `spec.lifecycle.stopped`
+/// is honoured at once too, so a stop never waits for that status write.
+pub fn environment_stopped(environment: &Environment) -> bool {
+    environment.status.as_ref().is_some_and(|s| s.stopped)
+        || environment
+            .spec
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.stopped)
+            .unwrap_or(false)
+}
+
+/// `spec.replicas` of the Deployment; `None` leaves it to the HPA.
+pub fn desired_replicas(resolved: &ResolvedService<'_>) -> Option<i32> {
+    let spec = &resolved.service.spec;
+    if environment_stopped(resolved.environment) {
+        return Some(0);
+    }
+    if spec.autoscaling.is_some() {
+        return None;
+    }
+    Some(spec.replicas.unwrap_or(
+        if resolved.environment.spec.type_ == EnvironmentType::Production {
+            PRODUCTION_DEFAULT_REPLICAS
+        } else {
+            1
+        },
+    ))
+}
+
+/// The Deployment running a Service, with [`desired_replicas`].
 pub fn render_deployment(
     resolved: &ResolvedService<'_>,
     env: Vec<K8sEnvVar>,
@@ -62,11 +103,7 @@ pub fn render_deployment(
     Deployment {
         metadata: child_metadata(resolved),
         spec: Some(DeploymentSpec {
-            replicas: if spec.autoscaling.is_some() {
-                None
-            } else {
-                Some(spec.replicas.unwrap_or(1))
-            },
+            replicas: desired_replicas(resolved),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(service)),
                 ..LabelSelector::default()
@@ -188,6 +225,110 @@ spec:
         assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 10));
         assert_eq!(spec.scale_target_ref.kind, "Deployment");
         assert_eq!(spec.scale_target_ref.name, "api");
+    }
+
+    fn in_environment(
+        snapshot: &crate::plan::Snapshot,
+        change: impl Fn(&mut Environment),
+    ) -> crate::plan::Snapshot {
+        let mut snapshot = snapshot.clone();
+        let mut environment = snapshot.environments[0].as_ref().clone();
+        change(&mut environment);
+        snapshot.environments = vec![std::sync::Arc::new(environment)];
+        snapshot
+    }
+
+    fn production(environment: &mut Environment) {
+        environment.spec.type_ = EnvironmentType::Production;
+    }
+
+    fn stopped_by_hand(environment: &mut Environment) {
+        environment.spec.lifecycle = Some(crate::api::environment::EnvironmentLifecycle {
+            stopped: Some(true),
+            ..Default::default()
+        });
+    }
+
+    fn replicas_of(snapshot: &crate::plan::Snapshot, service: &crate::api::Service) -> Option<i32> {
+        desired_replicas(&resolve_service(snapshot, service).unwrap())
+    }
+
+    #[test]
+    fn production_runs_two_pods_unless_the_service_says_otherwise() {
+        let snapshot = in_environment(&shop(), production);
+        let mut api = snapshot.service("staging", "api").unwrap().clone();
+        assert_eq!(replicas_of(&snapshot, &api), Some(2));
+        api.spec.replicas = Some(1);
+        assert_eq!(replicas_of(&snapshot, &api), Some(1));
+        api.spec.replicas = None;
+        api.spec.autoscaling = Some(Autoscaling {
+            min: 1,
+            max: 4,
+            cpu_utilization: None,
+        });
+        assert_eq!(replicas_of(&snapshot, &api), None);
+        let staging = shop();
+        assert_eq!(
+            replicas_of(&staging, staging.service("staging", "api").unwrap()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_stopped_environment_holds_the_deployment_at_zero_and_drops_the_hpa() {
+        let mut api = shop().service("staging", "api").unwrap().clone();
+        api.spec.autoscaling = Some(Autoscaling {
+            min: 2,
+            max: 10,
+            cpu_utilization: None,
+        });
+        for stop in [
+            stopped_by_hand as fn(&mut Environment),
+            |e: &mut Environment| {
+                e.status = Some(crate::api::EnvironmentStatus {
+                    stopped: true,
+                    ..Default::default()
+                })
+            },
+        ] {
+            let snapshot = in_environment(&shop(), stop);
+            let children = render_service_children(
+                &resolve_service(&snapshot, &api).unwrap(),
+                &ReferencedConfig::new(),
+            );
+            assert_eq!(children.deployment.spec.unwrap().replicas, Some(0));
+            assert!(children.autoscaler.is_none());
+        }
+        // Started again: replicas left to the HPA, which comes back as declared.
+        let snapshot = shop();
+        let children = render_service_children(
+            &resolve_service(&snapshot, &api).unwrap(),
+            &ReferencedConfig::new(),
+        );
+        assert_eq!(children.deployment.spec.unwrap().replicas, None);
+        assert_eq!(
+            children.autoscaler.unwrap().spec.unwrap().min_replicas,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn stopping_does_not_change_the_pod_template_so_starting_rolls_nothing() {
+        let api = shop().service("staging", "api").unwrap().clone();
+        let running = shop();
+        let stopped = in_environment(&running, stopped_by_hand);
+        let render = |snapshot: &crate::plan::Snapshot| {
+            render_service_children(
+                &resolve_service(snapshot, &api).unwrap(),
+                &ReferencedConfig::new(),
+            )
+        };
+        let (before, during) = (render(&running), render(&stopped));
+        assert_eq!(before.config_hash, during.config_hash);
+        assert_eq!(
+            before.deployment.spec.unwrap().template,
+            during.deployment.spec.unwrap().template
+        );
     }
 
     #[test]

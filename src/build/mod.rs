@@ -7,7 +7,8 @@
 //! | Service (+ Application, Environment, dependencies, config) | [`render_deployment`] | Deployment |
 //! | Service | [`render_core_service`] | core/v1 Service (when it has ports) |
 //! | Service + Environment | [`render_ingress`] | Ingress (when exposed) |
-//! | Service | [`render_autoscaler`] | HorizontalPodAutoscaler (when autoscaling) |
+//! | Service | [`render_autoscaler`] | HorizontalPodAutoscaler (when autoscaling, not stopped) |
+//! | Service + Environment | [`render_disruption_budget`] | PodDisruptionBudget (production) |
 
 mod autoscaler;
 pub mod config;
@@ -15,13 +16,17 @@ mod core_service;
 mod deployment;
 mod ingress;
 mod namespace;
+mod pdb;
 
 pub use autoscaler::render_autoscaler;
 pub use config::{ReferencedConfig, config_hash, container_env, referenced_config_keys};
 pub use core_service::render_core_service;
-pub use deployment::render_deployment;
+pub use deployment::{
+    PRODUCTION_DEFAULT_REPLICAS, desired_replicas, environment_stopped, render_deployment,
+};
 pub use ingress::{public_url, render_ingress};
 pub use namespace::{is_created_by, render_namespace};
+pub use pdb::render_disruption_budget;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +34,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service as CoreService;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
@@ -42,7 +48,10 @@ pub struct ServiceChildren {
     pub deployment: Deployment,
     pub core_service: Option<CoreService>,
     pub ingress: Option<Ingress>,
+    /// Absent while the Environment is stopped: the Deployment is held at zero.
     pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// Production environments only.
+    pub disruption_budget: Option<PodDisruptionBudget>,
     /// Hash of the configuration on the pod template (also recorded in status history).
     pub config_hash: String,
 }
@@ -58,7 +67,12 @@ pub fn render_service_children(
         deployment: render_deployment(resolved, env, &config_hash),
         core_service: render_core_service(resolved),
         ingress: render_ingress(resolved),
-        autoscaler: render_autoscaler(resolved),
+        autoscaler: if environment_stopped(resolved.environment) {
+            None
+        } else {
+            render_autoscaler(resolved)
+        },
+        disruption_budget: render_disruption_budget(resolved),
         config_hash,
     }
 }

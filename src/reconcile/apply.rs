@@ -145,6 +145,23 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_applied_digest_is_stable_and_follows_the_content() {
+        let one = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}});
+        let two = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2}});
+        let digest = |v: &Value| {
+            body_with_digest(v).unwrap()["metadata"]["annotations"]["paved.dev/applied-digest"]
+                .clone()
+        };
+        assert_eq!(digest(&one), digest(&one.clone()));
+        assert_ne!(digest(&one), digest(&two));
+        // A live object that still has everything (and the digest) needs no write.
+        let mut live = body_with_digest(&one).unwrap();
+        live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
+        assert!(is_subset(&body_with_digest(&one).unwrap(), &live));
+        assert!(!is_subset(&body_with_digest(&two).unwrap(), &live));
+    }
+
+    #[test]
     fn live_objects_with_extra_defaults_still_match() {
         let desired =
             json!({"spec": {"replicas": 2, "template": {"containers": [{"name": "web"}]}}});

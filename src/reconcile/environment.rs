@@ -25,7 +25,6 @@ const RESYNC: Duration = Duration::from_secs(600);
 pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("Environment");
     ctx.stores.wait_until_ready().await;
-    let name = environment.name_any();
     let api: Api<Environment> = Api::all(ctx.client.clone());
 
     if environment.meta().deletion_timestamp.is_some() {
@@ -55,7 +54,6 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         namespace_outcome.as_ref().map(|_| ()),
     )
     .await?;
-    tracing::debug!(environment = %name, "reconciled");
     Ok(Action::requeue(RESYNC))
 }
 

@@ -20,6 +20,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
@@ -42,6 +43,7 @@ pub struct Stores {
     pub core_services: Store<CoreService>,
     pub ingresses: Store<Ingress>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,
+    pub disruption_budgets: Store<PodDisruptionBudget>,
 }
 
 impl Stores {
@@ -57,6 +59,7 @@ impl Stores {
             self.core_services.wait_until_ready(),
             self.ingresses.wait_until_ready(),
             self.autoscalers.wait_until_ready(),
+            self.disruption_budgets.wait_until_ready(),
         );
     }
 
@@ -164,7 +167,10 @@ pub async fn publish_on_transition<K>(
 fn is_progress(reason: &str) -> bool {
     matches!(
         reason,
-        reasons::ROLLING_OUT | reasons::PROVISIONING | reasons::SERVICES_NOT_READY
+        reasons::ROLLING_OUT
+            | reasons::PROVISIONING
+            | reasons::SERVICES_NOT_READY
+            | reasons::STOPPING
     )
 }
 

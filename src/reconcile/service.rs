@@ -1,4 +1,9 @@
 //! Service reconcile: resolve → validate → build → apply children → status.
+//!
+//! While the Service's Environment is stopped, the builders hold the Deployment
+//! at zero replicas and leave the HPA out (so it is deleted here); everything
+//! else stays. Started again, the same builders restore the declared replicas,
+//! or the HPA with a Deployment that leaves replicas to it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +21,10 @@ use super::{Context, now, publish_on_transition};
 use crate::api::Service;
 use crate::api::service::DependencyStatus;
 use crate::build::config::{ConfigKind, value_digest};
-use crate::build::{ReferencedConfig, public_url, referenced_config_keys, render_service_children};
+use crate::build::{
+    ReferencedConfig, environment_stopped, public_url, referenced_config_keys,
+    render_service_children,
+};
 use crate::error::{Error, Result};
 use crate::plan::{Snapshot, is_ready, resolve_service};
 use crate::status::{AppliedService, ServiceObservation, service_status};
@@ -57,6 +65,8 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
                         p.port
                     )
                 }),
+                stopped_by: environment_stopped(resolved.environment)
+                    .then(|| resolved.environment.name_any()),
             };
             apply_children(&ctx, &service, &namespace, children)
                 .await
@@ -100,7 +110,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Apply every desired child and delete those that must no longer exist, all
-/// four at once. Returns the Deployment when it was written (fresher than the store).
+/// at once. Returns the Deployment when it was written (fresher than the store).
 async fn apply_children(
     ctx: &Context,
     service: &Service,
@@ -110,7 +120,7 @@ async fn apply_children(
     let name = service.name_any();
     let owner = service.meta().uid.as_deref();
     let at = ObjectRef::new(&name).within(namespace);
-    let (deployment, _, _, _) = futures::try_join!(
+    let (deployment, _, _, _, _) = futures::try_join!(
         converge(
             ctx,
             namespace,
@@ -142,6 +152,15 @@ async fn apply_children(
             children.autoscaler.as_ref(),
             ctx.stores
                 .autoscalers
+                .get(&ObjectRef::new(&name).within(namespace)),
+            owner
+        ),
+        converge(
+            ctx,
+            namespace,
+            children.disruption_budget.as_ref(),
+            ctx.stores
+                .disruption_budgets
                 .get(&ObjectRef::new(&name).within(namespace)),
             owner
         ),

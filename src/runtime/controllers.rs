@@ -4,7 +4,7 @@
 //! |---|---|
 //! | Environment | its own generation/finalizer changes; its Namespace; any Application or Service in its namespace |
 //! | Application | its own generation changes; any change of its Services (status included); its namespace |
-//! | Service | its own generation changes; its children (drift); its Application and Environment (generation); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets |
+//! | Service | its own generation changes; its children (drift); its Application and Environment (generation, stopped); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets |
 //!
 //! Status-only changes of an object never trigger its own reconcile (predicate on
 //! generation), so writing status cannot loop; changes of children and of
@@ -18,6 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -113,6 +114,22 @@ fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// An Environment's generation (spec, including `lifecycle.stopped`) and
+/// `status.stopped` (which a schedule moves): what its Services are built from.
+/// A stop by hand thus triggers twice, on the spec and on the status write,
+/// which also covers a reconcile that ran before the store saw the spec.
+fn generation_or_stopped(environment: &Environment) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    environment.metadata.generation.hash(&mut hasher);
+    environment
+        .status
+        .as_ref()
+        .is_some_and(|s| s.stopped)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// Spec-only changes of a related kind (no store).
 fn spec_changes<K>(api: Api<K>) -> impl Stream<Item = Result<K, watcher::Error>> + Send
 where
@@ -168,6 +185,11 @@ pub async fn run(
         managed.clone(),
     );
 
+    let (disruption_budgets, disruption_budget_stream) = reflect(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        managed.clone(),
+    );
+
     let stores = Stores {
         environments: environments.clone(),
         applications: applications.clone(),
@@ -177,6 +199,7 @@ pub async fn run(
         core_services,
         ingresses,
         autoscalers,
+        disruption_budgets,
     };
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
@@ -292,6 +315,7 @@ pub async fn run(
         .owns_stream(core_service_stream)
         .owns_stream(ingress_stream)
         .owns_stream(autoscaler_stream)
+        .owns_stream(disruption_budget_stream)
         .watches_stream(
             spec_changes(Api::<Application>::all(client.clone())),
             move |a: Application| {
@@ -299,8 +323,15 @@ pub async fn run(
                 of_application(&|s| s.namespace() == ns && s.spec.application == name)
             },
         )
+        // Spec changes, and stop/start (status.stopped also moves on a schedule).
         .watches_stream(
-            spec_changes(Api::<Environment>::all(client.clone())),
+            watcher(
+                Api::<Environment>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(generation_or_stopped, Default::default()),
             move |e: Environment| {
                 let ns = Some(e.namespace_name());
                 in_environment(&|s| s.namespace() == ns)

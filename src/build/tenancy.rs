@@ -1,0 +1,118 @@
+//! Environment `access` → RoleBindings in its namespace.
+//!
+//! One RoleBinding per role (`paved-developer`, `paved-viewer`), each binding the
+//! ClusterRole of the same name (shipped by the chart and `config/rbac/`) to
+//! every subject granted that role. A RoleBinding only ever grants inside the
+//! Environment's own namespace, so a developer of one environment gets nothing
+//! in another.
+
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::environment_child_metadata;
+use crate::api::Environment;
+use crate::api::environment::AccessRole;
+
+/// Both roles, in a fixed order.
+pub const ACCESS_ROLES: [AccessRole; 2] = [AccessRole::Developer, AccessRole::Viewer];
+
+/// Name of the ClusterRole (and of the RoleBinding) of a role: `paved-developer`, `paved-viewer`.
+pub fn access_role_name(role: AccessRole) -> String {
+    format!("paved-{}", role.as_str())
+}
+
+/// The RoleBinding granting `role` in the Environment's namespace, or None
+/// when nobody has that role (the binding must then not exist).
+pub fn render_role_binding(environment: &Environment, role: AccessRole) -> Option<RoleBinding> {
+    let mut subjects: Vec<Subject> = environment
+        .spec
+        .access
+        .iter()
+        .filter(|grant| grant.role == role)
+        .filter_map(|grant| {
+            let (kind, name) = match (&grant.group, &grant.user) {
+                (Some(group), _) => ("Group", group),
+                (None, Some(user)) => ("User", user),
+                (None, None) => return None,
+            };
+            Some(Subject {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: kind.into(),
+                name: name.clone(),
+                namespace: None,
+            })
+        })
+        .collect();
+    subjects.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    subjects.dedup();
+    if subjects.is_empty() {
+        return None;
+    }
+    let name = access_role_name(role);
+    Some(RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..environment_child_metadata(environment)
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name,
+        },
+        subjects: Some(subjects),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::environment::AccessGrant;
+    use crate::plan::tests::environment;
+
+    fn grant(group: Option<&str>, user: Option<&str>, role: AccessRole) -> AccessGrant {
+        AccessGrant {
+            group: group.map(Into::into),
+            user: user.map(Into::into),
+            role,
+        }
+    }
+
+    #[test]
+    fn each_role_becomes_one_role_binding_in_the_environment_namespace() {
+        let mut env = environment("team-a", "a.example.com");
+        env.spec.access = vec![
+            grant(Some("team-a"), None, AccessRole::Developer),
+            grant(None, Some("alice@example.com"), AccessRole::Developer),
+            grant(Some("auditors"), None, AccessRole::Viewer),
+        ];
+        let developer = render_role_binding(&env, AccessRole::Developer).unwrap();
+        assert_eq!(developer.metadata.name.as_deref(), Some("paved-developer"));
+        assert_eq!(developer.metadata.namespace.as_deref(), Some("team-a"));
+        assert_eq!(developer.role_ref.kind, "ClusterRole");
+        assert_eq!(developer.role_ref.name, "paved-developer");
+        let subjects: Vec<(String, String)> = developer
+            .subjects
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.kind, s.name))
+            .collect();
+        assert_eq!(
+            subjects,
+            vec![
+                ("Group".into(), "team-a".into()),
+                ("User".into(), "alice@example.com".into())
+            ]
+        );
+        let owner = &developer.metadata.owner_references.unwrap()[0];
+        assert_eq!(owner.kind, "Environment");
+        let viewer = render_role_binding(&env, AccessRole::Viewer).unwrap();
+        assert_eq!(viewer.role_ref.name, "paved-viewer");
+    }
+
+    #[test]
+    fn a_role_nobody_has_has_no_binding() {
+        let mut env = environment("team-a", "a.example.com");
+        env.spec.access = vec![grant(Some("team-a"), None, AccessRole::Developer)];
+        assert!(render_role_binding(&env, AccessRole::Viewer).is_none());
+    }
+}
