@@ -268,7 +268,7 @@ scenarios() { # environment-name
 apiVersion: paved.dev/v1alpha1
 kind: Environment
 metadata: {name: $env}
-spec: {type: development, domain: $domain}
+spec: {type: production, domain: $domain}
 EOF
   try "Environment -> labelled namespace" bash -c "[ \"\$('$KUBECTL' get namespace $env -o jsonpath='{.metadata.labels.paved\.dev/environment}')\" = $env ]" || return 1
   try "Environment Ready" condition_is environment.paved.dev "$env" "" Ready True || return 1
@@ -298,6 +298,7 @@ EOF
   try "Service -> core Service" exists -n "$env" service web || return 1
   try "Service -> Ingress" exists -n "$env" ingress web || return 1
   try "Service -> HPA" exists -n "$env" horizontalpodautoscaler web || return 1
+  try "production Service -> PodDisruptionBudget" exists -n "$env" poddisruptionbudget web || return 1
   try "Service Ready" condition_is service.paved.dev web "$env" Ready True || return 1
   try "Application Ready" condition_is application.paved.dev shop "$env" Ready True || return 1
 
@@ -314,6 +315,7 @@ EOF
   try "no longer exposed -> Ingress deleted" absent -n "$env" ingress web || return 1
   try "no longer autoscaled -> HPA deleted" absent -n "$env" horizontalpodautoscaler web || return 1
   try "no ports -> core Service deleted" absent -n "$env" service web || return 1
+  try "one replica -> PodDisruptionBudget deleted" absent -n "$env" poddisruptionbudget web || return 1
 
   apply <<EOF || return 1
 apiVersion: paved.dev/v1alpha1

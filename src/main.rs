@@ -1,4 +1,5 @@
-//! `paved`: the controller (`run`), the CRDs (`crd`) and an offline renderer (`render`).
+//! `paved`: the controller (`run`), the CRDs (`crd`), an offline renderer (`render`)
+//! and the Day-2 commands (`rollback`, `restart`, `stop`, `start`; see `paved::cli`).
 //! This file only wires: arguments, logging, the HTTP endpoints, leader election,
 //! the controllers and shutdown.
 
