@@ -38,7 +38,7 @@ command -v musl-gcc >/dev/null || { fail "musl-gcc missing: install the Debian p
 CARGO_TARGET_DIR=$target_dir cargo build --release --locked --bin paved --target "$target"
 binary=$target_dir/$target/release/paved
 if file "$binary" | grep -Eq 'static(-pie)? linked|statically linked'; then
-  pass "the binary is statically linked: $(file -b "$binary" | cut -d, -f1-2)"
+  pass "the binary is statically linked ($(file -b "$binary" | grep -Eo 'static(-pie)? linked|statically linked'))"
 else
   fail "the binary is not static: $(file -b "$binary")"
 fi

@@ -222,3 +222,70 @@ fn the_chart_readme_ships_the_same_argocd_health_checks() {
         "charts/paved/README.md and {ARGOCD_CM} differ"
     );
 }
+
+/// Names of the field managers that own anything under `spec` of `object`.
+fn spec_owners(object: &DynamicObject) -> Vec<String> {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.subresource.as_deref().unwrap_or_default().is_empty())
+        .filter(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:spec").is_some())
+        })
+        .filter_map(|entry| entry.manager.clone())
+        .collect()
+}
+
+/// What keeps an Argo CD app in sync: Paved owns no field of a user's `spec`,
+/// and applying the same manifests again (what a sync does) changes nothing:
+/// same generation, same spec.
+#[tokio::test]
+async fn a_sync_of_the_same_manifests_finds_nothing_paved_changed() {
+    let env = TestEnvironment::create("ship-sync").await;
+    let tracking = |kind: &str, name: &str| json!({"argocd.argoproj.io/tracking-id": format!("team-shop:paved.dev/{kind}:{}/{name}", env.namespace)});
+    let mut application = application_manifest(
+        "shop",
+        json!({"owner": "team-shop", "lifecycle": "production"}),
+    );
+    application["metadata"]["annotations"] = tracking("Application", "shop");
+    application["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "team-shop"});
+    let mut service = service_manifest(
+        "web",
+        json!({"application": "shop", "image": image("web", "1"), "ports": [{"name": "http", "port": 8080}], "expose": {}}),
+    );
+    service["metadata"]["annotations"] = tracking("Service", "web");
+    service["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "team-shop"});
+    apply(&env.applications(), application.clone()).await;
+    apply(&env.services(), service.clone()).await;
+    let web = wait_ready(&env.services(), "web").await;
+    let shop = wait_ready(&env.applications(), "shop").await;
+    let environment = wait_ready(&environments(&env.client), &env.name).await;
+
+    for object in [&web, &shop, &environment] {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        assert_eq!(
+            spec_owners(object),
+            [crate::paved_support::USER_MANAGER],
+            "{name}: only the GitOps manager may own spec fields"
+        );
+    }
+    // The sync: the same manifests, by the same manager.
+    let again_web = apply(&env.services(), service).await;
+    let again_shop = apply(&env.applications(), application).await;
+    for (before, after) in [(&web, &again_web), (&shop, &again_shop)] {
+        let name = before.metadata.name.clone().unwrap_or_default();
+        assert_eq!(
+            before.metadata.generation, after.metadata.generation,
+            "{name}: a repeated sync bumped the generation"
+        );
+        assert_eq!(
+            before.data["spec"], after.data["spec"],
+            "{name}: spec differs from the manifest"
+        );
+    }
+}
