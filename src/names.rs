@@ -29,6 +29,10 @@ pub mod labels {
     pub const ENVIRONMENT: &str = "paved.dev/environment";
     pub const APPLICATION: &str = "paved.dev/application";
     pub const SERVICE: &str = "paved.dev/service";
+    /// On an Application or Service a preview copied from its base: the base
+    /// Environment's name. Only objects carrying it are overwritten or deleted
+    /// by the preview; one without it (created by a user) takes precedence.
+    pub const CLONED_FROM: &str = "paved.dev/cloned-from";
 
     /// Backstage's Kubernetes plugin finds workloads by this label; its value is the application.
     pub const BACKSTAGE_KUBERNETES_ID: &str = "backstage.io/kubernetes-id";

@@ -8,15 +8,22 @@
 //! | Service | [`render_core_service`] | core/v1 Service (when it has ports) |
 //! | Service + Environment | [`render_ingress`] | Ingress (when exposed) |
 //! | Service | [`render_autoscaler`] | HorizontalPodAutoscaler (when autoscaling, not stopped) |
+//! | Environment (`access`) | [`tenancy::render_role_binding`] | RoleBindings to `paved-developer` / `paved-viewer` |
+//! | Environment (`guardrails`) | [`guardrails`] | ResourceQuota, LimitRange, NetworkPolicy |
+//! | Environment (`cloneFrom`) + base objects | [`clone`] | Applications and Services copied into a preview |
 //! | Service + Environment | [`render_disruption_budget`] | PodDisruptionBudget (production) |
 
 mod autoscaler;
+pub mod clone;
 pub mod config;
 mod core_service;
 mod deployment;
+mod environment;
+pub mod guardrails;
 mod ingress;
 mod namespace;
 mod pdb;
+pub mod tenancy;
 
 pub use autoscaler::render_autoscaler;
 pub use config::{ReferencedConfig, config_hash, container_env, referenced_config_keys};
@@ -24,6 +31,7 @@ pub use core_service::render_core_service;
 pub use deployment::{
     PRODUCTION_DEFAULT_REPLICAS, desired_replicas, environment_stopped, render_deployment,
 };
+pub use environment::{environment_child_labels, environment_child_metadata};
 pub use ingress::{public_url, render_ingress};
 pub use namespace::{is_created_by, render_namespace};
 pub use pdb::render_disruption_budget;
