@@ -13,6 +13,9 @@ mod cluster_smoke;
 
 mod paved_support;
 
+mod day2_cli;
+mod day2_production;
+mod day2_stop_start;
 mod paved_catalog;
 mod paved_drift;
 mod paved_environment;

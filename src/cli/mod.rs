@@ -128,13 +128,11 @@ fn patch_params() -> PatchParams {
 }
 
 async fn get_service(api: &Api<Service>, namespace: &str, name: &str) -> Result<Service, CliError> {
-    api.get_opt(name)
-        .await?
-        .ok_or_else(|| CliError::NotFound {
-            kind: "Service",
-            name: name.into(),
-            namespace: Some(namespace.into()),
-        })
+    api.get_opt(name).await?.ok_or_else(|| CliError::NotFound {
+        kind: "Service",
+        name: name.into(),
+        namespace: Some(namespace.into()),
+    })
 }
 
 /// `paved rollback SERVICE --to REVISION`.
@@ -276,7 +274,11 @@ pub async fn set_stopped(client: &Client, name: &str, stopped: bool) -> Result<(
             );
         }
     }
-    gitops_hint("Environment", &environment.metadata, "spec.lifecycle.stopped");
+    gitops_hint(
+        "Environment",
+        &environment.metadata,
+        "spec.lifecycle.stopped",
+    );
     Ok(())
 }
 
@@ -340,7 +342,12 @@ mod tests {
         assert_eq!(plan.from_image, "ghcr.io/acme/web:3");
         assert_eq!(plan.target.image, "ghcr.io/acme/web:2");
         assert!(!plan.config_changed_since);
-        assert!(plan_rollback(&web, 1).unwrap().unwrap().config_changed_since);
+        assert!(
+            plan_rollback(&web, 1)
+                .unwrap()
+                .unwrap()
+                .config_changed_since
+        );
     }
 
     #[test]
