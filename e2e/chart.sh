@@ -211,7 +211,9 @@ fi
 
 # --- 4. the controller as the chart's ServiceAccount -------------------------------
 cargo build --quiet --bin paved --manifest-path "$root/Cargo.toml"
-paved_bin=$TARGET_DIR/debug/paved
+# A copy: every variant must run the same binary, even if the checkout is rebuilt meanwhile.
+paved_bin=$work/paved
+cp "$TARGET_DIR/debug/paved" "$paved_bin"
 impersonating=$work/kubeconfig-as-sa.json
 k config view --raw --minify --flatten -o json | jq \
   --arg user "system:serviceaccount:$release_ns:$sa" --arg ns_group "system:serviceaccounts:$release_ns" \
@@ -389,15 +391,17 @@ minimality() { # file index
     return
   fi
   # The failure must come from this rule: the API server refused one of its verbs.
-  local verb resource refusal=""
+  local verb resource refusal="" group
+  group=$(jq -r ".rules[$i].apiGroups[0]" "$file")
   for verb in ${verbs//,/ }; do
     for resource in ${resources//,/ }; do
-      refusal=$(grep -m1 -o "cannot $verb resource \\\\\?\"$resource\\\\\?\" in API group \\\\\?\"[^\"\\\\]*" "$log" | head -n1 || true)
+      # The API server's words, quoted plainly or JSON-escaped inside an error's Debug output.
+      refusal=$(grep -m1 -o "cannot $verb resource \\\\\?\"$resource\\\\\?\" in API group \\\\\?\"$group\\\\\?\"" "$log" | head -n1 | tr -d '\\' || true)
       [ -n "$refusal" ] && break 2
     done
   done
   if [ -n "$refusal" ]; then
-    pass "without $rule: '$failed_step' fails; refused: $refusal\""
+    pass "without $rule: '$failed_step' fails; refused: $refusal"
   else
     fail "without $rule: '$failed_step' failed, but the log shows no refusal of $verbs on $resources"
     tail -n 15 "$log" | cut -c1-400 >&2
