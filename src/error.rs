@@ -55,6 +55,14 @@ pub enum Error {
         namespace: String,
     },
 
+    #[error("{0}")]
+    InvalidSchedule(String),
+
+    #[error(
+        "the base Environment {base} of this preview does not exist any more; the copies of its Applications and Services keep running as they were: recreate {base}, point spec.cloneFrom.environment at another Environment, or delete this preview"
+    )]
+    BaseMissing { base: String },
+
     // --- apply / status: transient, retried -----------------------------------
     #[error("{step} {object}: {source}")]
     Kube {
@@ -85,6 +93,8 @@ impl Error {
             Error::HostOutsideDomain { .. } => reasons::HOST_OUTSIDE_DOMAIN,
             Error::HostConflict { .. } => reasons::HOST_CONFLICT,
             Error::DependencyNotFound { .. } => reasons::DEPENDENCY_NOT_FOUND,
+            Error::InvalidSchedule(_) => reasons::INVALID_SCHEDULE,
+            Error::BaseMissing { .. } => reasons::BASE_MISSING,
             Error::Kube { step, .. } if step.starts_with("apply") => reasons::APPLY_FAILED,
             Error::Kube { .. } => reasons::KUBERNETES_ERROR,
             Error::InvalidObject(_) | Error::Serialization { .. } => reasons::INVALID_OBJECT,
@@ -102,6 +112,8 @@ impl Error {
                 | Error::HostOutsideDomain { .. }
                 | Error::HostConflict { .. }
                 | Error::DependencyNotFound { .. }
+                | Error::InvalidSchedule(_)
+                | Error::BaseMissing { .. }
         )
     }
 

@@ -75,6 +75,15 @@ struct RunArgs {
     /// Identity in the Lease and on Events (default: POD_NAME, else hostname-pid).
     #[arg(long, env = "PAVED_IDENTITY")]
     identity: Option<String>,
+    /// Labels (`key=value,...`) of the ingress controller's namespace: an
+    /// Environment with `guardrails.networkIsolation` admits traffic from it.
+    #[arg(
+        long,
+        env = "PAVED_INGRESS_NAMESPACE_SELECTOR",
+        default_value = paved::build::guardrails::DEFAULT_INGRESS_NAMESPACE_SELECTOR,
+        value_parser = parse_labels,
+    )]
+    ingress_namespace_selector: std::collections::BTreeMap<String, String>,
 }
 
 fn main() -> ExitCode {
@@ -176,6 +185,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings {
         concurrency: args.concurrency,
         instance: Some(identity.clone()),
+        ingress_namespace_labels: args.ingress_namespace_selector.clone(),
     };
 
     let elector = args.leader_elect.then(|| {
@@ -259,6 +269,12 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `key=value,...` → labels, for `--ingress-namespace-selector`.
+fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    paved::build::guardrails::parse_label_selector(text)
+        .ok_or_else(|| format!("{text:?} is not a list of key=value labels"))
 }
 
 fn default_identity() -> String {

@@ -98,6 +98,12 @@ pub mod reasons {
     pub const HOST_OUTSIDE_DOMAIN: &str = "HostOutsideDomain";
     pub const HOST_CONFLICT: &str = "HostConflict";
     pub const DEPENDENCY_NOT_FOUND: &str = "DependencyNotFound";
+    /// spec.lifecycle.schedule cannot be evaluated (cron or time zone).
+    pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
+    /// A preview's base Environment (spec.cloneFrom.environment) is gone; the copies stay.
+    pub const BASE_MISSING: &str = "BaseMissing";
+    /// Event reason: the Environment's ttl has passed and it deletes itself.
+    pub const EXPIRED: &str = "Expired";
     // Transient failures (retried).
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
@@ -109,4 +115,5 @@ pub mod actions {
     pub const RECONCILE: &str = "Reconcile";
     pub const VALIDATE: &str = "Validate";
     pub const DELETE_NAMESPACE: &str = "DeleteNamespace";
+    pub const EXPIRE: &str = "Expire";
 }

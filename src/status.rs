@@ -415,6 +415,59 @@ pub fn environment_status(
     }
 }
 
+/// What the Environment reconcile learned beyond its namespace.
+#[derive(Clone, Debug, Default)]
+pub struct EnvironmentObservation<'a> {
+    /// Expiry and stop/start, from [`crate::lifecycle::lifecycle_state`].
+    pub lifecycle: crate::lifecycle::LifecycleState,
+    /// For a preview: what is copied from its base.
+    pub base: Option<crate::api::environment::BaseStatus>,
+    /// A problem only the user can fix that does not stop the namespace from
+    /// working (a schedule that cannot be evaluated, a missing base): Stalled.
+    pub problem: Option<&'a Error>,
+}
+
+/// [`environment_status`] plus lifecycle (`expiresAt`, `stopped`,
+/// `stoppedUntil`, `nextTransition`), `base`, and the observation's problem.
+pub fn environment_status_observed(
+    environment: &Environment,
+    snapshot: &Snapshot,
+    namespace_outcome: Result<(), &Error>,
+    observation: EnvironmentObservation<'_>,
+    now: &str,
+) -> EnvironmentStatus {
+    use crate::lifecycle::rfc3339;
+    let namespace_ok = namespace_outcome.is_ok();
+    let mut status = environment_status(environment, snapshot, namespace_outcome, now);
+    let lifecycle = &observation.lifecycle;
+    status.expires_at = lifecycle.expires_at.map(rfc3339);
+    status.stopped = lifecycle.stopped;
+    status.stopped_until = lifecycle.stopped_until.map(rfc3339);
+    status.next_transition = lifecycle.next_transition.map(rfc3339);
+    status.base = observation.base;
+    if namespace_ok {
+        let previous = environment.status.clone().unwrap_or_default();
+        let generation = environment.metadata.generation;
+        let namespace = environment.namespace_name();
+        let desired = match observation.problem {
+            Some(problem) => stalled(problem),
+            None => {
+                let state = match (&status.stopped_until, lifecycle.stopped) {
+                    (Some(until), _) => format!("; stopped by its schedule until {until}"),
+                    (None, true) => "; stopped (spec.lifecycle.stopped)".to_string(),
+                    (None, false) => String::new(),
+                };
+                ready(
+                    reasons::NAMESPACE_READY,
+                    format!("namespace {namespace} is ready{state}"),
+                )
+            }
+        };
+        status.conditions = merge_conditions(&previous.conditions, desired, generation, now);
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ pub mod environment;
 pub mod service;
 
 pub use application::{Application, ApplicationSpec, ApplicationStatus};
-pub use environment::{Environment, EnvironmentSpec, EnvironmentStatus};
+pub use environment::{AccessRole, Environment, EnvironmentSpec, EnvironmentStatus};
 pub use service::{Service, ServiceSpec, ServiceStatus};
 
 use kube::KubeSchema;

@@ -1,24 +1,35 @@
-//! Environment reconcile: finalizer → namespace (create, never adopt) → status.
+//! Environment reconcile: finalizer → expiry → namespace (create, never adopt)
+//! → access and guardrails (RoleBindings, ResourceQuota, LimitRange,
+//! NetworkPolicy) → preview copies (cloneFrom) → status (including the
+//! lifecycle: expiresAt, stopped, next schedule transition) → requeue at the
+//! next moment the lifecycle changes by itself.
 //! On deletion, the namespace is deleted only if this Environment created it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{Applied, apply, apply_params};
-use super::{Context, now, publish_on_transition};
+use super::apply::{Applied, apply, apply_params, delete_if_controlled};
+use super::{Context, now, preview, publish_on_transition};
 use crate::api::Environment;
+use crate::build::guardrails::{
+    DEFAULTS_NAME, ISOLATION_NAME, QUOTA_NAME, render_limit_range, render_network_policy,
+    render_resource_quota,
+};
+use crate::build::tenancy::{ACCESS_ROLES, access_role_name, render_role_binding};
 use crate::build::{is_created_by, render_namespace};
 use crate::error::{Error, Result};
-use crate::names::{ENVIRONMENT_FINALIZER, actions};
-use crate::status::environment_status;
+use crate::lifecycle::{LifecycleState, lifecycle_state, rfc3339};
+use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};
+use crate::status::{EnvironmentObservation, environment_status_observed};
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -38,23 +49,201 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         add_finalizer(&api, &environment).await?;
     }
 
-    let namespace_outcome = ensure_namespace(&ctx, &environment).await;
+    // Computed from the object and the clock only, so a restart changes nothing.
+    let clock = jiff::Timestamp::now();
+    let (lifecycle, invalid_schedule) = lifecycle_state(&environment, clock);
+    if lifecycle.expired(clock) {
+        return expire(&ctx, &api, &environment, &lifecycle).await;
+    }
+    let mut observation = EnvironmentObservation {
+        lifecycle: lifecycle.clone(),
+        ..EnvironmentObservation::default()
+    };
+
+    let mut namespace_outcome = ensure_namespace(&ctx, &environment).await;
+    let namespace = environment.namespace_name();
+    if namespace_outcome.is_ok() && !ctx.stores.namespace_terminating(&namespace) {
+        namespace_outcome = apply_children(&ctx, &environment).await;
+    }
     if let Err(error) = &namespace_outcome {
         if !error.is_stalled() {
             // Transient: report, then let the error policy retry.
-            write_status(&ctx, &api, &environment, Err(error)).await?;
+            write_status(&ctx, &api, &environment, Err(error), observation).await?;
             return Err(namespace_outcome.unwrap_err());
         }
         ctx.metrics.stalled("Environment", error.reason());
     }
+
+    let mut problem = invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0));
+    if let (Ok(()), Some(clone_from)) = (&namespace_outcome, &environment.spec.clone_from) {
+        let snapshot = ctx.stores.snapshot();
+        let base = preview::sync_clones(&ctx, &environment, clone_from, &snapshot).await?;
+        if !base.present {
+            problem.get_or_insert(Error::BaseMissing {
+                base: clone_from.environment.clone(),
+            });
+        }
+        observation.base = Some(base);
+    }
+    if let Some(problem) = &problem {
+        ctx.metrics.stalled("Environment", problem.reason());
+    }
+    observation.problem = problem.as_ref();
     write_status(
         &ctx,
         &api,
         &environment,
         namespace_outcome.as_ref().map(|_| ()),
+        observation,
     )
     .await?;
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(until_next_change(&lifecycle, clock)))
+}
+
+/// Requeue at the next expiry or schedule flip (a second late, so it has
+/// passed), or after [`RESYNC`], whichever comes first.
+fn until_next_change(lifecycle: &LifecycleState, now: jiff::Timestamp) -> Duration {
+    lifecycle
+        .next_event()
+        .and_then(|at| at.duration_since(now).try_into().ok())
+        .map(|wait: Duration| (wait + Duration::from_secs(1)).min(RESYNC))
+        .unwrap_or(RESYNC)
+}
+
+/// The ttl has passed: say so with an Event, then delete the Environment (the
+/// finalizer then deletes its namespace). Guarded by UID, so a new Environment
+/// of the same name is never deleted for an old one's expiry.
+async fn expire(
+    ctx: &Context,
+    api: &Api<Environment>,
+    environment: &Environment,
+    lifecycle: &LifecycleState,
+) -> Result<Action> {
+    let name = environment.name_any();
+    let ttl = environment
+        .spec
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.ttl.clone())
+        .unwrap_or_default();
+    let expired_at = lifecycle.expires_at.map(rfc3339).unwrap_or_default();
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reasons::EXPIRED.into(),
+        note: Some(format!(
+            "ttl {ttl} passed at {expired_at}: deleting Environment {name} and its namespace"
+        )),
+        action: actions::EXPIRE.into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder
+        .publish(&event, &environment.object_ref(&()))
+        .await
+    {
+        tracing::warn!(%error, "could not publish event");
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: environment.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+        Err(source) => {
+            return Err(Error::Kube {
+                step: "delete",
+                object: format!("Environment {name}"),
+                source,
+            });
+        }
+    }
+    tracing::info!(environment = %name, %ttl, "expired; deleted");
+    ctx.metrics.wrote("Environment");
+    Ok(Action::await_change())
+}
+
+/// RoleBindings (access) and ResourceQuota, LimitRange, NetworkPolicy
+/// (guardrails), each applied when wanted and deleted (if the Environment
+/// controls it) when not.
+async fn apply_children(ctx: &Context, environment: &Environment) -> Result<()> {
+    let namespace = environment.namespace_name();
+    let owner = environment.meta().uid.as_deref();
+    fn at<K: Resource<DynamicType = ()>>(name: &str, namespace: &str) -> ObjectRef<K> {
+        ObjectRef::new(name).within(namespace)
+    }
+    for role in ACCESS_ROLES {
+        converge(
+            ctx,
+            &namespace,
+            render_role_binding(environment, role).as_ref(),
+            ctx.stores
+                .role_bindings
+                .get(&at(&access_role_name(role), &namespace)),
+            owner,
+        )
+        .await?;
+    }
+    converge(
+        ctx,
+        &namespace,
+        render_resource_quota(environment).as_ref(),
+        ctx.stores.resource_quotas.get(&at(QUOTA_NAME, &namespace)),
+        owner,
+    )
+    .await?;
+    converge(
+        ctx,
+        &namespace,
+        render_limit_range(environment).as_ref(),
+        ctx.stores.limit_ranges.get(&at(DEFAULTS_NAME, &namespace)),
+        owner,
+    )
+    .await?;
+    converge(
+        ctx,
+        &namespace,
+        render_network_policy(environment, &ctx.ingress_namespace_labels).as_ref(),
+        ctx.stores
+            .network_policies
+            .get(&at(ISOLATION_NAME, &namespace)),
+        owner,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Make one child match: apply it when desired, delete it (if this Environment
+/// controls it) when not.
+async fn converge<K>(
+    ctx: &Context,
+    namespace: &str,
+    desired: Option<&K>,
+    live: Option<Arc<K>>,
+    owner: Option<&str>,
+) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let written = match desired {
+        Some(desired) => matches!(
+            apply(&api, desired, live.as_deref()).await?,
+            Applied::Written(_)
+        ),
+        None => delete_if_controlled(&api, live.as_deref(), owner).await?,
+    };
+    if written {
+        ctx.metrics.wrote(&K::kind(&()));
+    }
+    Ok(())
 }
 
 /// Create (or repair) the namespace, refusing one this Environment did not create.
@@ -96,9 +285,16 @@ async fn write_status(
     api: &Api<Environment>,
     environment: &Environment,
     namespace_outcome: Result<(), &Error>,
+    observation: EnvironmentObservation<'_>,
 ) -> Result<()> {
     let snapshot = ctx.stores.snapshot();
-    let status = environment_status(environment, &snapshot, namespace_outcome, &now());
+    let status = environment_status_observed(
+        environment,
+        &snapshot,
+        namespace_outcome,
+        observation,
+        &now(),
+    );
     let before = environment.status.clone().unwrap_or_default();
     if before == status {
         return Ok(());

@@ -11,6 +11,7 @@
 pub mod application;
 pub mod apply;
 pub mod environment;
+pub mod preview;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -18,9 +19,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service as CoreService};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
@@ -44,6 +46,11 @@ pub struct Stores {
     pub ingresses: Store<Ingress>,
     pub autoscalers: Store<HorizontalPodAutoscaler>,
     pub disruption_budgets: Store<PodDisruptionBudget>,
+    /// Children of Environments (access and guardrails), same label.
+    pub role_bindings: Store<RoleBinding>,
+    pub resource_quotas: Store<ResourceQuota>,
+    pub limit_ranges: Store<LimitRange>,
+    pub network_policies: Store<NetworkPolicy>,
 }
 
 impl Stores {
@@ -60,6 +67,10 @@ impl Stores {
             self.ingresses.wait_until_ready(),
             self.autoscalers.wait_until_ready(),
             self.disruption_budgets.wait_until_ready(),
+            self.role_bindings.wait_until_ready(),
+            self.resource_quotas.wait_until_ready(),
+            self.limit_ranges.wait_until_ready(),
+            self.network_policies.wait_until_ready(),
         );
     }
 
@@ -103,6 +114,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
+    /// Labels of the ingress controller's namespace, allowed in by an
+    /// Environment's `networkIsolation` NetworkPolicy.
+    pub ingress_namespace_labels: BTreeMap<String, String>,
 }
 
 /// Current time as RFC 3339, second precision; only written when a value changes.

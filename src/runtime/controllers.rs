@@ -2,7 +2,7 @@
 //!
 //! | reconciles | triggered by |
 //! |---|---|
-//! | Environment | its own generation/finalizer changes; its Namespace; any Application or Service in its namespace |
+//! | Environment | its own generation/finalizer changes; its Namespace, RoleBindings, ResourceQuota, LimitRange, NetworkPolicy; any Application or Service in its namespace, or in the namespace of its base (previews); its base's generation/deletion |
 //! | Application | its own generation changes; any change of its Services (status included); its namespace |
 //! | Service | its own generation changes; its children (drift); its Application and Environment (generation, stopped); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets |
 //!
@@ -16,9 +16,12 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service as CoreService};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service as CoreService,
+};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -41,6 +44,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Reported on Events (`reportingInstance`).
     pub instance: Option<String>,
+    /// Labels of the ingress controller's namespace: an Environment's
+    /// `networkIsolation` lets traffic in from namespaces carrying them.
+    pub ingress_namespace_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A reflector: a store kept current by a watch, and the stream that feeds it
@@ -190,6 +196,15 @@ pub async fn run(
         managed.clone(),
     );
 
+    let (role_bindings, role_binding_stream) =
+        reflect(Api::<RoleBinding>::all(client.clone()), managed.clone());
+    let (resource_quotas, resource_quota_stream) =
+        reflect(Api::<ResourceQuota>::all(client.clone()), managed.clone());
+    let (limit_ranges, limit_range_stream) =
+        reflect(Api::<LimitRange>::all(client.clone()), managed.clone());
+    let (network_policies, network_policy_stream) =
+        reflect(Api::<NetworkPolicy>::all(client.clone()), managed.clone());
+
     let stores = Stores {
         environments: environments.clone(),
         applications: applications.clone(),
@@ -200,6 +215,10 @@ pub async fn run(
         ingresses,
         autoscalers,
         disruption_budgets,
+        role_bindings,
+        resource_quotas,
+        limit_ranges,
+        network_policies,
     };
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
@@ -210,6 +229,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         stores: stores.clone(),
+        ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
     });
     // Services reconcile promptly; Applications and Environments aggregate many
     // Services, so a short trailing debounce folds bursts of Service changes
@@ -223,20 +243,63 @@ pub async fn run(
 
     // --- Environment --------------------------------------------------------
     let envs_by_namespace = environments.clone();
+    // The Environment of the namespace, and the previews cloned from it (they follow it).
     let environment_of_namespace = move |namespace: Option<String>| {
         let namespace = namespace.unwrap_or_default();
-        envs_by_namespace
-            .state()
+        let all = envs_by_namespace.state();
+        let owners: Vec<String> = all
             .iter()
             .filter(|e| e.namespace_name() == namespace)
+            .map(|e| e.name_any())
+            .collect();
+        all.iter()
+            .filter(|e| {
+                e.namespace_name() == namespace
+                    || e.spec
+                        .clone_from
+                        .as_ref()
+                        .is_some_and(|c| owners.contains(&c.environment))
+            })
             .map(|e| ObjectRef::from_obj(e.as_ref()))
             .collect::<Vec<_>>()
+    };
+    let previews_of = {
+        let environments = environments.clone();
+        move |base: Environment| {
+            let base = base.name_any();
+            environments
+                .state()
+                .iter()
+                .filter(|e| {
+                    e.spec
+                        .clone_from
+                        .as_ref()
+                        .is_some_and(|c| c.environment == base)
+                })
+                .map(|e| ObjectRef::from_obj(e.as_ref()))
+                .collect::<Vec<_>>()
+        }
     };
     let env_of_app = environment_of_namespace.clone();
     let env_of_svc = environment_of_namespace.clone();
     let environment_controller = Controller::for_stream(environment_stream, environments.clone())
         .with_config(aggregate_config.clone())
         .owns_stream(namespace_stream)
+        .owns_stream(role_binding_stream)
+        .owns_stream(resource_quota_stream)
+        .owns_stream(limit_range_stream)
+        .owns_stream(network_policy_stream)
+        // A preview notices its base being created, changed or deleted.
+        .watches_stream(
+            watcher(
+                Api::<Environment>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(spec_or_lifecycle::<Environment>, Default::default()),
+            previews_of,
+        )
         .watches(
             Api::<Application>::all(client.clone()),
             watcher::Config::default(),
