@@ -16,6 +16,7 @@
 # Prints PASS/FAIL per check and exits non-zero on any failure. Everything it
 # creates is removed at the end; a cluster it started is stopped (unless
 # PAVED_KEEP_CLUSTER=1). Knobs: PAVED_CHART_TIMEOUT (seconds per wait, 20),
+# PAVED_CHART_VARIANT_TIMEOUT (the same with one rule removed, 10),
 # PAVED_CHART_PORT (controller metrics port, 18095).
 #
 # It must be the only Paved controller acting on the cluster (another one would
@@ -28,6 +29,9 @@ source "$here/lib.sh"
 quick=false
 [ "${1:-}" = --quick ] && quick=true
 timeout_s=${PAVED_CHART_TIMEOUT:-20}
+# Without one rule a step times out by design; the API server's refusal in the
+# log, not the timeout, is what attributes the failure, so a shorter wait will do.
+variant_timeout_s=${PAVED_CHART_VARIANT_TIMEOUT:-10}
 port=${PAVED_CHART_PORT:-18095}
 release=paved-chart-e2e
 release_ns=paved-chart-e2e
@@ -408,6 +412,7 @@ minimality() { # file index
   fi
 }
 
+timeout_s=$variant_timeout_s
 for i in $(seq 0 $(($(jq '.rules | length' "$original_cluster_role") - 1))); do
   minimality "$original_cluster_role" "$i"
 done

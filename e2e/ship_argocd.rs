@@ -53,8 +53,22 @@ fn argocd_health(kind: &str, object: &Value) -> (String, String) {
     )
 }
 
+/// Committed fixtures: live objects this test captured (PAVED_E2E_SAVE_FIXTURES=1),
+/// named `<Kind>-<expected health>-<case>.json`, so the scripts are also checked
+/// without a cluster.
+const FIXTURES: &str = "e2e/integrations/fixtures/argocd";
+
 fn assert_health(kind: &str, object: &DynamicObject, want: &str, message_contains: &str) {
-    let json = object_json(object);
+    let mut json = object_json(object);
+    if std::env::var_os("PAVED_E2E_SAVE_FIXTURES").is_some() {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        // Names carry the test's unique suffix; the fixture names the case instead.
+        let case = name.split('-').take_while(|part| part.parse::<u64>().is_err()).collect::<Vec<_>>().join("-");
+        json["metadata"].as_object_mut().unwrap().remove("managedFields");
+        let dir = repo_root().join(FIXTURES);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{kind}-{want}-{case}.json")), serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
+    }
     let (status, message) = argocd_health(kind, &json);
     assert_eq!(
         status,
@@ -288,4 +302,24 @@ async fn a_sync_of_the_same_manifests_finds_nothing_paved_changed() {
             "{name}: spec differs from the manifest"
         );
     }
+}
+
+/// The committed fixtures (live objects captured by the test above) get the
+/// health their file name says, with no cluster needed.
+#[test]
+fn argocd_health_checks_give_each_captured_fixture_its_health() {
+    let dir = repo_root().join(FIXTURES);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = file.strip_suffix(".json") else { continue };
+        let mut parts = stem.splitn(3, '-');
+        let (kind, want) = (parts.next().unwrap(), parts.next().unwrap());
+        let object: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (status, message) = argocd_health(kind, &object);
+        assert_eq!(status, want, "{file}: {message}");
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} fixtures in {FIXTURES}");
 }
