@@ -116,3 +116,43 @@ mod tests {
         assert!(render_role_binding(&env, AccessRole::Viewer).is_none());
     }
 }
+
+#[cfg(test)]
+mod shipped_roles {
+    use std::path::Path;
+
+    /// The `rules:` block of each ClusterRole in a YAML (or Helm template) file.
+    fn rules_by_role(text: &str) -> Vec<(String, String)> {
+        text.split("\n---")
+            .filter_map(|document| {
+                let name = document
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("name: "))?
+                    .to_string();
+                let rules = document.split_once("\nrules:")?.1;
+                let rules: Vec<&str> = rules
+                    .lines()
+                    .take_while(|l| !l.starts_with("{{"))
+                    .filter(|l| !l.trim().is_empty())
+                    .collect();
+                Some((name, rules.join("\n")))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn config_rbac_user_roles_match_the_chart() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+        let plain = rules_by_role(&read("config/rbac/user-roles.yaml"));
+        let chart = rules_by_role(&read(
+            "charts/paved/templates/clusterroles-aggregated.yaml",
+        ));
+        let names: Vec<&str> = plain.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["paved-developer", "paved-viewer"]);
+        assert_eq!(
+            plain, chart,
+            "config/rbac/user-roles.yaml and the chart's clusterroles-aggregated.yaml must grant the same rules"
+        );
+    }
+}
