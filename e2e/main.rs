@@ -12,6 +12,7 @@ mod support;
 mod cluster_smoke;
 
 mod paved_support;
+mod portal_backstage;
 
 mod day2_cli;
 mod day2_production;

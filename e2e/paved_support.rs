@@ -402,19 +402,25 @@ pub fn image(name: &str, tag: &str) -> String {
 
 /// Reads `$PAVED_E2E_METRICS/metrics` (plain HTTP on loopback).
 pub fn scrape_metrics() -> String {
+    controller_http_get("/metrics")
+}
+
+/// GET `path` from the controller's HTTP endpoint (`$PAVED_E2E_METRICS`,
+/// plain HTTP on loopback); panics unless the answer is 200.
+pub fn controller_http_get(path: &str) -> String {
     use std::io::{Read, Write};
     let base =
         std::env::var("PAVED_E2E_METRICS").unwrap_or_else(|_| "http://127.0.0.1:18080".to_string());
     let address = base.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(address)
-        .unwrap_or_else(|e| panic!("controller metrics endpoint {address} unreachable: {e}"));
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+        .unwrap_or_else(|e| panic!("controller endpoint {address} unreachable: {e}"));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     assert!(
         head.starts_with("HTTP/1.") && head.contains(" 200"),
-        "GET /metrics: {head}"
+        "GET {path}: {head}\n{body}"
     );
     body.to_string()
 }

@@ -19,11 +19,13 @@
 //! - [`lifecycle`]: pure expiry and stop/start schedule of an Environment.
 //! - [`reconcile`]: the thin reconcilers: resolve → validate → build → apply → status.
 //! - [`cli`]: the Day-2 commands (`paved rollback`, `restart`, `stop`, `start`).
+//! - [`catalog`]: the catalog as Backstage entities (`/catalog/backstage`).
 //! - [`runtime`]: metrics, health endpoints, leader election, controller wiring.
 //! - [`names`]: every label, annotation, condition and reason name.
 
 pub mod api;
 pub mod build;
+pub mod catalog;
 pub mod cli;
 pub mod crd;
 pub mod error;

@@ -177,10 +177,12 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let health = Arc::new(Health {
         metrics: metrics.clone(),
         ready: AtomicBool::new(false),
+        catalog_client: std::sync::OnceLock::new(),
     });
     let server = tokio::spawn(http::serve(args.listen, health.clone(), stopped(&stop_rx)));
 
     let client = kube::Client::try_default().await?;
+    let _ = health.catalog_client.set(client.clone());
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let settings = Settings {
         concurrency: args.concurrency,

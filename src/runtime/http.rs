@@ -1,4 +1,5 @@
-//! `/metrics`, `/healthz` and `/readyz`.
+//! `/metrics`, `/healthz`, `/readyz`, and the catalog for portals
+//! (`/catalog/backstage`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,12 +12,17 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::metrics::Metrics;
+use crate::api::{Application, Environment, Service};
+use crate::catalog;
 
 /// What the endpoints report.
 pub struct Health {
     pub metrics: Arc<Metrics>,
     /// Set once the process is connected and either standing by or leading with warm caches.
     pub ready: AtomicBool,
+    /// Set once connected: the catalog endpoint lists the CRs with it, so a
+    /// standby replica serves the catalog too.
+    pub catalog_client: std::sync::OnceLock<kube::Client>,
 }
 
 impl Health {
@@ -30,6 +36,7 @@ pub fn router(health: Arc<Health>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/catalog/backstage", get(backstage_catalog))
         .with_state(health)
 }
 
@@ -48,6 +55,43 @@ async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+/// Backstage entities (multi-document YAML) for a Backstage `url` location.
+async fn backstage_catalog(State(health): State<Arc<Health>>) -> axum::response::Response {
+    let Some(client) = health.catalog_client.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not connected to the API server yet",
+        )
+            .into_response();
+    };
+    let lp = kube::api::ListParams::default();
+    let (environments, applications, services) = (
+        kube::Api::<Environment>::all(client.clone()),
+        kube::Api::<Application>::all(client.clone()),
+        kube::Api::<Service>::all(client.clone()),
+    );
+    let listed = tokio::try_join!(
+        environments.list(&lp),
+        applications.list(&lp),
+        services.list(&lp)
+    );
+    match listed {
+        Ok((envs, apps, services)) => {
+            let entities = catalog::backstage_entities(&envs.items, &apps.items, &services.items);
+            (
+                [(header::CONTENT_TYPE, "application/yaml")],
+                catalog::to_yaml(&entities),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("listing Paved objects failed: {e}"),
+        )
+            .into_response(),
     }
 }
 

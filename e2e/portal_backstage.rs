@@ -1,0 +1,117 @@
+//! The Backstage catalog endpoint (`GET /catalog/backstage`): what a Backstage
+//! `url` location would read, checked for content against the live objects and
+//! validated by Backstage's own `@backstage/catalog-model` validators (npm, in
+//! e2e/integrations/backstage; `.ci/install-deps` installs them).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::paved_support::{TestEnvironment, controller_http_get, image, wait_ready};
+use crate::ship_support::repo_root;
+
+fn entities_of(namespace: &str, environment: &str) -> Vec<Value> {
+    let yaml = controller_http_get("/catalog/backstage");
+    serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("entity YAML"))
+        .filter(|e: &Value| {
+            e["metadata"]["namespace"] == namespace
+                || (e["kind"] == "Resource" && e["metadata"]["name"] == environment)
+        })
+        .collect()
+}
+
+fn validate_with_backstage(entities: &[Value]) -> String {
+    let dir = repo_root().join("e2e/integrations/backstage");
+    assert!(
+        dir.join("node_modules/@backstage/catalog-model").exists(),
+        "run `npm ci --prefix e2e/integrations/backstage` (.ci/install-deps does)"
+    );
+    let yaml = entities
+        .iter()
+        .map(|e| serde_yaml::to_string(e).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let mut child = Command::new("node")
+        .arg("validate.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "Backstage rejects the entities:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
+#[tokio::test]
+async fn the_backstage_catalog_lists_environment_system_and_components_that_backstage_accepts() {
+    let env = TestEnvironment::create_with(
+        "portal-bs",
+        json!({"access": [{"group": "team-shop", "role": "developer"}]}),
+    )
+    .await;
+    env.apply_application(
+        "shop",
+        json!({"owner": "team-shop", "lifecycle": "production", "description": "The shop",
+               "links": [{"title": "Repository", "url": "https://example.test/shop"}]}),
+    )
+    .await;
+    env.apply_service("api", json!({"application": "shop", "image": image("api", "1"), "ports": [{"name": "http", "port": 8080}]}))
+        .await;
+    env.apply_service(
+        "web",
+        json!({"application": "shop", "image": image("web", "1"), "ports": [{"name": "http", "port": 8080}],
+               "dependsOn": ["api"], "expose": {}}),
+    )
+    .await;
+    wait_ready(&env.services(), "web").await;
+
+    let entities = entities_of(&env.namespace, &env.name);
+    let find = |kind: &str, name: &str| {
+        entities
+            .iter()
+            .find(|e| e["kind"] == kind && e["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in {entities:#?}"))
+            .clone()
+    };
+    let resource = find("Resource", &env.name);
+    assert_eq!(resource["spec"]["type"], "environment");
+    assert_eq!(resource["spec"]["owner"], "group:default/team-shop");
+    let system = find("System", "shop");
+    assert_eq!(system["spec"]["owner"], "group:default/team-shop");
+    assert_eq!(system["metadata"]["description"], "The shop");
+    let web = find("Component", "web");
+    assert_eq!(web["spec"]["system"], "shop");
+    assert_eq!(web["spec"]["lifecycle"], "production");
+    assert_eq!(
+        web["spec"]["dependsOn"],
+        json!([format!("component:{}/api", env.namespace)])
+    );
+    assert_eq!(
+        web["metadata"]["annotations"]["backstage.io/kubernetes-id"],
+        "shop"
+    );
+    assert_eq!(
+        web["metadata"]["links"][0]["url"],
+        format!("http://web.{}", env.domain)
+    );
+    find("Component", "api");
+    assert_eq!(entities.len(), 4, "{entities:#?}");
+
+    let report = validate_with_backstage(&entities);
+    assert!(report.contains("4 entities, 0 invalid"), "{report}");
+}

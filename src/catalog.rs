@@ -1,0 +1,264 @@
+//! The catalog as Backstage entities, served at `GET /catalog/backstage` for a
+//! Backstage `url` location. Pure: CRs in, entities out.
+//!
+//! | Paved | Backstage |
+//! |---|---|
+//! | Environment | `Resource` (type `environment`) in namespace `default` |
+//! | Application | `System`, in the Backstage namespace named after its Kubernetes namespace |
+//! | Service | `Component` (type `service`) of that System, `dependsOn` its dependencies |
+//!
+//! Owners are Group references (`group:default/<owner>`). The same Application
+//! in staging and production becomes two Systems, `staging/shop` and
+//! `production/shop`, so no two entities share a reference.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use crate::api::environment::AccessRole;
+use crate::api::{Application, Environment, Service};
+use crate::names::labels;
+
+/// Owner of an Environment's Resource when none of its access grants names a
+/// developer group.
+pub const DEFAULT_ENVIRONMENT_OWNER: &str = "platform";
+
+const API_VERSION: &str = "backstage.io/v1alpha1";
+
+fn group_ref(owner: &str) -> String {
+    if owner.contains(':') {
+        owner.to_string()
+    } else {
+        format!("group:default/{owner}")
+    }
+}
+
+fn environment_entity(env: &Environment) -> Value {
+    let owner = env
+        .spec
+        .access
+        .iter()
+        .find(|a| a.role == AccessRole::Developer && a.group.is_some())
+        .and_then(|a| a.group.clone())
+        .unwrap_or_else(|| DEFAULT_ENVIRONMENT_OWNER.into());
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "Resource",
+        "metadata": {
+            "name": env.name_any(),
+            "namespace": "default",
+            "description": format!("Paved {} environment (namespace {})", env.spec.type_.as_str(), env.namespace_name()),
+            "labels": {"paved.dev/environment-type": env.spec.type_.as_str()},
+        },
+        "spec": {"type": "environment", "owner": group_ref(&owner)},
+    })
+}
+
+fn application_entity(app: &Application, namespace: &str) -> Value {
+    let mut metadata = json!({
+        "name": app.name_any(),
+        "namespace": namespace,
+        "annotations": {labels::BACKSTAGE_KUBERNETES_ID: app.name_any()},
+    });
+    if let Some(description) = &app.spec.description {
+        metadata["description"] = json!(description);
+    }
+    if !app.spec.links.is_empty() {
+        metadata["links"] = json!(
+            app.spec
+                .links
+                .iter()
+                .map(|l| json!({"title": l.title, "url": l.url}))
+                .collect::<Vec<_>>()
+        );
+    }
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "System",
+        "metadata": metadata,
+        "spec": {
+            "owner": group_ref(&app.spec.owner),
+            "domain": null,
+        },
+    })
+}
+
+fn service_entity(service: &Service, namespace: &str, app: Option<&Application>) -> Value {
+    let application = &service.spec.application;
+    let mut annotations = BTreeMap::from([
+        (
+            labels::BACKSTAGE_KUBERNETES_ID.to_string(),
+            application.clone(),
+        ),
+        (
+            "backstage.io/kubernetes-namespace".to_string(),
+            namespace.to_string(),
+        ),
+    ]);
+    annotations.insert(
+        "backstage.io/kubernetes-label-selector".into(),
+        format!("{}={}", labels::SERVICE, service.name_any()),
+    );
+    let mut metadata = json!({
+        "name": service.name_any(),
+        "namespace": namespace,
+        "annotations": annotations,
+    });
+    if let Some(url) = service.status.as_ref().and_then(|s| s.url.clone()) {
+        metadata["links"] = json!([{"title": "Endpoint", "url": url}]);
+    }
+    let mut spec = json!({
+        "type": "service",
+        "lifecycle": app.map(|a| a.spec.lifecycle.as_str()).unwrap_or("experimental"),
+        "owner": group_ref(app.map(|a| a.spec.owner.as_str()).unwrap_or(DEFAULT_ENVIRONMENT_OWNER)),
+        "system": application,
+    });
+    if !service.spec.depends_on.is_empty() {
+        spec["dependsOn"] = json!(
+            service
+                .spec
+                .depends_on
+                .iter()
+                .map(|d| format!("component:{namespace}/{d}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    json!({"apiVersion": API_VERSION, "kind": "Component", "metadata": metadata, "spec": spec})
+}
+
+/// Backstage entities for the whole catalog, in a stable order (Resources,
+/// then Systems, then Components, each sorted by namespace and name).
+pub fn backstage_entities(
+    environments: &[Environment],
+    applications: &[Application],
+    services: &[Service],
+) -> Vec<Value> {
+    let mut entities: Vec<Value> = Vec::new();
+    let mut envs: Vec<&Environment> = environments.iter().collect();
+    envs.sort_by_key(|e| e.name_any());
+    entities.extend(envs.into_iter().map(environment_entity));
+
+    let key = |ns: Option<String>, name: String| (ns.unwrap_or_default(), name);
+    let mut apps: Vec<&Application> = applications.iter().collect();
+    apps.sort_by_key(|a| key(a.namespace(), a.name_any()));
+    entities.extend(
+        apps.iter()
+            .map(|a| application_entity(a, &a.namespace().unwrap_or_default())),
+    );
+
+    let mut svcs: Vec<&Service> = services.iter().collect();
+    svcs.sort_by_key(|s| key(s.namespace(), s.name_any()));
+    for service in svcs {
+        let namespace = service.namespace().unwrap_or_default();
+        let app = apps.iter().copied().find(|a| {
+            a.namespace().as_deref() == Some(namespace.as_str())
+                && a.name_any() == service.spec.application
+        });
+        entities.push(service_entity(service, &namespace, app));
+    }
+    // `domain: null` only documents that Systems have no domain; Backstage
+    // rejects nulls, so drop them.
+    for entity in &mut entities {
+        if let Some(spec) = entity["spec"].as_object_mut() {
+            spec.retain(|_, v| !v.is_null());
+        }
+    }
+    entities
+}
+
+/// The entities as one multi-document YAML stream, what a Backstage `url`
+/// location reads.
+pub fn to_yaml(entities: &[Value]) -> String {
+    entities
+        .iter()
+        .map(|e| serde_yaml::to_string(e).expect("JSON values serialize as YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn fixture() -> (Vec<Environment>, Vec<Application>, Vec<Service>) {
+        let env: Environment = from_yaml(
+            "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata: {name: staging}\n\
+             spec: {type: staging, domain: staging.example.com, access: [{group: team-checkout, role: developer}]}",
+        );
+        let app: Application = from_yaml(
+            "apiVersion: paved.dev/v1alpha1\nkind: Application\nmetadata: {name: checkout, namespace: staging}\n\
+             spec: {owner: team-checkout, description: Checkout, lifecycle: production, links: [{title: Repo, url: 'https://example.com/r'}]}",
+        );
+        let api: Service = from_yaml(
+            "apiVersion: paved.dev/v1alpha1\nkind: Service\nmetadata: {name: checkout-api, namespace: staging}\n\
+             spec: {application: checkout, image: 'ghcr.io/acme/api:1', dependsOn: [payments-api]}",
+        );
+        let payments: Service = from_yaml(
+            "apiVersion: paved.dev/v1alpha1\nkind: Service\nmetadata: {name: payments-api, namespace: staging}\n\
+             spec: {application: checkout, image: 'ghcr.io/acme/payments:1'}",
+        );
+        (vec![env], vec![app], vec![payments, api])
+    }
+
+    #[test]
+    fn an_environment_becomes_a_resource_owned_by_its_developer_group() {
+        let (envs, apps, svcs) = fixture();
+        let entities = backstage_entities(&envs, &apps, &svcs);
+        assert_eq!(entities[0]["kind"], "Resource");
+        assert_eq!(entities[0]["metadata"]["name"], "staging");
+        assert_eq!(entities[0]["spec"]["type"], "environment");
+        assert_eq!(entities[0]["spec"]["owner"], "group:default/team-checkout");
+    }
+
+    #[test]
+    fn an_application_becomes_a_system_in_its_namespace_with_its_owner_and_links() {
+        let (envs, apps, svcs) = fixture();
+        let system = &backstage_entities(&envs, &apps, &svcs)[1];
+        assert_eq!(system["kind"], "System");
+        assert_eq!(system["metadata"]["namespace"], "staging");
+        assert_eq!(system["spec"]["owner"], "group:default/team-checkout");
+        assert_eq!(
+            system["metadata"]["links"][0]["url"],
+            "https://example.com/r"
+        );
+        assert!(
+            system["spec"].get("domain").is_none(),
+            "no null fields: {system}"
+        );
+    }
+
+    #[test]
+    fn services_become_components_of_their_system_with_depends_on_references() {
+        let (envs, apps, svcs) = fixture();
+        let entities = backstage_entities(&envs, &apps, &svcs);
+        let api = &entities[2];
+        assert_eq!(api["kind"], "Component");
+        assert_eq!(api["metadata"]["name"], "checkout-api", "sorted by name");
+        assert_eq!(api["spec"]["system"], "checkout");
+        assert_eq!(api["spec"]["lifecycle"], "production");
+        assert_eq!(
+            api["spec"]["dependsOn"],
+            json!(["component:staging/payments-api"])
+        );
+        assert_eq!(
+            api["metadata"]["annotations"][labels::BACKSTAGE_KUBERNETES_ID],
+            "checkout"
+        );
+        assert!(entities[3]["spec"].get("dependsOn").is_none());
+    }
+
+    #[test]
+    fn the_yaml_stream_has_one_document_per_entity() {
+        let (envs, apps, svcs) = fixture();
+        let yaml = to_yaml(&backstage_entities(&envs, &apps, &svcs));
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&yaml)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 4);
+    }
+}
