@@ -5,13 +5,14 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit e2e dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
+.PHONY: build test unit e2e chart image dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
 
 build:
 	$(CARGO) build --bin paved
 
-## test: everything CI runs — unit tests (with the crds/ drift check), then e2e.
-test: unit e2e
+## test: everything CI runs — unit tests (with the crds/ drift check), then the
+## e2e tests, then the Helm chart's proof (install, upgrade, RBAC sufficient and minimal).
+test: unit e2e chart
 
 unit:
 	$(CARGO) test --bins --lib
@@ -35,9 +36,21 @@ cluster-up:
 cluster-down:
 	e2e/cluster/down.sh
 
-## crds: regenerate crds/ from the API types (the unit tests fail when it drifts).
+## crds: regenerate crds/ from the API types, and the chart's copy of them
+## (the unit tests fail when either drifts).
 crds:
 	$(CARGO) run --quiet --bin paved -- crd --out-dir crds
+	rm -f charts/paved/files/crds/*.yaml
+	cp crds/*.yaml charts/paved/files/crds/
+
+## chart: lint, install and upgrade the Helm chart on the local control plane, and
+## prove its RBAC sufficient and minimal.
+chart:
+	e2e/chart.sh
+
+## image: the static binary and the container image (buildah), with the 40 MB budget.
+image:
+	e2e/image.sh
 
 bench:
 	e2e/bench.sh
