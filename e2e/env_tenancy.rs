@@ -1,0 +1,354 @@
+//! Tenancy and guardrails: `access` grants RoleBindings in the environment's own
+//! namespace only; `guardrails` become a ResourceQuota, a LimitRange and a
+//! NetworkPolicy; and an Environment can never take over an existing
+//! namespace (kube-system included), put children into it, or delete it.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::paved_support::{
+    Cleanup, TestEnvironment, USER_MANAGER, application_manifest, applications, apply,
+    environment_manifest, environments, labels, merge_patch, wait_condition, wait_exists,
+    wait_gone,
+};
+use crate::support::{WAIT, client, client_as, unique, wait_until};
+
+/// The ClusterRoles `access` binds. The chart ships them; on a bare test
+/// cluster they come from config/rbac/user-roles.yaml. Created here only when
+/// missing (and then left in place: deleting them would break a concurrent test).
+async fn ensure_user_roles(client: &Client) {
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/rbac/user-roles.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("config/rbac/user-roles.yaml");
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let role: ClusterRole = serde::Deserialize::deserialize(document).expect("a ClusterRole");
+        let name = role.name_any();
+        if roles.get_opt(&name).await.unwrap().is_none() {
+            roles
+                .patch(&name, &PatchParams::apply("e2e-rbac"), &Patch::Apply(&role))
+                .await
+                .unwrap_or_else(|e| panic!("creating ClusterRole {name}: {e}"));
+        }
+    }
+}
+
+/// Server-side apply as `who`; the HTTP status code when refused.
+async fn try_apply(api: &Api<kube::api::DynamicObject>, manifest: Value) -> Result<(), u16> {
+    let name = manifest["metadata"]["name"].as_str().unwrap().to_string();
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(USER_MANAGER),
+            &Patch::Apply(&manifest),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) => Err(status.code),
+        Err(e) => panic!("applying {name}: {e}"),
+    }
+}
+
+fn code<T>(result: Result<T, kube::Error>) -> Result<(), u16> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) => Err(status.code),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_developer_of_team_a_works_in_a_and_is_denied_in_team_b() {
+    let admin = client().await;
+    ensure_user_roles(&admin).await;
+    let team_a = unique("team-a");
+    let team_b = unique("team-b");
+    let auditors = unique("auditors");
+    let a = TestEnvironment::create_with(
+        "env-tenant-a",
+        json!({"access": [
+            {"group": team_a, "role": "developer"},
+            {"group": auditors, "role": "viewer"},
+        ]}),
+    )
+    .await;
+    let b = TestEnvironment::create_with(
+        "env-tenant-b",
+        json!({"access": [{"group": team_b, "role": "developer"}]}),
+    )
+    .await;
+    let binding = wait_exists(&a.api::<RoleBinding>(), "paved-developer").await;
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    assert_eq!(binding.role_ref.name, "paved-developer");
+    let subjects = binding.subjects.clone().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(
+        (subjects[0].kind.as_str(), subjects[0].name.as_str()),
+        ("Group", team_a.as_str())
+    );
+    assert_eq!(
+        binding.owner_references()[0].kind,
+        "Environment",
+        "the RoleBinding belongs to the Environment"
+    );
+    wait_exists(&a.api::<RoleBinding>(), "paved-viewer").await;
+    wait_exists(&b.api::<RoleBinding>(), "paved-developer").await;
+
+    let alice = client_as("alice", &[&team_a]).await;
+    // In A: create an Application, read Deployments.
+    wait_until("alice may create an Application in A", WAIT, || async {
+        try_apply(
+            &applications(&alice, &a.namespace),
+            application_manifest("shop", json!({"owner": team_a})),
+        )
+        .await
+        .map_err(|code| format!("refused with {code}"))
+    })
+    .await;
+    code(
+        Api::<Deployment>::namespaced(alice.clone(), &a.namespace)
+            .list(&ListParams::default())
+            .await,
+    )
+    .expect("alice reads the Deployments of A");
+
+    // In B: neither read nor write.
+    assert_eq!(
+        try_apply(
+            &applications(&alice, &b.namespace),
+            application_manifest("shop", json!({"owner": team_a})),
+        )
+        .await,
+        Err(403),
+        "alice must not create in B"
+    );
+    assert_eq!(
+        code(
+            applications(&alice, &b.namespace)
+                .list(&ListParams::default())
+                .await
+        ),
+        Err(403),
+        "alice must not read B's Applications"
+    );
+    assert_eq!(
+        code(
+            Api::<Deployment>::namespaced(alice.clone(), &b.namespace)
+                .list(&ListParams::default())
+                .await
+        ),
+        Err(403),
+        "alice must not read B's Deployments"
+    );
+    // Nor can she grant herself more: RoleBindings are not hers to write.
+    let grab = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "grab", "namespace": b.namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "paved-developer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": team_a}],
+    });
+    assert_eq!(
+        code(
+            Api::<RoleBinding>::namespaced(alice.clone(), &b.namespace)
+                .patch(
+                    "grab",
+                    &PatchParams::apply(USER_MANAGER),
+                    &Patch::Apply(&grab)
+                )
+                .await
+        ),
+        Err(403)
+    );
+
+    // A viewer of A reads but does not write.
+    let victor = client_as("victor", &[&auditors]).await;
+    code(
+        applications(&victor, &a.namespace)
+            .list(&ListParams::default())
+            .await,
+    )
+    .expect("a viewer reads");
+    assert_eq!(
+        try_apply(
+            &applications(&victor, &a.namespace),
+            application_manifest("other", json!({"owner": "x"})),
+        )
+        .await,
+        Err(403),
+        "a viewer must not write"
+    );
+
+    // Revoking access removes the binding.
+    merge_patch(
+        &environments(&admin),
+        &a.name,
+        json!({"spec": {"access": [{"group": team_a, "role": "developer"}]}}),
+    )
+    .await;
+    wait_gone(&a.api::<RoleBinding>(), "paved-viewer").await;
+}
+
+#[tokio::test]
+async fn guardrails_become_a_quota_container_defaults_and_a_network_policy() {
+    let env = TestEnvironment::create_with(
+        "env-guard",
+        json!({"guardrails": {
+            "quota": {"cpu": "4", "memory": "8Gi", "pods": "20"},
+            "defaults": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}},
+            "networkIsolation": true,
+        }}),
+    )
+    .await;
+    let quota = wait_exists(&env.api::<ResourceQuota>(), "paved-quota").await;
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert_eq!(hard["requests.cpu"].0, "4");
+    assert_eq!(hard["requests.memory"].0, "8Gi");
+    assert_eq!(hard["pods"].0, "20");
+    assert_eq!(
+        labels(&quota.metadata)["app.kubernetes.io/managed-by"],
+        "paved"
+    );
+
+    let range = wait_exists(&env.api::<LimitRange>(), "paved-defaults").await;
+    let item = &range.spec.unwrap().limits[0];
+    assert_eq!(item.type_, "Container");
+    let requests = item.default_request.clone().unwrap();
+    assert_eq!(requests["cpu"].0, "100m");
+    assert_eq!(requests["memory"].0, "128Mi");
+    assert_eq!(item.default.clone().unwrap()["memory"].0, "256Mi");
+
+    let policy = wait_exists(&env.api::<NetworkPolicy>(), "paved-isolation").await;
+    let spec = serde_json::to_value(policy.spec.unwrap()).unwrap();
+    assert_eq!(spec["podSelector"], json!({}));
+    assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        spec["ingress"],
+        json!([
+            {"from": [{"podSelector": {}}]},
+            {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]},
+        ]),
+        "same namespace and the ingress controller's namespace only"
+    );
+
+    // A Service's pods get the defaults (and count against the quota).
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    env.apply_service(
+        "web",
+        json!({"application": "shop", "image": crate::paved_support::image("web", "1")}),
+    )
+    .await;
+    crate::paved_support::wait_ready(&env.services(), "web").await;
+
+    // Dropping a guardrail removes its object; the others stay.
+    merge_patch(
+        &environments(&env.client),
+        &env.name,
+        json!({"spec": {"guardrails": {"networkIsolation": false, "quota": null}}}),
+    )
+    .await;
+    wait_gone(&env.api::<NetworkPolicy>(), "paved-isolation").await;
+    wait_gone(&env.api::<ResourceQuota>(), "paved-quota").await;
+    wait_exists(&env.api::<LimitRange>(), "paved-defaults").await;
+}
+
+#[tokio::test]
+async fn an_environment_aimed_at_kube_system_stalls_and_leaves_it_untouched() {
+    let client = client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let before = namespaces.get("kube-system").await.unwrap();
+    let name = unique("env-deputy");
+    let mut cleanup = Cleanup::default();
+    cleanup.environments.push(name.clone());
+    apply(
+        &environments(&client),
+        environment_manifest(
+            &name,
+            json!({
+                "domain": format!("{name}.example.test"),
+                "namespace": "kube-system",
+                "access": [{"group": "system:authenticated", "role": "developer"}],
+                "guardrails": {"quota": {"pods": "1"}, "networkIsolation": true},
+                "lifecycle": {"stopped": true},
+            }),
+        ),
+    )
+    .await;
+    let stalled = wait_condition(
+        &environments(&client),
+        &name,
+        "Stalled",
+        "True",
+        Some("NamespaceConflict"),
+    )
+    .await;
+    assert!(
+        stalled.data["status"]
+            .get("namespace")
+            .is_none_or(Value::is_null),
+        "a namespace it does not own is not reported as its own: {}",
+        stalled.data["status"]
+    );
+
+    let after = namespaces.get("kube-system").await.unwrap();
+    assert_eq!(
+        after.metadata.labels, before.metadata.labels,
+        "labels untouched"
+    );
+    assert_eq!(
+        after.metadata.annotations, before.metadata.annotations,
+        "annotations untouched"
+    );
+    assert_eq!(
+        after.metadata.owner_references,
+        before.metadata.owner_references
+    );
+    for (kind, found) in [
+        (
+            "RoleBinding",
+            Api::<RoleBinding>::namespaced(client.clone(), "kube-system")
+                .get_opt("paved-developer")
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "ResourceQuota",
+            Api::<ResourceQuota>::namespaced(client.clone(), "kube-system")
+                .get_opt("paved-quota")
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+        (
+            "NetworkPolicy",
+            Api::<NetworkPolicy>::namespaced(client.clone(), "kube-system")
+                .get_opt("paved-isolation")
+                .await
+                .unwrap()
+                .is_some(),
+        ),
+    ] {
+        assert!(!found, "no {kind} may be created in kube-system");
+    }
+
+    // Deleting the Environment does not delete kube-system.
+    environments(&client)
+        .delete(&name, &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_gone(&environments(&client), &name).await;
+    let kept = namespaces.get("kube-system").await.unwrap();
+    assert!(
+        kept.metadata.deletion_timestamp.is_none(),
+        "kube-system must never be deleted"
+    );
+}
