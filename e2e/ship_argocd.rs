@@ -63,11 +63,22 @@ fn assert_health(kind: &str, object: &DynamicObject, want: &str, message_contain
     if std::env::var_os("PAVED_E2E_SAVE_FIXTURES").is_some() {
         let name = object.metadata.name.clone().unwrap_or_default();
         // Names carry the test's unique suffix; the fixture names the case instead.
-        let case = name.split('-').take_while(|part| part.parse::<u64>().is_err()).collect::<Vec<_>>().join("-");
-        json["metadata"].as_object_mut().unwrap().remove("managedFields");
+        let case = name
+            .split('-')
+            .take_while(|part| part.parse::<u64>().is_err())
+            .collect::<Vec<_>>()
+            .join("-");
+        json["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
         let dir = repo_root().join(FIXTURES);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{kind}-{want}-{case}.json")), serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
+        std::fs::write(
+            dir.join(format!("{kind}-{want}-{case}.json")),
+            serde_json::to_string_pretty(&json).unwrap() + "\n",
+        )
+        .unwrap();
     }
     let (status, message) = argocd_health(kind, &json);
     assert_eq!(
@@ -313,7 +324,9 @@ fn argocd_health_checks_give_each_captured_fixture_its_health() {
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         let file = path.file_name().unwrap().to_string_lossy().to_string();
-        let Some(stem) = file.strip_suffix(".json") else { continue };
+        let Some(stem) = file.strip_suffix(".json") else {
+            continue;
+        };
         let mut parts = stem.splitn(3, '-');
         let (kind, want) = (parts.next().unwrap(), parts.next().unwrap());
         let object: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
