@@ -95,7 +95,7 @@ async fn a_preview_follows_its_base_with_overrides_user_objects_win_and_it_outli
     let web = wait_ready(&preview.services(), "web").await;
     assert_eq!(
         web.data["status"]["url"],
-        json!(format!("http://shop.{}/", preview.domain))
+        json!(format!("http://shop.{}", preview.domain))
     );
     wait_exists(&preview.api::<Deployment>(), "api").await;
     let status = wait_status(

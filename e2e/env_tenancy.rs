@@ -19,8 +19,9 @@ use crate::paved_support::{
 use crate::support::{WAIT, client, client_as, unique, wait_until};
 
 /// The ClusterRoles `access` binds. The chart ships them; on a bare test
-/// cluster they come from config/rbac/user-roles.yaml. Created here only when
-/// missing (and then left in place: deleting them would break a concurrent test).
+/// cluster they come from config/rbac/user-roles.yaml. Created here when
+/// missing, their rules brought up to date when a stale chart left older ones
+/// (and then left in place: deleting them would break a concurrent test).
 async fn ensure_user_roles(client: &Client) {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let path = concat!(
@@ -31,12 +32,22 @@ async fn ensure_user_roles(client: &Client) {
     for document in serde_yaml::Deserializer::from_str(&text) {
         let role: ClusterRole = serde::Deserialize::deserialize(document).expect("a ClusterRole");
         let name = role.name_any();
-        if roles.get_opt(&name).await.unwrap().is_none() {
-            roles
-                .patch(&name, &PatchParams::apply("e2e-rbac"), &Patch::Apply(&role))
-                .await
-                .unwrap_or_else(|e| panic!("creating ClusterRole {name}: {e}"));
-        }
+        let body = match roles.get_opt(&name).await.unwrap() {
+            None => serde_json::to_value(&role).unwrap(),
+            Some(live) if live.rules != role.rules => json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": name}, "rules": role.rules,
+            }),
+            Some(_) => continue,
+        };
+        roles
+            .patch(
+                &name,
+                &PatchParams::apply("e2e-rbac").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying ClusterRole {name}: {e}"));
     }
 }
 
