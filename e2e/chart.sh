@@ -261,6 +261,73 @@ event_count() { # namespace object reason -> series count (1 when created once)
 event_count_at_least() { [ "$(event_count "$1" "$2" "$3")" -ge "$4" ]; }
 leading() { curl -fsS --max-time 1 "http://127.0.0.1:$port/metrics" 2>/dev/null | grep -qx 'paved_leader 1'; }
 
+field_is() { # get-arguments... expected (the last argument)
+  local want=${*: -1}; [ "$(jsonpath "${@:1:$#-1}")" = "$want" ]
+}
+
+# Environments as a product (issue 4): a preview of $1 with access and
+# guardrails, and an Environment whose ttl passes. Runs inside scenarios()
+# and uses its try, apply and failed_step.
+environment_scenarios() { # base-environment
+  local base=$1 pr=$1-pr expiring=$1-ttl
+  created_envs+=("$pr" "$expiring")
+  apply <<EOF || return 1
+apiVersion: paved.dev/v1alpha1
+kind: Application
+metadata: {name: docs, namespace: $base}
+spec: {owner: team-docs}
+---
+apiVersion: paved.dev/v1alpha1
+kind: Environment
+metadata: {name: $pr}
+spec:
+  type: preview
+  domain: $pr.example.test
+  cloneFrom: {environment: $base}
+  access: [{group: team-a, role: developer}]
+  guardrails:
+    quota: {pods: "50"}
+    defaults: {resources: {requests: {cpu: 50m}}}
+    networkIsolation: true
+---
+apiVersion: paved.dev/v1alpha1
+kind: Environment
+metadata: {name: $expiring}
+spec: {domain: $expiring.example.test, lifecycle: {ttl: 3s}}
+EOF
+  try "preview -> copy of the base's Application" exists -n "$pr" application.paved.dev docs || return 1
+  try "preview -> copy of the base's Service" exists -n "$pr" service.paved.dev web || return 1
+  try "access -> RoleBinding" exists -n "$pr" rolebinding paved-developer || return 1
+  try "guardrails -> ResourceQuota" exists -n "$pr" resourcequota paved-quota || return 1
+  try "guardrails -> LimitRange" exists -n "$pr" limitrange paved-defaults || return 1
+  try "guardrails -> NetworkPolicy" exists -n "$pr" networkpolicy paved-isolation || return 1
+
+  k -n "$base" patch application.paved.dev docs --type merge -p '{"spec":{"description":"changed"}}' >/dev/null
+  try "preview Application follows the base" field_is -n "$pr" get application.paved.dev docs -o jsonpath='{.spec.description}' changed || return 1
+  k -n "$base" patch service.paved.dev web --type merge -p '{"spec":{"image":"registry.example.test/web:2"}}' >/dev/null
+  try "preview Service follows the base" field_is -n "$pr" get service.paved.dev web -o jsonpath='{.spec.image}' registry.example.test/web:2 || return 1
+  k patch environment.paved.dev "$pr" --type merge \
+    -p '{"spec":{"access":[{"group":"team-b","role":"developer"}],"guardrails":{"quota":{"pods":"60"},"defaults":{"resources":{"requests":{"cpu":"60m"}}}}}}' >/dev/null
+  try "RoleBinding follows access" field_is -n "$pr" get rolebinding paved-developer -o jsonpath='{.subjects[0].name}' team-b || return 1
+  try "ResourceQuota follows guardrails" field_is -n "$pr" get resourcequota paved-quota -o jsonpath='{.spec.hard.pods}' 60 || return 1
+  try "LimitRange follows guardrails" field_is -n "$pr" get limitrange paved-defaults -o jsonpath='{.spec.limits[0].defaultRequest.cpu}' 60m || return 1
+  k -n "$pr" patch networkpolicy paved-isolation --type merge -p '{"spec":{"policyTypes":["Ingress","Egress"]}}' >/dev/null
+  try "NetworkPolicy repaired after a hand edit" field_is -n "$pr" get networkpolicy paved-isolation -o jsonpath='{.spec.policyTypes}' '["Ingress"]' || return 1
+
+  k -n "$base" delete application.paved.dev docs >/dev/null
+  try "base Application deleted -> copy deleted" absent -n "$pr" application.paved.dev docs || return 1
+  k -n "$base" delete service.paved.dev flaky >/dev/null
+  try "base Service deleted -> copy deleted" absent -n "$pr" service.paved.dev flaky || return 1
+  k patch environment.paved.dev "$pr" --type merge -p '{"spec":{"access":null,"guardrails":null}}' >/dev/null
+  try "access removed -> RoleBinding deleted" absent -n "$pr" rolebinding paved-developer || return 1
+  try "quota removed -> ResourceQuota deleted" absent -n "$pr" resourcequota paved-quota || return 1
+  try "defaults removed -> LimitRange deleted" absent -n "$pr" limitrange paved-defaults || return 1
+  try "isolation removed -> NetworkPolicy deleted" absent -n "$pr" networkpolicy paved-isolation || return 1
+  try "an Environment whose ttl passed deletes itself" absent environment.paved.dev "$expiring" || return 1
+  k delete environment.paved.dev "$pr" --wait=false >/dev/null
+  return 0
+}
+
 # The core scenarios; each step names what it needs. Stops at the first failing
 # step (one is enough to show a missing rule) and prints it.
 scenarios() { # environment-name
@@ -335,6 +402,8 @@ EOF
   k -n "$env" patch service.paved.dev flaky --type merge -p '{"spec":{"expose":{"host":"flaky.elsewhere.test"}}}' >/dev/null
   try "the same problem again is counted on its Event" event_count_at_least "$env" flaky HostOutsideDomain 2 || return 1
 
+  environment_scenarios "$env" || return 1
+
   try "still leading after the lease duration (renewals)" leading || return 1
 
   k delete environment.paved.dev "$env" --wait=false >/dev/null
@@ -404,6 +473,10 @@ minimality() { # file index
       [ -n "$refusal" ] && break 2
     done
   done
+  # Without `bind`, granting a role is refused as an escalation instead.
+  if [ -z "$refusal" ] && [ "$verbs" = bind ]; then
+    refusal=$(grep -m1 -o "attempting to grant RBAC permissions not currently held" "$log" | head -n1 || true)
+  fi
   if [ -n "$refusal" ]; then
     pass "without $rule: '$failed_step' fails; refused: $refusal"
   else
