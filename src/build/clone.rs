@@ -219,3 +219,20 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod serialization {
+    use super::*;
+    use crate::plan::tests::{environment, service};
+
+    #[test]
+    fn a_clone_body_carries_no_status_so_a_live_status_never_looks_like_drift() {
+        let base = environment("staging", "staging.example.com");
+        let preview = environment("pr-1", "pr-1.example.com");
+        let copy = render_cloned_service(&preview, &base, &service("staging", "api", "shop"), None);
+        let body = serde_json::to_value(&copy).unwrap();
+        assert!(body.get("status").is_none(), "{body}");
+        assert_eq!(body["kind"], "Service");
+        assert_eq!(body["apiVersion"], "paved.dev/v1alpha1");
+    }
+}
