@@ -194,3 +194,38 @@ async fn an_unknown_time_zone_is_a_stalled_condition_that_says_what_to_change() 
     assert_eq!(object.data["status"]["namespace"], json!(env.namespace));
     let _ = WAIT;
 }
+
+/// Needs e2e/run.sh to run the controller under a restart loop and export
+/// `PAVED_E2E_CONTROLLER_PID_FILE` (the running controller's PID); skipped
+/// otherwise. The controller is stopped (SIGTERM) before the ttl passes; the
+/// process that replaces it has never seen the Environment and must still
+/// delete it on time, from creationTimestamp + ttl alone.
+#[tokio::test]
+async fn expiry_survives_a_controller_restart() {
+    let Some(pid_file) = std::env::var_os("PAVED_E2E_CONTROLLER_PID_FILE") else {
+        eprintln!("skipped: PAVED_E2E_CONTROLLER_PID_FILE is not set (see e2e/run.sh)");
+        return;
+    };
+    let env =
+        TestEnvironment::create_with("env-restart", json!({"lifecycle": {"ttl": "25s"}})).await;
+    let api = environments(&env.client);
+    let object = wait_condition(&api, &env.name, "Ready", "True", None).await;
+    let expires = created(&object) + SignedDuration::from_secs(25);
+    assert_eq!(expires_at(&object), Some(expires));
+
+    let pid = std::fs::read_to_string(&pid_file).expect("controller pid file");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "could not stop controller {pid}");
+    // The replacement starts with empty stores and no timers.
+    wait_gone(&api, &env.name).await;
+    assert!(Timestamp::now() >= expires, "not before expiresAt");
+    let restarted = std::fs::read_to_string(&pid_file).unwrap();
+    assert_ne!(
+        restarted.trim(),
+        pid.trim(),
+        "a new controller process did it"
+    );
+}
