@@ -232,14 +232,14 @@ pub async fn run(
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
     });
     // Services reconcile promptly; Applications and Environments aggregate many
-    // Services, so a short trailing debounce folds bursts of Service changes
-    // into one status write.
+    // Services, so a trailing debounce (1s) folds a burst of Service changes
+    // into one status write once the burst is over.
     let service_config = ControllerConfig::default()
         .concurrency(settings.concurrency)
         .debounce(Duration::from_millis(20));
     let aggregate_config = ControllerConfig::default()
         .concurrency(settings.concurrency)
-        .debounce(Duration::from_millis(250));
+        .debounce(Duration::from_millis(1000));
 
     // --- Environment --------------------------------------------------------
     let envs_by_namespace = environments.clone();
