@@ -258,6 +258,16 @@ async fn guardrails_become_a_quota_container_defaults_and_a_network_policy() {
     )
     .await;
     crate::paved_support::wait_ready(&env.services(), "web").await;
+    crate::env_support::wait_status(
+        &environments(&env.client),
+        &env.name,
+        "status.quota reports the pod against the quota",
+        |o| {
+            let quota = &o.data["status"]["quota"];
+            quota["hard"]["pods"] == "20" && quota["used"]["pods"] == "1"
+        },
+    )
+    .await;
 
     // Dropping a guardrail removes its object; the others stay.
     merge_patch(

@@ -422,6 +422,8 @@ pub struct EnvironmentObservation<'a> {
     pub lifecycle: crate::lifecycle::LifecycleState,
     /// For a preview: what is copied from its base.
     pub base: Option<crate::api::environment::BaseStatus>,
+    /// The quota and its use, from the ResourceQuota's status.
+    pub quota: Option<crate::api::environment::QuotaUsage>,
     /// A problem only the user can fix that does not stop the namespace from
     /// working (a schedule that cannot be evaluated, a missing base): Stalled.
     pub problem: Option<&'a Error>,
@@ -445,6 +447,7 @@ pub fn environment_status_observed(
     status.stopped_until = lifecycle.stopped_until.map(rfc3339);
     status.next_transition = lifecycle.next_transition.map(rfc3339);
     status.base = observation.base;
+    status.quota = observation.quota;
     if namespace_ok {
         let previous = environment.status.clone().unwrap_or_default();
         let generation = environment.metadata.generation;
@@ -748,5 +751,68 @@ mod tests {
             }]
         );
         assert_eq!(status.conditions[0].reason, "NamespaceReady");
+    }
+
+    #[test]
+    fn an_environment_status_carries_its_lifecycle_and_a_missing_base_stalls_it_but_keeps_the_namespace()
+     {
+        let snapshot = shop();
+        let env = snapshot.environments[0].clone();
+        let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+        let lifecycle = crate::lifecycle::LifecycleState {
+            expires_at: Some(at("2026-11-26T10:00:00Z")),
+            stopped: true,
+            stopped_until: Some(at("2026-11-24T06:00:00Z")),
+            next_transition: Some(at("2026-11-24T06:00:00Z")),
+        };
+        let status = environment_status_observed(
+            &env,
+            &snapshot,
+            Ok(()),
+            EnvironmentObservation {
+                lifecycle: lifecycle.clone(),
+                ..Default::default()
+            },
+            "t",
+        );
+        assert_eq!(status.expires_at.as_deref(), Some("2026-11-26T10:00:00Z"));
+        assert!(status.stopped);
+        assert_eq!(
+            status.stopped_until.as_deref(),
+            Some("2026-11-24T06:00:00Z")
+        );
+        assert!(
+            status.conditions[0]
+                .message
+                .contains("stopped by its schedule until")
+        );
+
+        let missing = Error::BaseMissing {
+            base: "staging".into(),
+        };
+        let status = environment_status_observed(
+            &env,
+            &snapshot,
+            Ok(()),
+            EnvironmentObservation {
+                lifecycle,
+                problem: Some(&missing),
+                ..Default::default()
+            },
+            "t",
+        );
+        assert_eq!(status.namespace.as_deref(), Some("staging"));
+        let reasons: Vec<(&str, &str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("Ready", "False", "BaseMissing"),
+                ("Stalled", "True", "BaseMissing")
+            ]
+        );
     }
 }

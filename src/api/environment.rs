@@ -346,6 +346,22 @@ pub struct EnvironmentStatus {
     /// For a preview (spec.cloneFrom): what is copied from the base environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseStatus>,
+    /// With guardrails.quota: the quota and what the namespace uses of it, as
+    /// the ResourceQuota `paved-quota` reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaUsage>,
+}
+
+/// Requested resources against the quota, e.g. hard {requests.cpu: "4"}, used {requests.cpu: 250m}.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaUsage {
+    /// The limits (requests.cpu, requests.memory, pods).
+    #[serde(default)]
+    pub hard: BTreeMap<String, String>,
+    /// What the namespace's pods request now.
+    #[serde(default)]
+    pub used: BTreeMap<String, String>,
 }
 
 /// What a preview copies from its base environment.

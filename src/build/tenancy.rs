@@ -145,9 +145,7 @@ mod shipped_roles {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
         let plain = rules_by_role(&read("config/rbac/user-roles.yaml"));
-        let chart = rules_by_role(&read(
-            "charts/paved/templates/clusterroles-aggregated.yaml",
-        ));
+        let chart = rules_by_role(&read("charts/paved/templates/clusterroles-aggregated.yaml"));
         let names: Vec<&str> = plain.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["paved-developer", "paved-viewer"]);
         assert_eq!(

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::apply::{Applied, apply, apply_params, delete_if_controlled};
 use super::{Context, now, preview, publish_on_transition};
 use crate::api::Environment;
+use crate::api::environment::QuotaUsage;
 use crate::build::guardrails::{
     DEFAULTS_NAME, ISOLATION_NAME, QUOTA_NAME, render_limit_range, render_network_policy,
     render_resource_quota,
@@ -30,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{LifecycleState, lifecycle_state, rfc3339};
 use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};
 use crate::status::{EnvironmentObservation, environment_status_observed};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -88,6 +90,7 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     if let Some(problem) = &problem {
         ctx.metrics.stalled("Environment", problem.reason());
     }
+    observation.quota = quota_usage(&ctx, &environment);
     observation.problem = problem.as_ref();
     write_status(
         &ctx,
@@ -164,6 +167,26 @@ async fn expire(
     tracing::info!(environment = %name, %ttl, "expired; deleted");
     ctx.metrics.wrote("Environment");
     Ok(Action::await_change())
+}
+
+/// `status.quota`: the ResourceQuota's hard limits and use, as it reports them.
+fn quota_usage(ctx: &Context, environment: &Environment) -> Option<QuotaUsage> {
+    environment.spec.guardrails.as_ref()?.quota.as_ref()?;
+    let quota = ctx
+        .stores
+        .resource_quotas
+        .get(&ObjectRef::new(QUOTA_NAME).within(&environment.namespace_name()))?;
+    let status = quota.status.as_ref()?;
+    let strings = |map: &Option<std::collections::BTreeMap<String, Quantity>>| {
+        map.iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    };
+    Some(QuotaUsage {
+        hard: strings(&status.hard),
+        used: strings(&status.used),
+    })
 }
 
 /// RoleBindings (access) and ResourceQuota, LimitRange, NetworkPolicy
