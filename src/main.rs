@@ -216,8 +216,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             acquired = elector.acquire() => acquired?,
             () = stopped(&stop_rx) => {
-                server.await??;
-                return Ok(());
+                return stop_server(server).await;
             }
         }
         metrics.set_leader(true);
@@ -243,8 +242,17 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Never keep reconciling without the lease: exit and come back as a candidate.
         return Err("lost the leader lease".into());
     }
-    server.await??;
-    Ok(())
+    stop_server(server).await
+}
+
+/// Wait for the HTTP endpoints to stop, but not for a scraper's keep-alive connection.
+async fn stop_server(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(joined) => Ok(joined??),
+        Err(_) => Ok(()),
+    }
 }
 
 /// How long in-flight reconciles get to finish after SIGTERM before Paved stops anyway.
