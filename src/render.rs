@@ -74,8 +74,29 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
             .yaml
             .push_str(&serde_yaml::to_string(&object).expect("objects serialize"));
     };
+    let ingress_namespace = crate::build::guardrails::parse_label_selector(
+        crate::build::guardrails::DEFAULT_INGRESS_NAMESPACE_SELECTOR,
+    )
+    .unwrap_or_default();
     for environment in &snapshot.environments {
         push(body_with_digest(&render_namespace(environment)).expect("serializable"));
+        // Access and guardrails (previews' copies need the base's live objects: not rendered).
+        for role in crate::build::tenancy::ACCESS_ROLES {
+            if let Some(binding) = crate::build::tenancy::render_role_binding(environment, role) {
+                push(body_with_digest(&binding).expect("serializable"));
+            }
+        }
+        if let Some(quota) = crate::build::guardrails::render_resource_quota(environment) {
+            push(body_with_digest(&quota).expect("serializable"));
+        }
+        if let Some(range) = crate::build::guardrails::render_limit_range(environment) {
+            push(body_with_digest(&range).expect("serializable"));
+        }
+        if let Some(policy) =
+            crate::build::guardrails::render_network_policy(environment, &ingress_namespace)
+        {
+            push(body_with_digest(&policy).expect("serializable"));
+        }
     }
     let mut problems = Vec::new();
     for service in &snapshot.services {
