@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -31,7 +32,6 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{LifecycleState, lifecycle_state, rfc3339};
 use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};
 use crate::status::{EnvironmentObservation, environment_status_observed};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 const RESYNC: Duration = Duration::from_secs(600);
 
@@ -444,4 +444,26 @@ async fn finalize(
     }
     remove_finalizer(api, environment).await?;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_is_just_after_the_next_expiry_or_flip_and_never_later_than_the_resync() {
+        let now: jiff::Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        let soon = LifecycleState {
+            expires_at: Some("2026-11-23T12:00:20Z".parse().unwrap()),
+            next_transition: Some("2026-11-23T19:00:00Z".parse().unwrap()),
+            ..LifecycleState::default()
+        };
+        assert_eq!(until_next_change(&soon, now), Duration::from_secs(21));
+        let far = LifecycleState {
+            next_transition: Some("2026-12-31T23:00:00Z".parse().unwrap()),
+            ..LifecycleState::default()
+        };
+        assert_eq!(until_next_change(&far, now), RESYNC);
+        assert_eq!(until_next_change(&LifecycleState::default(), now), RESYNC);
+    }
 }
