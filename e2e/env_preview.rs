@@ -148,6 +148,38 @@ async fn a_preview_follows_its_base_with_overrides_user_objects_win_and_it_outli
     assert_eq!(spec_image(&cart), image("cart", "mine"));
     assert!(!labels(&cart.metadata).contains_key("paved.dev/cloned-from"));
 
+    // A Service removed from the base is removed from the preview; the
+    // user's own one of the same name is not.
+    base.apply_service(
+        "gone",
+        json!({"application": "shop", "image": image("gone", "1")}),
+    )
+    .await;
+    wait_exists(&preview.services(), "gone").await;
+    base.services()
+        .delete("gone", &DeleteParams::background())
+        .await
+        .unwrap();
+    crate::paved_support::wait_gone(&preview.services(), "gone").await;
+    base.services()
+        .delete("cart", &DeleteParams::background())
+        .await
+        .unwrap();
+    crate::paved_support::holds_for(
+        "the user's cart stays in the preview",
+        std::time::Duration::from_secs(3),
+        || async {
+            preview
+                .services()
+                .get_opt("cart")
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ())
+                .ok_or_else(|| "cart was deleted".to_string())
+        },
+    )
+    .await;
+
     // A user (or Argo CD) deploying their own version over a copy takes it over.
     crate::paved_support::apply(
         &preview.services(),
