@@ -94,6 +94,7 @@ where
             return Ok(Applied::Unchanged);
         }
     }
+    tracing::debug!(object = %key, live = live.is_some(), "applying");
     let written = api
         .patch(&desired.name_any(), &apply_params(), &Patch::Apply(&body))
         .await
