@@ -79,6 +79,10 @@ cleanup() {
   for env in "${created_envs[@]}"; do delete_environment "$env"; done
   "$HELM" uninstall "$release" -n "$release_ns" --wait --timeout 60s >/dev/null 2>&1 || true
   k delete namespace "$release_ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  # The uninstall took the adopted user ClusterRoles along: put back what was there.
+  if ${user_roles_existed:-false} && [ -f "$root/config/rbac/user-roles.yaml" ]; then
+    k apply --server-side --force-conflicts -f "$root/config/rbac/user-roles.yaml" >/dev/null 2>&1 || true
+  fi
   # The CRDs stay (helm.sh/resource-policy: keep): hand them back as crds/ has them.
   for crd in environments.paved.dev applications.paved.dev services.paved.dev; do
     k annotate crd "$crd" meta.helm.sh/release-name- meta.helm.sh/release-namespace- helm.sh/resource-policy- >/dev/null 2>&1 || true
@@ -146,13 +150,19 @@ if [ -n "$(k get environment.paved.dev "$probe" -o jsonpath='{.metadata.finalize
 fi
 delete_environment "$probe"
 
-# CRDs that already exist (e2e/run.sh applies crds/) are adopted by the release.
-for crd in environments.paved.dev applications.paved.dev services.paved.dev; do
-  if k get crd "$crd" >/dev/null 2>&1; then
-    k label crd "$crd" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
-    k annotate crd "$crd" meta.helm.sh/release-name="$release" meta.helm.sh/release-namespace="$release_ns" --overwrite >/dev/null
+# Objects of the release that already exist are adopted by it: the CRDs
+# (e2e/run.sh applies crds/) and the two user ClusterRoles (the e2e tests apply
+# config/rbac/user-roles.yaml when they are missing).
+adopt() { # kind name
+  if k get "$1" "$2" >/dev/null 2>&1; then
+    k label "$1" "$2" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
+    k annotate "$1" "$2" meta.helm.sh/release-name="$release" meta.helm.sh/release-namespace="$release_ns" --overwrite >/dev/null
   fi
-done
+}
+for crd in environments.paved.dev applications.paved.dev services.paved.dev; do adopt crd "$crd"; done
+user_roles_existed=false
+k get clusterrole paved-developer >/dev/null 2>&1 && user_roles_existed=true
+for role in paved-developer paved-viewer; do adopt clusterrole "$role"; done
 if "$HELM" install "$release" "$chart" -n "$release_ns" --create-namespace --wait --timeout 120s >"$work/install.log" 2>&1; then
   pass "helm install (Deployment Available with 2 replicas)"
 else
