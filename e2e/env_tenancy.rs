@@ -20,10 +20,12 @@ use crate::support::{WAIT, client, client_as, unique, wait_until};
 
 /// The ClusterRoles `access` binds. The chart ships them; on a bare test
 /// cluster they come from config/rbac/user-roles.yaml. Created here when
-/// missing, their rules brought up to date when a stale chart left older ones
-/// (and then left in place: deleting them would break a concurrent test).
-async fn ensure_user_roles(client: &Client) {
+/// missing and deleted again when the returned guard drops (a later
+/// `helm install` of the chart must not find them), their rules brought up to
+/// date when an older chart left older ones.
+async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
     let roles: Api<ClusterRole> = Api::all(client.clone());
+    let mut created = Vec::new();
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../config/rbac/user-roles.yaml"
@@ -33,7 +35,10 @@ async fn ensure_user_roles(client: &Client) {
         let role: ClusterRole = serde::Deserialize::deserialize(document).expect("a ClusterRole");
         let name = role.name_any();
         let body = match roles.get_opt(&name).await.unwrap() {
-            None => serde_json::to_value(&role).unwrap(),
+            None => {
+                created.push(name.clone());
+                serde_json::to_value(&role).unwrap()
+            }
             Some(live) if live.rules != role.rules => json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                 "metadata": {"name": name}, "rules": role.rules,
@@ -48,6 +53,34 @@ async fn ensure_user_roles(client: &Client) {
             )
             .await
             .unwrap_or_else(|e| panic!("applying ClusterRole {name}: {e}"));
+    }
+    UserRolesGuard { created }
+}
+
+/// Deletes the ClusterRoles [`ensure_user_roles`] created, even after a panic.
+struct UserRolesGuard {
+    created: Vec<String>,
+}
+
+impl Drop for UserRolesGuard {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.created);
+        if names.is_empty() || std::env::var_os("PAVED_E2E_KEEP_OBJECTS").is_some() {
+            return;
+        }
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let roles: Api<ClusterRole> = Api::all(client().await);
+                for name in names {
+                    let _ = roles.delete(&name, &DeleteParams::default()).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -79,7 +112,7 @@ fn code<T>(result: Result<T, kube::Error>) -> Result<(), u16> {
 #[tokio::test]
 async fn a_developer_of_team_a_works_in_a_and_is_denied_in_team_b() {
     let admin = client().await;
-    ensure_user_roles(&admin).await;
+    let _roles = ensure_user_roles(&admin).await;
     let team_a = unique("team-a");
     let team_b = unique("team-b");
     let auditors = unique("auditors");
