@@ -8,7 +8,7 @@
 //!      status: services, ready n/m              │                    core Service
 //!                                               │ dependsOn          Ingress (expose)
 //!                                               ▼                    HPA (autoscaling)
-//!                                            Service (same ns)
+//!                                            Service (same ns)       PDB (production)
 //! ```
 //!
 //! Where things are:

@@ -179,5 +179,19 @@ spec: {application: shop, image: busybox}
         }
         assert_eq!(rendered.problems.len(), 1);
         assert!(rendered.problems[0].contains("NotInEnvironment"));
+        assert!(!rendered.yaml.contains("kind: PodDisruptionBudget"));
+    }
+
+    #[test]
+    fn render_of_a_production_environment_shows_two_replicas_and_a_disruption_budget() {
+        let production = SHOP.replace("type: staging", "type: production");
+        let rendered = render(&parse(&production).unwrap());
+        assert!(
+            rendered.yaml.contains("kind: PodDisruptionBudget")
+                && rendered.yaml.contains("maxUnavailable: 1")
+                && rendered.yaml.contains("replicas: 2"),
+            "{}",
+            rendered.yaml
+        );
     }
 }
