@@ -456,7 +456,7 @@ else
   tail -n 20 "$log_file" >&2; fail "the controller did not start"
 fi
 stop_controller
-delete_environment "chart-full-$$"
+delete_environment "chart-full-$$"; delete_environment "chart-full-$$-pr"; delete_environment "chart-full-$$-ttl"
 
 $quick && exit 0
 
@@ -482,7 +482,7 @@ minimality() { # file index
   fi
   stop_controller
   k replace -f "$file" >/dev/null
-  delete_environment "$env"
+  delete_environment "$env"; delete_environment "$env-pr"; delete_environment "$env-ttl"
   if [ -z "$failed_step" ]; then
     if another_controller_active; then
       fail "without $rule every scenario passed, but another Paved controller was acting on the cluster: inconclusive, run again alone"
