@@ -152,6 +152,10 @@ EOF
   sleep 4
   local touched
   touched=$(k get environment.paved.dev "$probe" -o jsonpath='{.metadata.finalizers}{.status}' 2>/dev/null || true)
+  if [ -n "$touched" ]; then
+    echo "  probe $probe was reconciled; its field managers: $(k get environment.paved.dev "$probe" --show-managed-fields \
+      -o jsonpath='{range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource} {end}' 2>/dev/null)" >&2
+  fi
   delete_environment "$probe"
   [ -n "$touched" ]
 }
