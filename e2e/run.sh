@@ -18,7 +18,12 @@ KUBECTL=$(resolve_kubectl)
 controller_pid=""
 cleanup() {
   local rc=$?
-  if [ -n "$controller_pid" ]; then kill "$controller_pid" 2>/dev/null || true; wait "$controller_pid" 2>/dev/null || true; fi
+  if [ -n "$controller_pid" ]; then
+    touch "$controller_pid_file.stop"
+    kill "$(cat "$controller_pid_file" 2>/dev/null)" 2>/dev/null || true
+    wait "$controller_pid" 2>/dev/null || true
+    rm -f "$controller_pid_file" "$controller_pid_file.stop"
+  fi
   if [ $rc -ne 0 ] && [ -f "$CLUSTER_DIR/logs/paved-e2e.log" ]; then
     log "the controller's last log lines ($CLUSTER_DIR/logs/paved-e2e.log):"
     tail -n 30 "$CLUSTER_DIR/logs/paved-e2e.log" >&2
@@ -46,13 +51,26 @@ fi
 export PAVED_LEASE_NAME=${PAVED_LEASE_NAME:-paved-e2e-$$}
 metrics_addr=127.0.0.1:${PAVED_E2E_METRICS_PORT:-18080}
 log "starting the controller (metrics on $metrics_addr)"
-PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
-  "$TARGET_DIR"/debug/paved run --listen "$metrics_addr" > "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
+# Under a restart loop: a test may SIGTERM the PID in $PAVED_E2E_CONTROLLER_PID_FILE
+# to prove that nothing depends on the controller's memory (expiry after a restart).
+controller_pid_file=$CLUSTER_DIR/pids/paved-e2e.pid
+rm -f "$controller_pid_file.stop"
+: > "$CLUSTER_DIR/logs/paved-e2e.log"
+(
+  while :; do
+    PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
+      "$TARGET_DIR"/debug/paved run --listen "$metrics_addr" >> "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
+    echo $! > "$controller_pid_file"
+    wait $! || true
+    [ -e "$controller_pid_file.stop" ] && break
+  done
+) &
 controller_pid=$!
 for _ in $(seq 1 120); do
   curl -fsS --max-time 1 "http://$metrics_addr/readyz" >/dev/null 2>&1 && break
   kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited"; exit 1; }
   sleep 0.25
 done
+export PAVED_E2E_CONTROLLER_PID_FILE=$controller_pid_file
 export PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log PAVED_BIN="$TARGET_DIR"/debug/paved
 cargo test -p paved-e2e --test e2e -- "$@"

@@ -137,7 +137,7 @@ start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --client-ca-file "$PKI/ca.crt" --authorization-mode Node,RBAC \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true --event-ttl 1h \
+  --service-cluster-ip-range 10.0.0.0/16 --allow-privileged=true --event-ttl 1h \
   --cert-dir "$CLUSTER_DIR/apiserver-certs" --profiling=false --goaway-chance 0 --v 1
 wait_for kube-apiserver 90 api_ready
 
