@@ -151,7 +151,7 @@ async fn a_schedule_inside_its_stop_window_stops_the_services_until_its_next_sta
     assert_eq!(status["nextTransition"], json!(until), "{status}");
 
     let deployments = env.api::<Deployment>();
-    crate::env_support::wait_replicas(&deployments, "web", Some(0)).await;
+    crate::day2_stop_start::wait_replicas(&deployments, "web", Some(0)).await;
     wait_condition(&env.services(), "web", "Ready", "True", Some("Stopped")).await;
 
     // The schedule removed: running again, with the declared replicas.
@@ -168,7 +168,7 @@ async fn a_schedule_inside_its_stop_window_stops_the_services_until_its_next_sta
                 .is_none_or(|v| v.is_null())
     })
     .await;
-    crate::env_support::wait_replicas(&deployments, "web", Some(2)).await;
+    crate::day2_stop_start::wait_replicas(&deployments, "web", Some(2)).await;
 }
 
 #[tokio::test]
