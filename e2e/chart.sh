@@ -277,6 +277,13 @@ exists() { k get "$@" >/dev/null 2>&1; }
 absent() { ! k get "$@" >/dev/null 2>&1; }
 config_hash() { jsonpath -n "$1" get deployment web -o jsonpath='{.spec.template.metadata.annotations.paved\.dev/config-hash}'; }
 hash_differs() { local now; now=$(config_hash "$1"); [ -n "$now" ] && [ "$now" != "$2" ]; }
+# The rollout of Deployment web is complete: no pod of an older template is left, so
+# its status stops changing and cannot wake the controller by itself.
+rolled_out() {
+  k -n "$1" get deployment web -o json | jq -e '.status as $s | .metadata.generation == $s.observedGeneration
+    and (.spec.replicas // 1) == $s.replicas and $s.replicas == ($s.updatedReplicas // 0)
+    and $s.replicas == ($s.availableReplicas // 0)' >/dev/null
+}
 event_count() { # namespace object reason -> series count (1 when created once)
   k -n "$1" get events.events.k8s.io -o json 2>/dev/null | jq -r --arg o "$2" --arg r "$3" \
     '[.items[] | select(.regarding.name == $o and .reason == $r)][0] | if . == null then 0 else (.series.count // 1) end'
@@ -398,10 +405,17 @@ EOF
   try "Service Ready" condition_is service.paved.dev web "$env" Ready True || return 1
   try "Application Ready" condition_is application.paved.dev shop "$env" Ready True || return 1
 
+  # Each change starts from a quiet Service (rolled out, Ready), so only the watch of
+  # the Secret or ConfigMap itself can wake the controller within the timeout.
   local before
+  try "Deployment rolled out" rolled_out "$env" || return 1
+  sleep 2
   before=$(config_hash "$env")
   k -n "$env" patch secret db --type merge -p '{"stringData":{"password":"two"}}' >/dev/null
   try "Secret change rolls the pods (config hash)" hash_differs "$env" "$before" || return 1
+  try "Deployment rolled out again" rolled_out "$env" || return 1
+  try "Service Ready again" condition_is service.paved.dev web "$env" Ready True || return 1
+  sleep 2
   before=$(config_hash "$env")
   k -n "$env" patch configmap cfg --type merge -p '{"data":{"level":"debug"}}' >/dev/null
   try "ConfigMap change rolls the pods (config hash)" hash_differs "$env" "$before" || return 1
