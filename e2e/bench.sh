@@ -34,3 +34,5 @@ for _ in $(seq 1 120); do
 done
 PAVED_BENCH_CONTROLLER_PID=$controller_pid PAVED_BIN="$TARGET_DIR"/release/paved \
   cargo bench -p paved-e2e --bench scale --quiet
+echo "controller: reconciles and writes by kind (its /metrics)"
+curl -fsS --max-time 2 "http://$listen/metrics" | grep -E '^paved_(reconciles_total|writes_total|reconcile_errors_total|reconcile_duration_seconds_sum|reconcile_duration_seconds_count)\{' | sed 's/^/  /' || true

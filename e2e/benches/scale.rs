@@ -193,7 +193,7 @@ async fn apiserver_writes(client: &Client) -> BTreeMap<(String, String, String),
 fn paved_writes(
     before: &BTreeMap<(String, String, String), f64>,
     after: &BTreeMap<(String, String, String), f64>,
-) -> f64 {
+) -> BTreeMap<String, f64> {
     after
         .iter()
         .filter(|((group, resource, sub), _)| {
@@ -207,8 +207,18 @@ fn paved_writes(
                             | ("autoscaling", "horizontalpodautoscalers")
                     ))
         })
-        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0))
-        .sum()
+        .map(|(k @ (group, resource, sub), v)| {
+            let mut name = resource.clone();
+            if !group.is_empty() {
+                name = format!("{name}.{group}");
+            }
+            if !sub.is_empty() {
+                name = format!("{name}/{sub}");
+            }
+            (name, v - before.get(k).copied().unwrap_or(0.0))
+        })
+        .filter(|(_, delta)| *delta > 0.0)
+        .collect()
 }
 
 async fn count_where<F: Fn(&DynamicObject) -> bool>(
@@ -380,7 +390,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = apiserver_writes(&client).await;
     let own_writes = services as f64; // the bench's own Service applies
-    let writes = paved_writes(&before, &after) - own_writes;
+    let mut by_resource = paved_writes(&before, &after);
+    if let Some(bench_applies) = by_resource.get_mut("services.paved.dev") {
+        *bench_applies -= own_writes;
+    }
+    let writes = by_resource.values().sum::<f64>();
 
     println!(
         "paved:   {services} Services applied in {:.2}s, all reflected with children in {:.2}s",
@@ -395,6 +409,12 @@ async fn main() {
         "writes:  {:.2} API writes per Service by the controller ({writes:.0} in all)",
         writes / services as f64
     );
+    let breakdown: Vec<String> = by_resource
+        .iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(resource, n)| format!("{resource} {:.2}", n / services as f64))
+        .collect();
+    println!("         per Service: {}", breakdown.join(", "));
     match peak_rss_mib() {
         Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
         None => println!("memory:  PAVED_BENCH_CONTROLLER_PID not set; peak resident not measured"),
@@ -417,4 +437,17 @@ async fn main() {
             .delete(&format!("{direct_prefix}-{e}"), &DeleteParams::default())
             .await;
     }
+    // The controller must see the deletions through (finalizers), or the next run
+    // starts on a cluster still full of this one.
+    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
+    wait_for(
+        "this run's Environments to be deleted",
+        Duration::from_secs(300),
+        async || match env_api.list(&mine).await {
+            Ok(list) if list.items.is_empty() => Ok(()),
+            Ok(list) => Err(format!("{} left", list.items.len())),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
 }

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use super::apply::apply_params;
-use super::{Context, now, publish_on_transition};
+use super::{Context, now, write_status};
 use crate::api::Application;
 use crate::error::{Error, Result};
 use crate::status::application_status;
@@ -19,7 +17,9 @@ const RESYNC: Duration = Duration::from_secs(600);
 
 pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("Application");
-    ctx.stores.wait_until_ready().await;
+    if !ctx.stores.wait_until_ready().await {
+        return Ok(Action::await_change());
+    }
     if application.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -43,32 +43,8 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
         &now(),
     );
 
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = application.status.clone().unwrap_or_default();
-    if before != status {
-        let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": Application::api_version(&()),
-            "kind": Application::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &application.name_any(),
-            &apply_params(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::kube(
-            "status",
-            format!("Application {namespace}/{}", application.name_any()),
-        ))?;
-        ctx.metrics.wrote("ApplicationStatus");
-        publish_on_transition(
-            &ctx,
-            application.as_ref(),
-            &before.conditions,
-            &status.conditions,
-        )
-        .await;
-    }
-    Ok(Action::requeue(RESYNC))
+    let written = write_status(&ctx, &api, application.as_ref(), &before, &status).await?;
+    Ok(Action::requeue(written.requeue(RESYNC)))
 }

@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::{Applied, apply, apply_params, delete_if_controlled};
-use super::{Context, now, preview, publish_on_transition};
+use super::{Context, StatusWrite, now, preview};
 use crate::api::Environment;
 use crate::api::environment::QuotaUsage;
 use crate::build::guardrails::{
@@ -37,7 +37,9 @@ const RESYNC: Duration = Duration::from_secs(600);
 
 pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("Environment");
-    ctx.stores.wait_until_ready().await;
+    if !ctx.stores.wait_until_ready().await {
+        return Ok(Action::await_change());
+    }
     let api: Api<Environment> = Api::all(ctx.client.clone());
 
     if environment.meta().deletion_timestamp.is_some() {
@@ -92,7 +94,7 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     }
     observation.quota = quota_usage(&ctx, &environment);
     observation.problem = problem.as_ref();
-    write_status(
+    let written = write_status(
         &ctx,
         &api,
         &environment,
@@ -100,7 +102,9 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         observation,
     )
     .await?;
-    Ok(Action::requeue(until_next_change(&lifecycle, clock)))
+    Ok(Action::requeue(
+        written.requeue(until_next_change(&lifecycle, clock)),
+    ))
 }
 
 /// Requeue at the next expiry or schedule flip (a second late, so it has
@@ -309,7 +313,7 @@ async fn write_status(
     environment: &Environment,
     namespace_outcome: Result<(), &Error>,
     observation: EnvironmentObservation<'_>,
-) -> Result<()> {
+) -> Result<StatusWrite> {
     let snapshot = ctx.stores.snapshot();
     let status = environment_status_observed(
         environment,
@@ -319,27 +323,7 @@ async fn write_status(
         &now(),
     );
     let before = environment.status.clone().unwrap_or_default();
-    if before == status {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": Environment::api_version(&()),
-        "kind": Environment::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &environment.name_any(),
-        &apply_params(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube(
-        "status",
-        format!("Environment {}", environment.name_any()),
-    ))?;
-    ctx.metrics.wrote("EnvironmentStatus");
-    publish_on_transition(ctx, environment, &before.conditions, &status.conditions).await;
-    Ok(())
+    super::write_status(ctx, api, environment, &before, &status).await
 }
 
 /// Add Paved's finalizer with server-side apply: `metadata.finalizers` is a set, so

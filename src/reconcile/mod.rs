@@ -14,8 +14,9 @@ pub mod environment;
 pub mod preview;
 pub mod service;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -25,9 +26,11 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
+use kube::api::{Api, Patch};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{Application, Condition, Environment, Service};
+use crate::error::{Error, Result};
 use crate::names::{actions, annotations, conditions, reasons};
 use crate::plan::Snapshot;
 use crate::runtime::metrics::Metrics;
@@ -51,27 +54,65 @@ pub struct Stores {
     pub resource_quotas: Store<ResourceQuota>,
     pub limit_ranges: Store<LimitRange>,
     pub network_policies: Store<NetworkPolicy>,
+    /// Turns true once every store above holds its initial list.
+    pub loaded: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Opens the gate of [`Stores::wait_until_ready`] once every store is loaded.
+///
+/// `Store::wait_until_ready` cannot be awaited by many reconciles at once: it is a
+/// oneshot that keeps only the last poller's waker, so with a full queue at start-up
+/// all but one waiting reconcile were never woken and the controller hung (and so
+/// did its graceful shutdown). This single waiter also re-polls every 100 ms, because
+/// each controller's runner waits on its own store too and may take that one waker.
+pub struct StoresLoaded {
+    pub stores: Stores,
+    pub gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl StoresLoaded {
+    pub async fn run(self) {
+        let stores = &self.stores;
+        macro_rules! load {
+            ($($store:ident),* $(,)?) => {$(
+                while tokio::time::timeout(
+                    std::time::Duration::from_millis(100),
+                    stores.$store.wait_until_ready(),
+                )
+                .await
+                .is_err()
+                {}
+            )*};
+        }
+        load!(
+            environments,
+            applications,
+            services,
+            namespaces,
+            deployments,
+            core_services,
+            ingresses,
+            autoscalers,
+            disruption_budgets,
+            role_bindings,
+            resource_quotas,
+            limit_ranges,
+            network_policies,
+        );
+        tracing::debug!("every store holds its initial list");
+        let _ = self.gate.send(true);
+    }
 }
 
 impl Stores {
     /// Wait until every store has its initial list, so a reconcile never mistakes
-    /// "not loaded yet" for "does not exist".
-    pub async fn wait_until_ready(&self) {
-        let _ = futures::join!(
-            self.environments.wait_until_ready(),
-            self.applications.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.core_services.wait_until_ready(),
-            self.ingresses.wait_until_ready(),
-            self.autoscalers.wait_until_ready(),
-            self.disruption_budgets.wait_until_ready(),
-            self.role_bindings.wait_until_ready(),
-            self.resource_quotas.wait_until_ready(),
-            self.limit_ranges.wait_until_ready(),
-            self.network_policies.wait_until_ready(),
-        );
+    /// "not loaded yet" for "does not exist". Any number of reconciles may wait
+    /// at once: they wait on the [`StoresLoaded`] gate, not on the stores.
+    /// False when the controllers stop before the stores were loaded: then there
+    /// is nothing a reconcile may conclude, and it must do nothing.
+    pub async fn wait_until_ready(&self) -> bool {
+        let mut loaded = self.loaded.clone();
+        loaded.wait_for(|loaded| *loaded).await.is_ok()
     }
 
     /// Whether `namespace` is being deleted (its Environment is going away):
@@ -117,6 +158,137 @@ pub struct Context {
     /// Labels of the ingress controller's namespace, allowed in by an
     /// Environment's `networkIsolation` NetworkPolicy.
     pub ingress_namespace_labels: BTreeMap<String, String>,
+    pub status_pacer: StatusPacer,
+}
+
+/// The status of a Paved kind, as far as writing it goes.
+pub trait CatalogStatus: serde::Serialize + PartialEq {
+    fn conditions(&self) -> &[Condition];
+    fn observed_generation(&self) -> Option<i64>;
+}
+
+macro_rules! catalog_status {
+    ($($status:ty),*) => {$(
+        impl CatalogStatus for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+        }
+    )*};
+}
+catalog_status!(
+    crate::api::ServiceStatus,
+    crate::api::ApplicationStatus,
+    crate::api::EnvironmentStatus
+);
+
+/// How often a status may be rewritten for progress alone (pod counts, ready
+/// counts, messages). A new generation or a condition that changes its status or
+/// reason is written at once; progress waits out the rest of the interval, so a
+/// busy object costs at most one progress write per interval, not one per event.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// When each object's status was last written (by UID), for [`PROGRESS_INTERVAL`].
+#[derive(Default)]
+pub struct StatusPacer {
+    written: Mutex<HashMap<String, Instant>>,
+}
+
+impl StatusPacer {
+    /// How long a progress-only write must still wait (None: write now).
+    fn wait(&self, uid: &str) -> Option<Duration> {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let since = written.get(uid)?.elapsed();
+        PROGRESS_INTERVAL.checked_sub(since).filter(|d| !d.is_zero())
+    }
+
+    fn record(&self, uid: &str) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if written.len() >= 4096 {
+            written.retain(|_, at| at.elapsed() < PROGRESS_INTERVAL);
+        }
+        written.insert(uid.to_string(), Instant::now());
+    }
+}
+
+/// Whether `after` says something new about the object, beyond progress.
+fn is_news<S: CatalogStatus>(before: &S, after: &S) -> bool {
+    let essence = |status: &S| {
+        let mut conditions: Vec<(String, String, String)> = status
+            .conditions()
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        conditions.sort();
+        (status.observed_generation(), conditions)
+    };
+    essence(before) != essence(after)
+}
+
+/// What [`write_status`] did.
+#[derive(Debug, PartialEq)]
+pub enum StatusWrite {
+    /// Nothing differs.
+    Unchanged,
+    Written,
+    /// Progress only, written too recently: reconcile again after this long.
+    Deferred(Duration),
+}
+
+impl StatusWrite {
+    /// The requeue to ask for: `otherwise`, or sooner when a write is deferred.
+    pub fn requeue(&self, otherwise: Duration) -> Duration {
+        match self {
+            StatusWrite::Deferred(wait) => (*wait).min(otherwise),
+            _ => otherwise,
+        }
+    }
+}
+
+/// Write `status` with server-side apply when it differs from `before`, paced by
+/// [`StatusPacer`]; publishes an Event on a Ready transition.
+pub async fn write_status<K, S>(
+    ctx: &Context,
+    api: &Api<K>,
+    object: &K,
+    before: &S,
+    status: &S,
+) -> Result<StatusWrite>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: CatalogStatus,
+{
+    if before == status {
+        return Ok(StatusWrite::Unchanged);
+    }
+    let uid = object.meta().uid.clone().unwrap_or_default();
+    if !is_news(before, status) {
+        if let Some(wait) = ctx.status_pacer.wait(&uid) {
+            return Ok(StatusWrite::Deferred(wait));
+        }
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let name = object.name_any();
+    api.patch_status(&name, &apply::apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube(
+            "status",
+            match object.namespace() {
+                Some(namespace) => format!("{} {namespace}/{name}", K::kind(&())),
+                None => format!("{} {name}", K::kind(&())),
+            },
+        ))?;
+    ctx.status_pacer.record(&uid);
+    ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
+    publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
+    Ok(StatusWrite::Written)
 }
 
 /// Current time as RFC 3339, second precision; only written when a value changes.
@@ -197,4 +369,55 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ServiceStatus;
+
+    fn status(generation: i64, ready: &str, reason: &str, message: &str) -> ServiceStatus {
+        ServiceStatus {
+            observed_generation: Some(generation),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: reason.into(),
+                message: message.into(),
+                last_transition_time: None,
+                observed_generation: Some(generation),
+            }],
+            ..ServiceStatus::default()
+        }
+    }
+
+    #[test]
+    fn progress_is_not_news_but_a_generation_or_a_condition_change_is() {
+        let rolling = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        let further = status(1, "False", "RollingOut", "1 of 1 pods updated");
+        assert!(!is_news(&rolling, &further));
+        assert!(is_news(&rolling, &status(2, "False", "RollingOut", "")));
+        assert!(is_news(&rolling, &status(1, "True", "Available", "")));
+        assert!(is_news(&rolling, &status(1, "False", "ImagePullFailed", "")));
+    }
+
+    #[test]
+    fn the_pacer_defers_only_within_the_interval_after_a_write() {
+        let pacer = StatusPacer::default();
+        assert_eq!(pacer.wait("uid-a"), None, "never written: write now");
+        pacer.record("uid-a");
+        let wait = pacer.wait("uid-a").expect("just written: wait");
+        assert!(wait <= PROGRESS_INTERVAL && wait > Duration::ZERO);
+        assert_eq!(pacer.wait("uid-b"), None, "another object is not held back");
+    }
+
+    #[test]
+    fn a_deferred_write_asks_for_the_sooner_requeue() {
+        let deferred = StatusWrite::Deferred(Duration::from_secs(1));
+        assert_eq!(deferred.requeue(Duration::from_secs(600)), Duration::from_secs(1));
+        assert_eq!(
+            StatusWrite::Written.requeue(Duration::from_secs(600)),
+            Duration::from_secs(600)
+        );
+    }
 }

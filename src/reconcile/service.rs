@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
-use super::apply::{Applied, apply, apply_params, delete_if_controlled};
-use super::{Context, now, publish_on_transition};
+use super::apply::{Applied, apply, delete_if_controlled};
+use super::{Context, now, write_status};
 use crate::api::Service;
 use crate::api::service::DependencyStatus;
 use crate::build::config::{ConfigKind, value_digest};
@@ -36,7 +35,9 @@ const STALLED_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started("Service");
-    ctx.stores.wait_until_ready().await;
+    if !ctx.stores.wait_until_ready().await {
+        return Ok(Action::await_change());
+    }
     if service.meta().deletion_timestamp.is_some() {
         // Children go with their owner through garbage collection.
         return Ok(Action::await_change());
@@ -95,15 +96,17 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         },
     };
     let status = service_status(&service, observation, &now());
-    write_status(&ctx, &service, &namespace, status).await?;
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let before = service.status.clone().unwrap_or_default();
+    let written = write_status(&ctx, &api, service.as_ref(), &before, &status).await?;
 
     match outcome {
-        Ok(_) => Ok(Action::requeue(RESYNC)),
+        Ok(_) => Ok(Action::requeue(written.requeue(RESYNC))),
         Err(error) if error.is_stalled() => {
             ctx.metrics.stalled("Service", error.reason());
             // The watches in runtime::controllers retry it when what it waits for
             // changes; the short requeue covers races between those watches.
-            Ok(Action::requeue(STALLED_RECHECK))
+            Ok(Action::requeue(written.requeue(STALLED_RECHECK)))
         }
         Err(error) => Err(error),
     }
@@ -265,29 +268,3 @@ fn dependency_statuses(
         .collect()
 }
 
-async fn write_status(
-    ctx: &Context,
-    service: &Service,
-    namespace: &str,
-    status: crate::api::ServiceStatus,
-) -> Result<()> {
-    let before = service.status.clone().unwrap_or_default();
-    if before == status {
-        return Ok(());
-    }
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({
-        "apiVersion": Service::api_version(&()),
-        "kind": Service::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&service.name_any(), &apply_params(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::kube(
-            "status",
-            format!("Service {namespace}/{}", service.name_any()),
-        ))?;
-    ctx.metrics.wrote("ServiceStatus");
-    publish_on_transition(ctx, service, &before.conditions, &status.conditions).await;
-    Ok(())
-}

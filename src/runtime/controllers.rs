@@ -35,7 +35,7 @@ use super::metrics::Metrics;
 use crate::api::{Application, Environment, Service};
 use crate::error::Error;
 use crate::names::{CONTROLLER_NAME, labels, reasons};
-use crate::reconcile::{self, Context, Stores};
+use crate::reconcile::{self, Context, Stores, StoresLoaded};
 
 /// Runtime knobs of the controllers.
 #[derive(Clone, Debug)]
@@ -205,6 +205,7 @@ pub async fn run(
     let (network_policies, network_policy_stream) =
         reflect(Api::<NetworkPolicy>::all(client.clone()), managed.clone());
 
+    let (loaded_gate, loaded) = tokio::sync::watch::channel(false);
     let stores = Stores {
         environments: environments.clone(),
         applications: applications.clone(),
@@ -219,7 +220,13 @@ pub async fn run(
         resource_quotas,
         limit_ranges,
         network_policies,
+        loaded,
     };
+    let stores_loaded = StoresLoaded {
+        stores: stores.clone(),
+        gate: loaded_gate,
+    }
+    .run();
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: settings.instance.clone(),
@@ -230,16 +237,17 @@ pub async fn run(
         metrics: metrics.clone(),
         stores: stores.clone(),
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
+        status_pacer: Default::default(),
     });
-    // Services reconcile promptly; Applications and Environments aggregate many
-    // Services, so a trailing debounce (1s) folds a burst of Service changes
-    // into one status write once the burst is over.
+    // Services fold a burst of their own events (20 ms). Applications and
+    // Environments aggregate many Services, but get no debounce: kube-runtime's
+    // debounce restarts on every event, so a steady stream of Service changes would
+    // postpone them for as long as it lasts. Their status writes are paced instead
+    // (reconcile::PROGRESS_INTERVAL), and their reconciles read only the stores.
     let service_config = ControllerConfig::default()
         .concurrency(settings.concurrency)
         .debounce(Duration::from_millis(20));
-    let aggregate_config = ControllerConfig::default()
-        .concurrency(settings.concurrency)
-        .debounce(Duration::from_millis(1000));
+    let aggregate_config = ControllerConfig::default().concurrency(settings.concurrency);
 
     // --- Environment --------------------------------------------------------
     let envs_by_namespace = environments.clone();
@@ -479,6 +487,7 @@ pub async fn run(
 
     tracing::info!(concurrency = settings.concurrency, "controllers started");
     futures::join!(
+        stores_loaded,
         environment_controller,
         application_controller,
         service_controller,
