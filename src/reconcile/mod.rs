@@ -24,9 +24,9 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, Service a
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, Patch};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
-use kube::api::{Api, Patch};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{Application, Condition, Environment, Service};
@@ -202,7 +202,9 @@ impl StatusPacer {
     fn wait(&self, uid: &str) -> Option<Duration> {
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let since = written.get(uid)?.elapsed();
-        PROGRESS_INTERVAL.checked_sub(since).filter(|d| !d.is_zero())
+        PROGRESS_INTERVAL
+            .checked_sub(since)
+            .filter(|d| !d.is_zero())
     }
 
     fn record(&self, uid: &str) {
@@ -398,7 +400,10 @@ mod tests {
         assert!(!is_news(&rolling, &further));
         assert!(is_news(&rolling, &status(2, "False", "RollingOut", "")));
         assert!(is_news(&rolling, &status(1, "True", "Available", "")));
-        assert!(is_news(&rolling, &status(1, "False", "ImagePullFailed", "")));
+        assert!(is_news(
+            &rolling,
+            &status(1, "False", "ImagePullFailed", "")
+        ));
     }
 
     #[test]
@@ -411,10 +416,91 @@ mod tests {
         assert_eq!(pacer.wait("uid-b"), None, "another object is not held back");
     }
 
+    /// Many reconciles waiting at once all go on once every store is loaded (with
+    /// kube-runtime's `Store::wait_until_ready` only the last waiter was woken).
+    #[tokio::test]
+    async fn every_waiting_reconcile_goes_on_once_the_stores_are_loaded() {
+        use futures::StreamExt;
+        use kube::runtime::reflector::store;
+        use kube::runtime::watcher::Event;
+
+        let (environments, mut w1) = store::<Environment>();
+        let (applications, mut w2) = store::<Application>();
+        let (services, mut w3) = store::<Service>();
+        let (namespaces, mut w4) = store();
+        let (deployments, mut w5) = store();
+        let (core_services, mut w6) = store();
+        let (ingresses, mut w7) = store();
+        let (autoscalers, mut w8) = store();
+        let (disruption_budgets, mut w9) = store();
+        let (role_bindings, mut w10) = store();
+        let (resource_quotas, mut w11) = store();
+        let (limit_ranges, mut w12) = store();
+        let (network_policies, mut w13) = store();
+        let (gate, loaded) = tokio::sync::watch::channel(false);
+        let stores = Stores {
+            environments,
+            applications,
+            services,
+            namespaces,
+            deployments,
+            core_services,
+            ingresses,
+            autoscalers,
+            disruption_budgets,
+            role_bindings,
+            resource_quotas,
+            limit_ranges,
+            network_policies,
+            loaded,
+        };
+        let opener = tokio::spawn(
+            StoresLoaded {
+                stores: stores.clone(),
+                gate,
+            }
+            .run(),
+        );
+        // 50 waiters in one FuturesUnordered, like a controller's runner slots.
+        let mut waiters: futures::stream::FuturesUnordered<_> = (0..50)
+            .map(|_| {
+                let stores = stores.clone();
+                async move { stores.wait_until_ready().await }
+            })
+            .collect();
+        let early = tokio::time::timeout(Duration::from_millis(200), waiters.next()).await;
+        assert!(
+            early.is_err(),
+            "nobody may go on before the stores are loaded"
+        );
+
+        w1.apply_watcher_event(&Event::InitDone);
+        w2.apply_watcher_event(&Event::InitDone);
+        w3.apply_watcher_event(&Event::InitDone);
+        w4.apply_watcher_event(&Event::InitDone);
+        w5.apply_watcher_event(&Event::InitDone);
+        w6.apply_watcher_event(&Event::InitDone);
+        w7.apply_watcher_event(&Event::InitDone);
+        w8.apply_watcher_event(&Event::InitDone);
+        w9.apply_watcher_event(&Event::InitDone);
+        w10.apply_watcher_event(&Event::InitDone);
+        w11.apply_watcher_event(&Event::InitDone);
+        w12.apply_watcher_event(&Event::InitDone);
+        w13.apply_watcher_event(&Event::InitDone);
+        let woken: Vec<bool> = tokio::time::timeout(Duration::from_secs(5), waiters.collect())
+            .await
+            .expect("every waiter woken");
+        assert_eq!(woken, vec![true; 50]);
+        opener.await.unwrap();
+    }
+
     #[test]
     fn a_deferred_write_asks_for_the_sooner_requeue() {
         let deferred = StatusWrite::Deferred(Duration::from_secs(1));
-        assert_eq!(deferred.requeue(Duration::from_secs(600)), Duration::from_secs(1));
+        assert_eq!(
+            deferred.requeue(Duration::from_secs(600)),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             StatusWrite::Written.requeue(Duration::from_secs(600)),
             Duration::from_secs(600)

@@ -267,4 +267,3 @@ fn dependency_statuses(
         })
         .collect()
 }
-
