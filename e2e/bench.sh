@@ -32,7 +32,13 @@ for _ in $(seq 1 120); do
   kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited; see $CLUSTER_DIR/logs/paved-bench.log"; exit 1; }
   sleep 0.25
 done
-PAVED_BENCH_CONTROLLER_PID=$controller_pid PAVED_BIN="$TARGET_DIR"/release/paved \
+pids="controller=$controller_pid"
+for f in "$CLUSTER_DIR"/pids/*.pid; do
+  name=$(basename "$f" .pid)
+  case $name in paved-*) continue ;; esac
+  pids="$pids,$name=$(cat "$f")"
+done
+PAVED_BENCH_PIDS=$pids PAVED_BENCH_CONTROLLER_PID=$controller_pid PAVED_BIN="$TARGET_DIR"/release/paved \
   cargo bench -p paved-e2e --bench scale --quiet
 echo "controller: reconciles and writes by kind (its /metrics)"
 curl -fsS --max-time 2 "http://$listen/metrics" | grep -E '^paved_(reconciles_total|writes_total|reconcile_errors_total|reconcile_duration_seconds_sum|reconcile_duration_seconds_count)\{' | sed 's/^/  /' || true

@@ -25,6 +25,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -221,17 +223,6 @@ fn paved_writes(
         .collect()
 }
 
-async fn count_where<F: Fn(&DynamicObject) -> bool>(
-    api: &Api<DynamicObject>,
-    lp: &ListParams,
-    pred: F,
-) -> usize {
-    api.list(lp)
-        .await
-        .map(|l| l.items.iter().filter(|o| pred(o)).count())
-        .unwrap_or(0)
-}
-
 fn peak_rss_mib() -> Option<f64> {
     let pid = std::env::var("PAVED_BENCH_CONTROLLER_PID").ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -243,6 +234,75 @@ fn peak_rss_mib() -> Option<f64> {
         .parse()
         .ok()?;
     Some(kb / 1024.0)
+}
+
+/// CPU seconds (user + system) so far of each process named in PAVED_BENCH_PIDS
+/// ("name=pid,name=pid"), and of this bench process itself.
+fn cpu_seconds() -> BTreeMap<String, f64> {
+    let ticks = 100.0; // USER_HZ, 100 on Linux
+    let read = |pid: &str| -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        Some((user + system) / ticks)
+    };
+    let mut cpu = BTreeMap::new();
+    for pair in std::env::var("PAVED_BENCH_PIDS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((name, pid)) = pair.split_once('=') {
+            if let Some(seconds) = read(pid) {
+                cpu.insert(name.to_string(), seconds);
+            }
+        }
+    }
+    if let Some(seconds) = read("self") {
+        cpu.insert("bench client".to_string(), seconds);
+    }
+    cpu
+}
+
+fn cpu_line(label: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, s)| (name.clone(), s - before.get(name).copied().unwrap_or(0.0)))
+        .collect();
+    let total: f64 = used.iter().map(|(_, s)| s).sum();
+    let parts: Vec<String> = used
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1}"))
+        .collect();
+    format!(
+        "cpu:     {label}: {total:.1} CPU-s in all ({})",
+        parts.join(", ")
+    )
+}
+
+/// A store kept current by a watch in the background; returns once it is listed.
+async fn watched<K>(api: Api<K>, config: watcher::Config, dyntype: K::DynamicType) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let reader = writer.as_reader();
+    tokio::spawn(
+        reflector::reflector(writer, watcher::watcher(api, config))
+            .default_backoff()
+            .for_each(|_| futures::future::ready(())),
+    );
+    reader.wait_until_ready().await.expect("watch started");
+    reader
 }
 
 async fn wait_for(
@@ -307,16 +367,57 @@ async fn main() {
         })
         .collect();
     let child_count = children.len();
+    let cpu_direct_start = cpu_seconds();
     let start = Instant::now();
     apply_all(&client, &discovery, children, concurrency, "bench-direct").await;
     let direct = start.elapsed();
+    let cpu_direct = cpu_seconds();
     println!(
         "direct:  {child_count} children applied in {:.2}s",
         direct.as_secs_f64()
     );
 
-    // Let the controller-manager and kwok finish the direct phase's pods.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Let the controller-manager, scheduler and kwok finish the direct phase's
+    // pods, so their work does not land in the Paved phase's time.
+    let settle = Instant::now();
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let direct_children = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
+    wait_for(
+        "the direct phase's Deployments to become available",
+        Duration::from_secs(900),
+        async || {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let list = deployments
+                .list(&direct_children)
+                .await
+                .map_err(|e| e.to_string())?;
+            let waiting = list
+                .items
+                .iter()
+                .filter(|d| {
+                    d.namespace()
+                        .is_some_and(|n| n.starts_with(&format!("{direct_prefix}-")))
+                })
+                .filter(|d| {
+                    d.status
+                        .as_ref()
+                        .and_then(|s| s.available_replicas)
+                        .unwrap_or(0)
+                        < 1
+                })
+                .count();
+            if waiting > 0 {
+                Err(format!("{waiting} not available"))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "settle:  the cluster made the direct phase's pods available {:.0}s after its last apply",
+        settle.elapsed().as_secs_f64()
+    );
 
     // ---- phase 2: Paved
     let prefix = format!("{run}-paved");
@@ -347,10 +448,20 @@ async fn main() {
     let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
     let service_api: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::from_gvk(&service_gvk));
-    let deployments: Api<Deployment> = Api::all(client.clone());
     let core_services: Api<CoreService> = Api::all(client.clone());
-    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
-    let child_selector = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
+    // Completion is seen through watches started before the clock: listing
+    // thousands of objects over and over would load the API server being measured.
+    let children_config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
+    let run_services = watched(
+        service_api.clone(),
+        watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
+        ApiResource::from_gvk(&service_gvk),
+    )
+    .await;
+    let run_deployments = watched(deployments.clone(), children_config.clone(), ()).await;
+    let run_core_services = watched(core_services.clone(), children_config, ()).await;
+    let in_run = |ns: Option<String>| ns.is_some_and(|n| n.starts_with(&format!("{prefix}-")));
+    let cpu_paved_start = cpu_seconds();
     let start = Instant::now();
     apply_all(&client, &discovery, services_docs, concurrency, "bench").await;
     let applied = start.elapsed();
@@ -358,26 +469,27 @@ async fn main() {
         "every Service's status to reflect its generation",
         Duration::from_secs(600),
         async || {
-            let reflected = count_where(&service_api, &selector, |o| {
-                let generation = o.metadata.generation.unwrap_or(-1);
-                o.data["status"]["observedGeneration"].as_i64() == Some(generation)
-            })
-            .await;
+            let reflected = run_services
+                .state()
+                .iter()
+                .filter(|o| {
+                    let generation = o.metadata.generation.unwrap_or(-1);
+                    o.data["status"]["observedGeneration"].as_i64() == Some(generation)
+                })
+                .count();
             if reflected < services {
                 return Err(format!("{reflected}/{services} reflect their generation"));
             }
-            let in_run =
-                |ns: Option<String>| ns.is_some_and(|n| n.starts_with(&format!("{prefix}-")));
-            let d = deployments
-                .list(&child_selector)
-                .await
-                .map_err(|e| e.to_string())?;
-            let d = d.items.iter().filter(|o| in_run(o.namespace())).count();
-            let s = core_services
-                .list(&child_selector)
-                .await
-                .map_err(|e| e.to_string())?;
-            let s = s.items.iter().filter(|o| in_run(o.namespace())).count();
+            let d = run_deployments
+                .state()
+                .iter()
+                .filter(|o| in_run(o.namespace()))
+                .count();
+            let s = run_core_services
+                .state()
+                .iter()
+                .filter(|o| in_run(o.namespace()))
+                .count();
             if d < services || s < services {
                 return Err(format!("{d} Deployments, {s} Services of {services}"));
             }
@@ -386,6 +498,7 @@ async fn main() {
     )
     .await;
     let paved = start.elapsed();
+    let cpu_paved = cpu_seconds();
     // Let in-flight status writes land before reading the counters.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = apiserver_writes(&client).await;
@@ -415,6 +528,10 @@ async fn main() {
         .map(|(resource, n)| format!("{resource} {:.2}", n / services as f64))
         .collect();
     println!("         per Service: {}", breakdown.join(", "));
+    if !cpu_paved.is_empty() {
+        println!("{}", cpu_line("direct", &cpu_direct_start, &cpu_direct));
+        println!("{}", cpu_line("paved ", &cpu_paved_start, &cpu_paved));
+    }
     match peak_rss_mib() {
         Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
         None => println!("memory:  PAVED_BENCH_CONTROLLER_PID not set; peak resident not measured"),
