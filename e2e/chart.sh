@@ -44,11 +44,7 @@ pass() { printf 'PASS  %s\n' "$*"; }
 fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
 die() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); exit 1; }
 
-cluster_was_running=false
-if "$here/up.sh" --check >/dev/null 2>&1; then cluster_was_running=true; fi
-export KUBECONFIG
-KUBECONFIG=$("$here/up.sh")
-KUBECTL=$(resolve_kubectl)
+use_cluster
 "$here/build.sh" helm >&2
 HELM=$(bin_path helm)
 k() { "$KUBECTL" "$@"; }
@@ -259,13 +255,7 @@ start_controller() { # log-file
     --listen "127.0.0.1:$port" --lease-namespace "$release_ns" --lease-name "$lease" \
     --lease-duration 3 --identity "chart-e2e-$run" >"$1" 2>&1 &
   controller_pid=$!
-  local i
-  for i in $(seq 1 40); do
-    curl -fsS --max-time 1 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
-    kill -0 "$controller_pid" 2>/dev/null || return 1
-    sleep 0.25
-  done
-  return 1
+  wait_controller_ready "127.0.0.1:$port" "$controller_pid" 40
 }
 
 jsonpath() { k "$@" 2>/dev/null || true; }

@@ -26,15 +26,12 @@ if [ "${1:-}" = "--down" ]; then
   exit 0
 fi
 
-export KUBECONFIG
-KUBECONFIG=$("$here/up.sh")
-KUBECTL=$(resolve_kubectl)
+use_cluster
 cd "$root"
 log "building the controller"
 cargo build --bin paved --quiet
 log "installing the CRDs"
-"$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
-"$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
+install_crds crds/
 
 stop_controller # a rebuilt binary replaces the running one
 log "starting the controller; logs in $CLUSTER_DIR/logs/paved-dev.log, metrics on http://$LISTEN/metrics"

@@ -9,11 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/e2e/cluster
 source "$here/lib.sh"
 
-cluster_was_running=false
-if "$here/up.sh" --check >/dev/null 2>&1; then cluster_was_running=true; fi
-export KUBECONFIG
-KUBECONFIG=$("$here/up.sh")
-KUBECTL=$(resolve_kubectl)
+use_cluster
 
 controller_pid=""
 cleanup() {
@@ -37,8 +33,7 @@ cd "$root"
 cargo build --bin paved --quiet
 cargo test -p paved-e2e --test e2e --no-run --quiet
 log "installing the CRDs"
-"$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
-"$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
+install_crds crds/
 
 # The controller under test must be the only one acting on the cluster: stop a
 # `make dev` controller, and take a Lease of our own so that no stale holder
@@ -66,11 +61,7 @@ rm -f "$controller_pid_file.stop"
   done
 ) &
 controller_pid=$!
-for _ in $(seq 1 120); do
-  curl -fsS --max-time 1 "http://$metrics_addr/readyz" >/dev/null 2>&1 && break
-  kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited"; exit 1; }
-  sleep 0.25
-done
+wait_controller_ready "$metrics_addr" "$controller_pid" || { log "the controller did not become ready"; exit 1; }
 export PAVED_E2E_CONTROLLER_PID_FILE=$controller_pid_file
 export PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log PAVED_BIN="$TARGET_DIR"/debug/paved
 cargo test -p paved-e2e --test e2e -- "$@"

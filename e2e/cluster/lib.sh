@@ -63,3 +63,31 @@ resolve_kubectl() {
 
 # Where cargo puts its build outputs (CI keeps it outside the clone).
 TARGET_DIR=${CARGO_TARGET_DIR:-$(cd "$here/../.." && pwd)/target}
+
+# Start the local control plane, or reuse the running one. Sets
+# cluster_was_running, KUBECONFIG (exported) and KUBECTL.
+use_cluster() {
+  cluster_was_running=false
+  if "$here/up.sh" --check >/dev/null 2>&1; then cluster_was_running=true; fi
+  export KUBECONFIG
+  KUBECONFIG=$("$here/up.sh")
+  KUBECTL=$(resolve_kubectl)
+}
+
+# Apply the CRDs in directory $1 and wait until the API server serves them.
+install_crds() {
+  "$KUBECTL" apply --server-side --force-conflicts -f "$1" >&2
+  "$KUBECTL" wait --for condition=Established --timeout 60s -f "$1" >&2
+}
+
+# Wait until the controller (process $2) answers on http://$1/readyz, trying
+# $3 times (default 120) every 0.25 s; fails at once if the process is gone.
+wait_controller_ready() { # address pid [tries]
+  local i
+  for i in $(seq 1 "${3:-120}"); do
+    curl -fsS --max-time 1 "http://$1/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.25
+  done
+  return 1
+}
