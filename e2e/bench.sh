@@ -7,11 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/e2e/cluster
 source "$here/lib.sh"
 
-cluster_was_running=false
-if "$here/up.sh" --check >/dev/null 2>&1; then cluster_was_running=true; fi
-export KUBECONFIG
-KUBECONFIG=$("$here/up.sh")
-KUBECTL=$(resolve_kubectl)
+use_cluster
 controller_pid=""
 cleanup() {
   if [ -n "$controller_pid" ]; then kill "$controller_pid" 2>/dev/null || true; wait "$controller_pid" 2>/dev/null || true; fi
@@ -22,16 +18,12 @@ trap cleanup EXIT
 cd "$root"
 cargo build --release --bin paved --quiet
 cargo bench -p paved-e2e --bench scale --no-run --quiet
-"$KUBECTL" apply --server-side --force-conflicts -f crds/ >&2
-"$KUBECTL" wait --for condition=Established --timeout 60s -f crds/ >&2
+install_crds crds/
 listen=127.0.0.1:${PAVED_BENCH_METRICS_PORT:-18090}
 RUST_LOG=${RUST_LOG:-warn} "$TARGET_DIR"/release/paved run --listen "$listen" > "$CLUSTER_DIR/logs/paved-bench.log" 2>&1 &
 controller_pid=$!
-for _ in $(seq 1 120); do
-  curl -fs --max-time 1 "http://$listen/readyz" >/dev/null 2>&1 && break
-  kill -0 "$controller_pid" 2>/dev/null || { log "the controller exited; see $CLUSTER_DIR/logs/paved-bench.log"; exit 1; }
-  sleep 0.25
-done
+wait_controller_ready "$listen" "$controller_pid" ||
+  { log "the controller did not become ready; see $CLUSTER_DIR/logs/paved-bench.log"; exit 1; }
 pids="controller=$controller_pid"
 for f in "$CLUSTER_DIR"/pids/*.pid; do
   name=$(basename "$f" .pid)

@@ -191,28 +191,55 @@ catalog_status!(
 /// busy object costs at most one progress write per interval, not one per event.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
-/// When each object's status was last written (by UID), for [`PROGRESS_INTERVAL`].
+/// How long Paved trusts its own last status write over the store's copy.
+const OWN_WRITE_MEMORY: Duration = Duration::from_secs(10);
+
+/// The status Paved last wrote for each object (by UID) and when: paces progress
+/// writes ([`PROGRESS_INTERVAL`]) and bridges the store's lag behind them.
 #[derive(Default)]
 pub struct StatusPacer {
-    written: Mutex<HashMap<String, Instant>>,
+    written: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
 }
 
 impl StatusPacer {
     /// How long a progress-only write must still wait (None: write now).
     fn wait(&self, uid: &str) -> Option<Duration> {
         let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        let since = written.get(uid)?.elapsed();
+        let since = written.get(uid)?.0.elapsed();
         PROGRESS_INTERVAL
             .checked_sub(since)
             .filter(|d| !d.is_zero())
     }
 
-    fn record(&self, uid: &str) {
+    fn record<S: serde::Serialize>(&self, uid: &str, status: &S) {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         if written.len() >= 4096 {
-            written.retain(|_, at| at.elapsed() < PROGRESS_INTERVAL);
+            written.retain(|_, (at, _)| at.elapsed() < OWN_WRITE_MEMORY);
         }
-        written.insert(uid.to_string(), Instant::now());
+        let status = serde_json::to_value(status).unwrap_or_default();
+        written.insert(uid.to_string(), (Instant::now(), status));
+    }
+
+    /// The status Paved wrote in the last [`OWN_WRITE_MEMORY`], when the store's copy
+    /// (`seen`) is not it and is not of a newer generation. Paved is the only writer of
+    /// its status, so then the store has not caught up yet: an event of a child can
+    /// overtake the event of the status write. Starting from the store's copy would
+    /// write the same status again (and restart its history with a new timestamp).
+    pub fn newer_than<S>(&self, uid: &str, seen: Option<&S>) -> Option<S>
+    where
+        S: CatalogStatus + serde::de::DeserializeOwned,
+    {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, value) = written.get(uid)?;
+        if at.elapsed() >= OWN_WRITE_MEMORY {
+            return None;
+        }
+        let own: S = serde_json::from_value(value.clone()).ok()?;
+        match seen {
+            Some(seen) if *seen == own => None,
+            Some(seen) if seen.observed_generation() > own.observed_generation() => None,
+            _ => Some(own),
+        }
     }
 }
 
@@ -287,7 +314,7 @@ where
                 None => format!("{} {name}", K::kind(&())),
             },
         ))?;
-    ctx.status_pacer.record(&uid);
+    ctx.status_pacer.record(&uid, status);
     ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
     publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
     Ok(StatusWrite::Written)
@@ -410,7 +437,7 @@ mod tests {
     fn the_pacer_defers_only_within_the_interval_after_a_write() {
         let pacer = StatusPacer::default();
         assert_eq!(pacer.wait("uid-a"), None, "never written: write now");
-        pacer.record("uid-a");
+        pacer.record("uid-a", &status(1, "False", "RollingOut", ""));
         let wait = pacer.wait("uid-a").expect("just written: wait");
         assert!(wait <= PROGRESS_INTERVAL && wait > Duration::ZERO);
         assert_eq!(pacer.wait("uid-b"), None, "another object is not held back");
@@ -492,6 +519,28 @@ mod tests {
             .expect("every waiter woken");
         assert_eq!(woken, vec![true; 50]);
         opener.await.unwrap();
+    }
+
+    #[test]
+    fn a_store_behind_its_own_last_write_is_bridged_by_that_write() {
+        let pacer = StatusPacer::default();
+        let written = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        pacer.record("uid-a", &written);
+        // The store has not seen the write yet: no status, or an older one.
+        assert_eq!(
+            pacer.newer_than::<ServiceStatus>("uid-a", None),
+            Some(written.clone())
+        );
+        let older = status(0, "False", "RollingOut", "");
+        assert_eq!(
+            pacer.newer_than("uid-a", Some(&older)),
+            Some(written.clone())
+        );
+        // Caught up, or a newer generation seen: the store is right.
+        assert_eq!(pacer.newer_than("uid-a", Some(&written)), None);
+        let newer = status(2, "False", "RollingOut", "");
+        assert_eq!(pacer.newer_than("uid-a", Some(&newer)), None);
+        assert_eq!(pacer.newer_than::<ServiceStatus>("uid-b", None), None);
     }
 
     #[test]

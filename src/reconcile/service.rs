@@ -49,6 +49,14 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let snapshot = ctx.stores.snapshot();
+    let uid = service.meta().uid.clone().unwrap_or_default();
+    let service = match ctx.status_pacer.newer_than(&uid, service.status.as_ref()) {
+        Some(own) => Arc::new(Service {
+            status: Some(own),
+            ..(*service).clone()
+        }),
+        None => service,
+    };
 
     let outcome = match resolve_service(&snapshot, &service) {
         Ok(resolved) => {
