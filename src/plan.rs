@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 
 use crate::api::{Application, Environment, Service};
@@ -58,7 +59,7 @@ impl Snapshot {
         self.environments
             .iter()
             .map(AsRef::as_ref)
-            .find(|e| &e.name_any() == owner && e.namespace_name() == namespace)
+            .find(|e| e.metadata.name.as_ref() == Some(owner) && e.namespace_str() == namespace)
             .ok_or_else(not_in_environment)
     }
 
@@ -66,21 +67,21 @@ impl Snapshot {
         self.applications
             .iter()
             .map(AsRef::as_ref)
-            .find(|a| a.namespace().as_deref() == Some(namespace) && a.name_any() == name)
+            .find(|a| is_named(&a.metadata, namespace, name))
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         self.services
             .iter()
             .map(AsRef::as_ref)
-            .find(|s| s.namespace().as_deref() == Some(namespace) && s.name_any() == name)
+            .find(|s| is_named(&s.metadata, namespace, name))
     }
 
     pub fn services_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
         self.services
             .iter()
             .map(AsRef::as_ref)
-            .filter(move |s| s.namespace().as_deref() == Some(namespace))
+            .filter(move |s| s.metadata.namespace.as_deref() == Some(namespace))
     }
 
     pub fn applications_in<'a>(
@@ -90,7 +91,7 @@ impl Snapshot {
         self.applications
             .iter()
             .map(AsRef::as_ref)
-            .filter(move |a| a.namespace().as_deref() == Some(namespace))
+            .filter(move |a| a.metadata.namespace.as_deref() == Some(namespace))
     }
 
     /// Services of one Application, sorted by name.
@@ -99,9 +100,15 @@ impl Snapshot {
             .services_in(namespace)
             .filter(|s| s.spec.application == application)
             .collect();
-        services.sort_by_key(|s| s.name_any());
+        services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         services
     }
+}
+
+/// Whether `meta` is `namespace/name`. Lookups scan whole stores on every
+/// reconcile, so they compare in place rather than copy names out.
+fn is_named(meta: &ObjectMeta, namespace: &str, name: &str) -> bool {
+    meta.namespace.as_deref() == Some(namespace) && meta.name.as_deref() == Some(name)
 }
 
 /// Everything a Service's children are built from, checked.
@@ -199,33 +206,35 @@ pub fn check_host_in_domain(host: &str, domain: &str) -> Result<()> {
 
 /// The first Service to claim a host keeps it: the oldest by creation time, then by namespace/name.
 fn check_host_not_taken(snapshot: &Snapshot, service: &Service, host: &str) -> Result<()> {
-    let claim_order = |s: &Service| {
+    fn claim_order(s: &Service) -> (Option<&Time>, &str, &str) {
         (
-            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            s.namespace().unwrap_or_default(),
-            s.name_any(),
+            s.metadata.creation_timestamp.as_ref(),
+            s.metadata.namespace.as_deref().unwrap_or_default(),
+            s.metadata.name.as_deref().unwrap_or_default(),
         )
-    };
+    }
     let mine = claim_order(service);
+    // Every reconcile of an exposed Service scans all Services: cheap tests first,
+    // and the host is only built for the few that could hold it.
     let holder = snapshot
         .services
         .iter()
         .map(AsRef::as_ref)
-        .filter(|other| {
-            !(other.namespace() == service.namespace() && other.name_any() == service.name_any())
-        })
-        .filter(|other| other.metadata.deletion_timestamp.is_none())
+        .filter(|other| other.spec.expose.is_some() && other.metadata.deletion_timestamp.is_none())
+        .filter(|other| claim_order(other) < mine)
+        .filter(|other| might_claim(other, host))
         .filter(|other| {
             other
-                .namespace()
-                .and_then(|ns| snapshot.environment_of(&ns, "Service").ok())
+                .metadata
+                .namespace
+                .as_deref()
+                .and_then(|ns| snapshot.environment_of(ns, "Service").ok())
                 .is_some_and(|env| {
                     exposed_host(other, env).as_deref() == Some(host)
                         && check_host_in_domain(host, &env.spec.domain).is_ok()
                 })
         })
         .map(claim_order)
-        .filter(|other| *other < mine)
         .min();
     match holder {
         Some((_, namespace, name)) => Err(Error::HostConflict {
@@ -233,6 +242,20 @@ fn check_host_not_taken(snapshot: &Snapshot, service: &Service, host: &str) -> R
             holder: format!("{namespace}/{name}"),
         }),
         None => Ok(()),
+    }
+}
+
+/// A quick test, without the Environment, that `service` may ask for `host`:
+/// its explicit host is `host`, or `host` starts with `<its name>.`.
+fn might_claim(service: &Service, host: &str) -> bool {
+    match service.spec.expose.as_ref().and_then(|e| e.host.as_deref()) {
+        Some(explicit) => explicit == host,
+        None => service
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|name| host.strip_prefix(name))
+            .is_some_and(|rest| rest.starts_with('.')),
     }
 }
 

@@ -14,7 +14,9 @@
 //! peak resident memory (`VmHWM` of PAVED_BENCH_CONTROLLER_PID).
 //!
 //! Settings: PAVED_BENCH_SERVICES (1000), PAVED_BENCH_ENVIRONMENTS (10),
-//! PAVED_BENCH_CONCURRENCY (16), PAVED_BIN (target/release/paved).
+//! PAVED_BENCH_CONCURRENCY (16), PAVED_BIN (target/release/paved),
+//! PAVED_BENCH_DIRECT_SECONDS: skip the direct phase (and its settle wait) and
+//! take this earlier-measured time instead, for quick turns on the Paved phase.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -266,6 +268,30 @@ fn cpu_seconds() -> BTreeMap<String, f64> {
     cpu
 }
 
+/// Waits (up to 2 minutes) until the processes of PAVED_BENCH_PIDS together use
+/// less than a tenth of a core over 2 seconds; without them, waits 5 seconds.
+async fn wait_until_idle() {
+    if std::env::var("PAVED_BENCH_PIDS").is_err() {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        return;
+    }
+    let window = Duration::from_secs(2);
+    let start = Instant::now();
+    loop {
+        let before = cpu_seconds();
+        tokio::time::sleep(window).await;
+        let after = cpu_seconds();
+        let used: f64 = after
+            .iter()
+            .filter(|(name, _)| name.as_str() != "bench client")
+            .map(|(name, s)| s - before.get(name).copied().unwrap_or(0.0))
+            .sum();
+        if used < 0.1 * window.as_secs_f64() || start.elapsed() > Duration::from_secs(120) {
+            return;
+        }
+    }
+}
+
 fn cpu_line(label: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
     let used: Vec<(String, f64)> = after
         .iter()
@@ -320,31 +346,26 @@ async fn wait_for(
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let services = setting("PAVED_BENCH_SERVICES", 1000);
-    let environments = setting("PAVED_BENCH_ENVIRONMENTS", 10);
-    let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG of the local cluster");
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("discovery");
-    let run = format!("b{}", std::process::id() % 100_000);
-    println!(
-        "bench: {services} Services in {environments} Environments, concurrency {concurrency}"
-    );
-
+/// Phase 1: the rendered children applied by a plain server-side-apply client,
+/// then a wait until the cluster has made their pods. Returns the apply time and
+/// the CPU seconds before and after it.
+#[allow(clippy::too_many_arguments)]
+async fn direct_phase(
+    client: &Client,
+    discovery: &Discovery,
+    direct_prefix: &str,
+    run: &str,
+    environments: usize,
+    services: usize,
+    concurrency: usize,
+    namespaces: &Api<Namespace>,
+) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
     // ---- phase 1: direct server-side apply of the rendered children
-    let direct_prefix = format!("{run}-direct");
-    let docs = manifests(&direct_prefix, environments, services);
+    let docs = manifests(direct_prefix, environments, services);
     let children: Vec<Value> = render(&docs)
         .into_iter()
         .filter(|o| o["kind"] != "Namespace")
         .collect();
-    let namespaces = Api::<Namespace>::all(client.clone());
     for e in 0..environments {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{direct_prefix}-{e}"), "labels": {RUN_LABEL: &run}}});
         namespaces
@@ -369,7 +390,7 @@ async fn main() {
     let child_count = children.len();
     let cpu_direct_start = cpu_seconds();
     let start = Instant::now();
-    apply_all(&client, &discovery, children, concurrency, "bench-direct").await;
+    apply_all(client, discovery, children, concurrency, "bench-direct").await;
     let direct = start.elapsed();
     let cpu_direct = cpu_seconds();
     println!(
@@ -377,47 +398,87 @@ async fn main() {
         direct.as_secs_f64()
     );
 
-    // Let the controller-manager, scheduler and kwok finish the direct phase's
-    // pods, so their work does not land in the Paved phase's time.
+    // Both phases start from the same cluster: the direct phase's namespaces are
+    // deleted, and gone, before the Paved phase. Left in place, its objects would
+    // make the second phase dearer (the ClusterIP allocator, for one, counts every
+    // allocated address on each Service create), and the controller-manager would
+    // still be making its pods.
     let settle = Instant::now();
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let direct_children = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
+    for e in 0..environments {
+        let _ = namespaces
+            .delete(&format!("{direct_prefix}-{e}"), &DeleteParams::default())
+            .await;
+    }
+    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
     wait_for(
-        "the direct phase's Deployments to become available",
+        "the direct phase's namespaces to be deleted",
         Duration::from_secs(900),
         async || {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let list = deployments
-                .list(&direct_children)
-                .await
-                .map_err(|e| e.to_string())?;
-            let waiting = list
-                .items
-                .iter()
-                .filter(|d| {
-                    d.namespace()
-                        .is_some_and(|n| n.starts_with(&format!("{direct_prefix}-")))
-                })
-                .filter(|d| {
-                    d.status
-                        .as_ref()
-                        .and_then(|s| s.available_replicas)
-                        .unwrap_or(0)
-                        < 1
-                })
-                .count();
-            if waiting > 0 {
-                Err(format!("{waiting} not available"))
-            } else {
-                Ok(())
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match namespaces.list(&mine).await {
+                Ok(list) if list.items.is_empty() => Ok(()),
+                Ok(list) => Err(format!("{} left", list.items.len())),
+                Err(e) => Err(e.to_string()),
             }
         },
     )
     .await;
+    // Then until the control plane is idle (the garbage collector catching up).
+    wait_until_idle().await;
     println!(
-        "settle:  the cluster made the direct phase's pods available {:.0}s after its last apply",
+        "settle:  the direct phase's namespaces were deleted {:.0}s after its last apply",
         settle.elapsed().as_secs_f64()
     );
+
+    (direct, cpu_direct_start, cpu_direct)
+}
+
+#[tokio::main]
+async fn main() {
+    let services = setting("PAVED_BENCH_SERVICES", 1000);
+    let environments = setting("PAVED_BENCH_ENVIRONMENTS", 10);
+    let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG of the local cluster");
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let run = format!("b{}", std::process::id() % 100_000);
+    println!(
+        "bench: {services} Services in {environments} Environments, concurrency {concurrency}"
+    );
+
+    let direct_prefix = format!("{run}-direct");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let given_direct = std::env::var("PAVED_BENCH_DIRECT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok());
+    let (direct, cpu_direct_start, cpu_direct) = match given_direct {
+        Some(seconds) => {
+            println!("direct:  skipped, taking {seconds:.2}s from PAVED_BENCH_DIRECT_SECONDS");
+            (
+                Duration::from_secs_f64(seconds),
+                BTreeMap::new(),
+                BTreeMap::new(),
+            )
+        }
+        None => {
+            direct_phase(
+                &client,
+                &discovery,
+                &direct_prefix,
+                &run,
+                environments,
+                services,
+                concurrency,
+                &namespaces,
+            )
+            .await
+        }
+    };
 
     // ---- phase 2: Paved
     let prefix = format!("{run}-paved");
@@ -529,7 +590,9 @@ async fn main() {
         .collect();
     println!("         per Service: {}", breakdown.join(", "));
     if !cpu_paved.is_empty() {
-        println!("{}", cpu_line("direct", &cpu_direct_start, &cpu_direct));
+        if !cpu_direct.is_empty() {
+            println!("{}", cpu_line("direct", &cpu_direct_start, &cpu_direct));
+        }
         println!("{}", cpu_line("paved ", &cpu_paved_start, &cpu_paved));
     }
     match peak_rss_mib() {
@@ -549,9 +612,6 @@ async fn main() {
     for e in 0..environments {
         let _ = env_api
             .delete(&format!("{prefix}-{e}"), &DeleteParams::default())
-            .await;
-        let _ = namespaces
-            .delete(&format!("{direct_prefix}-{e}"), &DeleteParams::default())
             .await;
     }
     // The controller must see the deletions through (finalizers), or the next run

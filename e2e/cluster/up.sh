@@ -138,7 +138,7 @@ start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range 10.0.0.0/16 --allow-privileged=true --event-ttl 1h \
-  --cert-dir "$CLUSTER_DIR/apiserver-certs" --profiling=false --goaway-chance 0 --v 1
+  --cert-dir "$CLUSTER_DIR/apiserver-certs" --profiling="${PAVED_APISERVER_PROFILING:-false}" --goaway-chance 0 --v 1
 wait_for kube-apiserver 90 api_ready
 
 start kube-controller-manager --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \

@@ -413,6 +413,15 @@ pub struct ServiceCounts {
 
 impl Environment {
     /// The namespace this Environment owns: `spec.namespace`, or its name.
+    /// [`Self::namespace_name`] without a copy, for lookups on hot paths.
+    pub fn namespace_str(&self) -> &str {
+        self.spec
+            .namespace
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+
     pub fn namespace_name(&self) -> String {
         self.spec
             .namespace

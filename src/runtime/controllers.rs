@@ -346,7 +346,7 @@ pub async fn run(
                 apps_in_namespace
                     .state()
                     .iter()
-                    .filter(|a| a.namespace().as_deref() == Some(name.as_str()))
+                    .filter(|a| a.metadata.namespace.as_deref() == Some(name.as_str()))
                     .map(|a| ObjectRef::from_obj(a.as_ref()))
                     .collect::<Vec<_>>()
             },
@@ -391,7 +391,7 @@ pub async fn run(
             spec_changes(Api::<Application>::all(client.clone())),
             move |a: Application| {
                 let (ns, name) = (a.namespace(), a.name_any());
-                of_application(&|s| s.namespace() == ns && s.spec.application == name)
+                of_application(&|s| s.metadata.namespace == ns && s.spec.application == name)
             },
         )
         // Spec changes, and stop/start (status.stopped also moves on a schedule).
@@ -405,7 +405,7 @@ pub async fn run(
             .predicate_filter(generation_or_stopped, Default::default()),
             move |e: Environment| {
                 let ns = Some(e.namespace_name());
-                in_environment(&|s| s.namespace() == ns)
+                in_environment(&|s| s.metadata.namespace == ns)
             },
         )
         .watches(
@@ -413,7 +413,7 @@ pub async fn run(
             environment_namespaces,
             move |n: Namespace| {
                 let ns = Some(n.name_any());
-                in_namespace(&|s| s.namespace() == ns)
+                in_namespace(&|s| s.metadata.namespace == ns)
             },
         )
         // Dependents see their dependency's readiness; a released host goes to the next claimant.
@@ -423,7 +423,7 @@ pub async fn run(
             move |changed: Service| {
                 let (ns, name) = (changed.namespace(), changed.name_any());
                 related(&|s| {
-                    (s.namespace() == ns && s.spec.depends_on.contains(&name))
+                    (s.metadata.namespace == ns && s.spec.depends_on.contains(&name))
                         || s.status.as_ref().is_some_and(|st| {
                             st.conditions.iter().any(|c| {
                                 c.reason == reasons::HOST_CONFLICT
@@ -443,7 +443,7 @@ pub async fn run(
             move |cm: PartialObjectMeta<ConfigMap>| {
                 let (ns, name) = (cm.namespace(), cm.name_any());
                 let apps = apps_for_config.state();
-                reading_config(&|s| s.namespace() == ns && reads(s, &apps, &name, false))
+                reading_config(&|s| s.metadata.namespace == ns && reads(s, &apps, &name, false))
             },
         )
         .watches_stream(
@@ -456,7 +456,7 @@ pub async fn run(
             move |secret: PartialObjectMeta<Secret>| {
                 let (ns, name) = (secret.namespace(), secret.name_any());
                 let apps = apps_for_secret.state();
-                reading_secret(&|s| s.namespace() == ns && reads(s, &apps, &name, true))
+                reading_secret(&|s| s.metadata.namespace == ns && reads(s, &apps, &name, true))
             },
         )
         .graceful_shutdown_on(stopped(&shutdown))
@@ -510,7 +510,10 @@ pub fn stopped(
 fn reads(service: &Service, applications: &[Arc<Application>], name: &str, secret: bool) -> bool {
     let application_env = applications
         .iter()
-        .find(|a| a.namespace() == service.namespace() && a.name_any() == service.spec.application)
+        .find(|a| {
+            a.metadata.namespace == service.metadata.namespace
+                && a.metadata.name.as_ref() == Some(&service.spec.application)
+        })
         .map(|a| a.spec.env.clone())
         .unwrap_or_default();
     service
