@@ -9,14 +9,20 @@
 //!    controller creates the children. Timed from the first Service apply until
 //!    every Service's status reflects its generation and all children exist.
 //!
-//! Prints both times and their ratio, the writes per Service the controller
-//! made (from the API server's own request counters), and the controller's
-//! peak resident memory (`VmHWM` of PAVED_BENCH_CONTROLLER_PID).
+//! Each phase starts on an idle control plane with none of the other phase's
+//! objects. The two phases alternate for several rounds, because a shared
+//! machine's speed drifts between minutes: the ratio within a round is what
+//! counts, and the summary gives the medians.
+//!
+//! Prints per round both times and their ratio, the writes per Service the
+//! controller made (from the API server's own request counters) and the CPU
+//! seconds of every process; at the end, the medians and the controller's peak
+//! resident memory (`VmHWM` of PAVED_BENCH_CONTROLLER_PID).
 //!
 //! Settings: PAVED_BENCH_SERVICES (1000), PAVED_BENCH_ENVIRONMENTS (10),
-//! PAVED_BENCH_CONCURRENCY (16), PAVED_BIN (target/release/paved),
-//! PAVED_BENCH_DIRECT_SECONDS: skip the direct phase (and its settle wait) and
-//! take this earlier-measured time instead, for quick turns on the Paved phase.
+//! PAVED_BENCH_CONCURRENCY (16), PAVED_BENCH_ROUNDS (3), PAVED_BIN
+//! (target/release/paved), PAVED_BENCH_DIRECT_SECONDS: skip the direct phase
+//! and take this earlier-measured time instead, for quick turns on the Paved phase.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -433,61 +439,32 @@ async fn direct_phase(
     (direct, cpu_direct_start, cpu_direct)
 }
 
-#[tokio::main]
-async fn main() {
-    let services = setting("PAVED_BENCH_SERVICES", 1000);
-    let environments = setting("PAVED_BENCH_ENVIRONMENTS", 10);
-    let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG of the local cluster");
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .expect("discovery");
-    let run = format!("b{}", std::process::id() % 100_000);
-    println!(
-        "bench: {services} Services in {environments} Environments, concurrency {concurrency}"
-    );
+/// What one Paved phase measured.
+struct PavedPhase {
+    applied: Duration,
+    reflected: Duration,
+    writes_by_resource: BTreeMap<String, f64>,
+    cpu_start: BTreeMap<String, f64>,
+    cpu_end: BTreeMap<String, f64>,
+}
 
-    let direct_prefix = format!("{run}-direct");
-    let namespaces = Api::<Namespace>::all(client.clone());
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let given_direct = std::env::var("PAVED_BENCH_DIRECT_SECONDS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok());
-    let (direct, cpu_direct_start, cpu_direct) = match given_direct {
-        Some(seconds) => {
-            println!("direct:  skipped, taking {seconds:.2}s from PAVED_BENCH_DIRECT_SECONDS");
-            (
-                Duration::from_secs_f64(seconds),
-                BTreeMap::new(),
-                BTreeMap::new(),
-            )
-        }
-        None => {
-            direct_phase(
-                &client,
-                &discovery,
-                &direct_prefix,
-                &run,
-                environments,
-                services,
-                concurrency,
-                &namespaces,
-            )
-            .await
-        }
-    };
-
-    // ---- phase 2: Paved
-    let prefix = format!("{run}-paved");
-    let docs = manifests(&prefix, environments, services);
+/// Phase 2: Environments and Applications first (untimed), then the Services,
+/// timed until every status reflects its generation and all children exist.
+async fn paved_phase(
+    client: &Client,
+    discovery: &Discovery,
+    prefix: &str,
+    environments: usize,
+    services: usize,
+    concurrency: usize,
+    namespaces: &Api<Namespace>,
+) -> PavedPhase {
+    let docs = manifests(prefix, environments, services);
     let (setup, services_docs): (Vec<Value>, Vec<Value>) =
         docs.into_iter().partition(|d| d["kind"] != "Service");
     let (envs, apps): (Vec<Value>, Vec<Value>) =
         setup.into_iter().partition(|d| d["kind"] == "Environment");
-    apply_all(&client, &discovery, envs, concurrency, "bench").await;
+    apply_all(client, discovery, envs, concurrency, "bench").await;
     for e in 0..environments {
         let ns = format!("{prefix}-{e}");
         wait_for(
@@ -503,28 +480,33 @@ async fn main() {
         )
         .await;
     }
-    apply_all(&client, &discovery, apps, concurrency, "bench").await;
+    apply_all(client, discovery, apps, concurrency, "bench").await;
 
-    let before = apiserver_writes(&client).await;
+    let before = apiserver_writes(client).await;
     let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
     let service_api: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::from_gvk(&service_gvk));
-    let core_services: Api<CoreService> = Api::all(client.clone());
     // Completion is seen through watches started before the clock: listing
     // thousands of objects over and over would load the API server being measured.
     let children_config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
     let run_services = watched(
-        service_api.clone(),
+        service_api,
         watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
         ApiResource::from_gvk(&service_gvk),
     )
     .await;
-    let run_deployments = watched(deployments.clone(), children_config.clone(), ()).await;
-    let run_core_services = watched(core_services.clone(), children_config, ()).await;
+    let run_deployments = watched(
+        Api::<Deployment>::all(client.clone()),
+        children_config.clone(),
+        (),
+    )
+    .await;
+    let run_core_services =
+        watched(Api::<CoreService>::all(client.clone()), children_config, ()).await;
     let in_run = |ns: Option<String>| ns.is_some_and(|n| n.starts_with(&format!("{prefix}-")));
-    let cpu_paved_start = cpu_seconds();
+    let cpu_start = cpu_seconds();
     let start = Instant::now();
-    apply_all(&client, &discovery, services_docs, concurrency, "bench").await;
+    apply_all(client, discovery, services_docs, concurrency, "bench").await;
     let applied = start.elapsed();
     wait_for(
         "every Service's status to reflect its generation",
@@ -558,49 +540,28 @@ async fn main() {
         },
     )
     .await;
-    let paved = start.elapsed();
-    let cpu_paved = cpu_seconds();
+    let reflected = start.elapsed();
+    let cpu_end = cpu_seconds();
     // Let in-flight status writes land before reading the counters.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after = apiserver_writes(&client).await;
-    let own_writes = services as f64; // the bench's own Service applies
-    let mut by_resource = paved_writes(&before, &after);
-    if let Some(bench_applies) = by_resource.get_mut("services.paved.dev") {
-        *bench_applies -= own_writes;
+    let after = apiserver_writes(client).await;
+    let mut writes_by_resource = paved_writes(&before, &after);
+    if let Some(bench_applies) = writes_by_resource.get_mut("services.paved.dev") {
+        *bench_applies -= services as f64; // the bench's own Service applies
     }
-    let writes = by_resource.values().sum::<f64>();
+    PavedPhase {
+        applied,
+        reflected,
+        writes_by_resource,
+        cpu_start,
+        cpu_end,
+    }
+}
 
-    println!(
-        "paved:   {services} Services applied in {:.2}s, all reflected with children in {:.2}s",
-        applied.as_secs_f64(),
-        paved.as_secs_f64()
-    );
-    println!(
-        "ratio:   paved / direct = {:.2}x (target <= 1.5x)",
-        paved.as_secs_f64() / direct.as_secs_f64()
-    );
-    println!(
-        "writes:  {:.2} API writes per Service by the controller ({writes:.0} in all)",
-        writes / services as f64
-    );
-    let breakdown: Vec<String> = by_resource
-        .iter()
-        .filter(|(_, n)| **n > 0.0)
-        .map(|(resource, n)| format!("{resource} {:.2}", n / services as f64))
-        .collect();
-    println!("         per Service: {}", breakdown.join(", "));
-    if !cpu_paved.is_empty() {
-        if !cpu_direct.is_empty() {
-            println!("{}", cpu_line("direct", &cpu_direct_start, &cpu_direct));
-        }
-        println!("{}", cpu_line("paved ", &cpu_paved_start, &cpu_paved));
-    }
-    match peak_rss_mib() {
-        Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
-        None => println!("memory:  PAVED_BENCH_CONTROLLER_PID not set; peak resident not measured"),
-    }
-
-    // ---- clean up: Environments delete their namespaces; direct ones by hand.
+/// Deletes a Paved phase's Environments and waits until they and their
+/// namespaces are gone: the controller must see the deletions through
+/// (finalizers), or the next phase starts on a cluster still busy with this one.
+async fn delete_paved(client: &Client, prefix: &str, environments: usize) {
     let env_api: Api<DynamicObject> = Api::all_with(
         client.clone(),
         &ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -614,11 +575,9 @@ async fn main() {
             .delete(&format!("{prefix}-{e}"), &DeleteParams::default())
             .await;
     }
-    // The controller must see the deletions through (finalizers), or the next run
-    // starts on a cluster still full of this one.
     let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
     wait_for(
-        "this run's Environments to be deleted",
+        "the Environments to be deleted",
         Duration::from_secs(300),
         async || match env_api.list(&mine).await {
             Ok(list) if list.items.is_empty() => Ok(()),
@@ -627,4 +586,156 @@ async fn main() {
         },
     )
     .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_for(
+        "the namespaces to be deleted",
+        Duration::from_secs(600),
+        async || {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let list = namespaces
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let left = list
+                .items
+                .iter()
+                .filter(|n| {
+                    n.metadata
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
+                })
+                .count();
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} left"))
+            }
+        },
+    )
+    .await;
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let services = setting("PAVED_BENCH_SERVICES", 1000);
+    let environments = setting("PAVED_BENCH_ENVIRONMENTS", 10);
+    let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
+    let rounds = setting("PAVED_BENCH_ROUNDS", 3).max(1);
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG of the local cluster");
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let given_direct = std::env::var("PAVED_BENCH_DIRECT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok());
+    println!(
+        "bench: {services} Services in {environments} Environments, concurrency {concurrency}, {rounds} rounds"
+    );
+
+    let mut ratios = Vec::new();
+    let mut direct_times = Vec::new();
+    let mut paved_times = Vec::new();
+    for round in 1..=rounds {
+        let run = format!("b{}r{round}", std::process::id() % 100_000);
+        println!("-- round {round}");
+        // The control plane starts each phase idle: an earlier round's (or run's)
+        // namespaces may still be terminating.
+        wait_until_idle().await;
+        let (direct, cpu_direct_start, cpu_direct) = match given_direct {
+            Some(seconds) => {
+                println!("direct:  skipped, taking {seconds:.2}s from PAVED_BENCH_DIRECT_SECONDS");
+                (
+                    Duration::from_secs_f64(seconds),
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                )
+            }
+            None => {
+                direct_phase(
+                    &client,
+                    &discovery,
+                    &format!("{run}-direct"),
+                    &run,
+                    environments,
+                    services,
+                    concurrency,
+                    &namespaces,
+                )
+                .await
+            }
+        };
+        wait_until_idle().await;
+        let prefix = format!("{run}-paved");
+        let paved = paved_phase(
+            &client,
+            &discovery,
+            &prefix,
+            environments,
+            services,
+            concurrency,
+            &namespaces,
+        )
+        .await;
+        let ratio = paved.reflected.as_secs_f64() / direct.as_secs_f64();
+        println!(
+            "paved:   {services} Services applied in {:.2}s, all reflected with children in {:.2}s",
+            paved.applied.as_secs_f64(),
+            paved.reflected.as_secs_f64()
+        );
+        println!("ratio:   paved / direct = {ratio:.2}x");
+        let writes = paved.writes_by_resource.values().sum::<f64>();
+        println!(
+            "writes:  {:.2} API writes per Service by the controller ({writes:.0} in all)",
+            writes / services as f64
+        );
+        let breakdown: Vec<String> = paved
+            .writes_by_resource
+            .iter()
+            .filter(|(_, n)| **n > 0.0)
+            .map(|(resource, n)| format!("{resource} {:.2}", n / services as f64))
+            .collect();
+        println!("         per Service: {}", breakdown.join(", "));
+        if !cpu_direct.is_empty() {
+            println!("{}", cpu_line("direct", &cpu_direct_start, &cpu_direct));
+        }
+        if !paved.cpu_end.is_empty() {
+            println!("{}", cpu_line("paved ", &paved.cpu_start, &paved.cpu_end));
+        }
+        let cleanup = Instant::now();
+        delete_paved(&client, &prefix, environments).await;
+        println!(
+            "cleanup: Environments and namespaces deleted in {:.0}s",
+            cleanup.elapsed().as_secs_f64()
+        );
+        ratios.push(ratio);
+        direct_times.push(direct.as_secs_f64());
+        paved_times.push(paved.reflected.as_secs_f64());
+    }
+
+    println!("-- summary over {rounds} rounds (medians)");
+    println!(
+        "direct {:.2}s, paved {:.2}s, ratio {:.2}x (target <= 1.5x); ratios per round: {}",
+        median(direct_times),
+        median(paved_times),
+        median(ratios.clone()),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}x"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match peak_rss_mib() {
+        Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
+        None => println!("memory:  PAVED_BENCH_CONTROLLER_PID not set; peak resident not measured"),
+    }
 }

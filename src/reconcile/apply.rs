@@ -6,7 +6,11 @@
 //! edited by hand). Otherwise no request is sent at all, so an unchanged world
 //! costs no writes, also right after a restart or a change of leader.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -102,6 +106,71 @@ where
     Ok(Applied::Written(written))
 }
 
+/// How long Paved trusts its own write of a child over the store's lack of it.
+pub const OWN_WRITE_MEMORY: Duration = Duration::from_secs(10);
+
+/// Children Paved created in the last few seconds. The reconcile that follows a
+/// create (woken by a sibling child's event) often runs before the watch has
+/// brought the new child into the store; without this, it would apply the child
+/// a second time. Only a child missing from the store is stood in for, and an
+/// entry is dropped as soon as the store has the child.
+#[derive(Default)]
+pub struct OwnWrites {
+    recent: Mutex<HashMap<String, (Instant, Arc<dyn Any + Send + Sync>)>>,
+}
+
+impl OwnWrites {
+    fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
+        format!("{} {namespace}/{name}", K::kind(&()))
+    }
+
+    /// Keep `object`, just written, for [`Self::stand_in`].
+    pub fn remember<K>(&self, object: K)
+    where
+        K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    {
+        let key = Self::key::<K>(&object.namespace().unwrap_or_default(), &object.name_any());
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, (at, _)| at.elapsed() < OWN_WRITE_MEMORY);
+        recent.insert(key, (Instant::now(), Arc::new(object)));
+    }
+
+    /// The live child: the store's copy, or else Paved's own recent write of it
+    /// (with `true`: the reconcile should look again once the memory runs out).
+    pub fn live<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        in_store: Option<Arc<K>>,
+    ) -> (Option<Arc<K>>, bool)
+    where
+        K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    {
+        let key = Self::key::<K>(namespace, name);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if in_store.is_some() {
+            recent.remove(&key);
+            return (in_store, false);
+        }
+        match recent.get(&key) {
+            Some((at, object)) if at.elapsed() < OWN_WRITE_MEMORY => {
+                let object = Arc::clone(object).downcast::<K>().ok();
+                let stood_in = object.is_some();
+                (object, stood_in)
+            }
+            _ => (None, false),
+        }
+    }
+
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
+        let key = Self::key::<K>(namespace, name);
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+}
+
 /// Delete a child that must no longer exist, if it exists and `owner_uid` controls it.
 pub async fn delete_if_controlled<K>(
     api: &Api<K>,
@@ -143,6 +212,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
 
     #[test]
@@ -160,6 +230,42 @@ mod tests {
         live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
         assert!(is_subset(&body_with_digest(&one).unwrap(), &live));
         assert!(!is_subset(&body_with_digest(&two).unwrap(), &live));
+    }
+
+    #[test]
+    fn a_recent_own_write_stands_in_for_a_child_the_store_lacks_until_the_store_has_it() {
+        use k8s_openapi::api::core::v1::Service as CoreService;
+        let own = OwnWrites::default();
+        let written = CoreService {
+            metadata: kube::api::ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        own.remember(written.clone());
+        // The store lags: the own write stands in, and the reconcile must look again.
+        let (live, stood_in) = own.live::<CoreService>("shop", "web", None);
+        assert_eq!(live.as_deref(), Some(&written));
+        assert!(stood_in);
+        // Another kind or name is not stood in for.
+        assert!(own.live::<Deployment>("shop", "web", None).0.is_none());
+        assert!(own.live::<CoreService>("shop", "api", None).0.is_none());
+        // Once the store has it, the store wins and the memory is dropped, so a
+        // later deletion of the child is seen as one (drift) and repaired.
+        let in_store = Arc::new(CoreService {
+            metadata: kube::api::ObjectMeta {
+                resource_version: Some("8".into()),
+                ..written.metadata.clone()
+            },
+            ..Default::default()
+        });
+        let (live, stood_in) = own.live("shop", "web", Some(in_store.clone()));
+        assert_eq!(live, Some(in_store));
+        assert!(!stood_in);
+        assert_eq!(own.live::<CoreService>("shop", "web", None), (None, false));
     }
 
     #[test]

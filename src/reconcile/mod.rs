@@ -159,6 +159,8 @@ pub struct Context {
     /// Environment's `networkIsolation` NetworkPolicy.
     pub ingress_namespace_labels: BTreeMap<String, String>,
     pub status_pacer: StatusPacer,
+    /// Children Paved just created, until the stores have them.
+    pub own_writes: apply::OwnWrites,
 }
 
 /// The status of a Paved kind, as far as writing it goes.

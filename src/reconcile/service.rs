@@ -12,10 +12,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::apply::{Applied, apply, delete_if_controlled};
+use super::apply::{Applied, OWN_WRITE_MEMORY, apply, delete_if_controlled};
 use super::{Context, now, write_status};
 use crate::api::Service;
 use crate::api::service::DependencyStatus;
@@ -94,7 +94,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     let observation = match &outcome {
         Ok((applied, written)) => ServiceObservation {
             outcome: Ok(applied.clone()),
-            deployment: written.as_ref().or(from_store.as_deref()),
+            deployment: written.deployment.as_ref().or(from_store.as_deref()),
             dependencies,
         },
         Err(error) => ServiceObservation {
@@ -109,7 +109,12 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     let written = write_status(&ctx, &api, service.as_ref(), &before, &status).await?;
 
     match outcome {
-        Ok(_) => Ok(Action::requeue(written.requeue(RESYNC))),
+        Ok((_, children)) => {
+            let after = written.requeue(RESYNC);
+            Ok(Action::requeue(
+                children.look_again.map_or(after, |again| again.min(after)),
+            ))
+        }
         Err(error) if error.is_stalled() => {
             ctx.metrics.stalled("Service", error.reason());
             // The watches in runtime::controllers retry it when what it waits for
@@ -120,63 +125,84 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
-/// Apply every desired child and delete those that must no longer exist, all
-/// at once. Returns the Deployment when it was written (fresher than the store).
+/// Apply every desired child and delete those that must no longer exist, all at once.
 async fn apply_children(
     ctx: &Context,
     service: &Service,
     namespace: &str,
     children: crate::build::ServiceChildren,
-) -> Result<Option<Deployment>> {
+) -> Result<ChildrenWritten> {
     let name = service.name_any();
     let owner = service.meta().uid.as_deref();
-    let at = ObjectRef::new(&name).within(namespace);
-    let (deployment, _, _, _, _) = futures::try_join!(
+    let stores = &ctx.stores;
+    let (deployment, core_service, ingress, autoscaler, disruption_budget) = futures::try_join!(
         converge(
             ctx,
             namespace,
+            &name,
             Some(&children.deployment),
-            ctx.stores.deployments.get(&at),
+            &stores.deployments,
             owner
         ),
         converge(
             ctx,
             namespace,
+            &name,
             children.core_service.as_ref(),
-            ctx.stores
-                .core_services
-                .get(&ObjectRef::new(&name).within(namespace)),
+            &stores.core_services,
             owner
         ),
         converge(
             ctx,
             namespace,
+            &name,
             children.ingress.as_ref(),
-            ctx.stores
-                .ingresses
-                .get(&ObjectRef::new(&name).within(namespace)),
+            &stores.ingresses,
             owner
         ),
         converge(
             ctx,
             namespace,
+            &name,
             children.autoscaler.as_ref(),
-            ctx.stores
-                .autoscalers
-                .get(&ObjectRef::new(&name).within(namespace)),
+            &stores.autoscalers,
             owner
         ),
         converge(
             ctx,
             namespace,
+            &name,
             children.disruption_budget.as_ref(),
-            ctx.stores
-                .disruption_budgets
-                .get(&ObjectRef::new(&name).within(namespace)),
+            &stores.disruption_budgets,
             owner
         ),
     )?;
-    Ok(deployment)
+    let stood_in = [
+        deployment.stood_in,
+        core_service.stood_in,
+        ingress.stood_in,
+        autoscaler.stood_in,
+        disruption_budget.stood_in,
+    ];
+    Ok(ChildrenWritten {
+        deployment: deployment.written,
+        look_again: stood_in.contains(&true).then_some(OWN_WRITE_MEMORY),
+    })
+}
+
+/// What [`apply_children`] did.
+struct ChildrenWritten {
+    /// The Deployment, when it was written (fresher than the store).
+    deployment: Option<Deployment>,
+    /// Set when a child missing from the store was taken as Paved's own recent
+    /// write: look again once that memory runs out, in case it was deleted since.
+    look_again: Option<Duration>,
+}
+
+/// What [`converge`] did to one child.
+struct Converged<K> {
+    written: Option<K>,
+    stood_in: bool,
 }
 
 /// Make one child match: apply it when desired, delete it (if Paved controls it)
@@ -184,34 +210,45 @@ async fn apply_children(
 async fn converge<K>(
     ctx: &Context,
     namespace: &str,
+    name: &str,
     desired: Option<&K>,
-    live: Option<Arc<K>>,
+    store: &Store<K>,
     owner: Option<&str>,
-) -> Result<Option<K>>
+) -> Result<Converged<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + serde::Serialize
         + serde::de::DeserializeOwned
         + Clone
-        + std::fmt::Debug,
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let kind = K::kind(&());
+    let in_store = store.get(&ObjectRef::new(name).within(namespace));
+    let (live, stood_in) = ctx.own_writes.live(namespace, name, in_store);
+    let mut converged = Converged {
+        written: None,
+        stood_in,
+    };
     match desired {
-        Some(desired) => match apply(&api, desired, live.as_deref()).await? {
-            Applied::Written(object) => {
+        Some(desired) => {
+            if let Applied::Written(object) = apply(&api, desired, live.as_deref()).await? {
                 ctx.metrics.wrote(&kind);
-                Ok(Some(object))
+                ctx.own_writes.remember(object.clone());
+                converged.written = Some(object);
             }
-            Applied::Unchanged => Ok(None),
-        },
+        }
         None => {
+            ctx.own_writes.forget::<K>(namespace, name);
             if delete_if_controlled(&api, live.as_deref(), owner).await? {
                 ctx.metrics.wrote(&kind);
             }
-            Ok(None)
         }
     }
+    Ok(converged)
 }
 
 /// Digest the values behind every referenced Secret/ConfigMap key (missing → None).

@@ -238,6 +238,7 @@ pub async fn run(
         stores: stores.clone(),
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
         status_pacer: Default::default(),
+        own_writes: Default::default(),
     });
     // Services fold a burst of their own events (20 ms). Applications and
     // Environments aggregate many Services, but get no debounce: kube-runtime's
