@@ -1,16 +1,20 @@
 //! `make bench`: how close Paved gets to the physical limit of the API server.
 //!
-//! Two phases against the local control plane, same objects, same concurrency:
+//! Three phases against the local control plane, same objects, same concurrency:
 //!
 //! 1. direct: the children Paved would create for N Services (from `paved
 //!    render`, the controller's own builders) are applied by a plain
 //!    server-side-apply client. The time until all exist is the physical limit.
-//! 2. paved: the Environments, Applications and N Services are applied and the
+//! 2. floor: what Paved's design itself asks of the API server, written by the
+//!    plain client: per Service the Service object (in a copy of the CRD that no
+//!    controller watches), its children and one status write. No controller can
+//!    beat this; the gap between it and phase 3 is the controller's own cost.
+//! 3. paved: the Environments, Applications and N Services are applied and the
 //!    controller creates the children. Timed from the first Service apply until
 //!    every Service's status reflects its generation and all children exist.
 //!
-//! Each phase starts on an idle control plane with none of the other phase's
-//! objects. The two phases alternate for several rounds, because a shared
+//! Each phase starts on an idle control plane with none of another phase's
+//! objects. The phases alternate for several rounds, because a shared
 //! machine's speed drifts between minutes: the ratio within a round is what
 //! counts, and the summary gives the medians.
 //!
@@ -404,20 +408,34 @@ async fn direct_phase(
         direct.as_secs_f64()
     );
 
-    // Both phases start from the same cluster: the direct phase's namespaces are
-    // deleted, and gone, before the Paved phase. Left in place, its objects would
-    // make the second phase dearer (the ClusterIP allocator, for one, counts every
+    // Every phase starts from the same cluster: the direct phase's namespaces
+    // are deleted, and gone, before the next. Left in place, its objects would make
+    // the next phase dearer (the ClusterIP allocator, for one, counts every
     // allocated address on each Service create), and the controller-manager would
     // still be making its pods.
     let settle = Instant::now();
-    for e in 0..environments {
-        let _ = namespaces
-            .delete(&format!("{direct_prefix}-{e}"), &DeleteParams::default())
-            .await;
-    }
+    delete_namespaces(namespaces, run).await;
+    println!(
+        "settle:  the direct phase's namespaces were deleted {:.0}s after its last apply",
+        settle.elapsed().as_secs_f64()
+    );
+
+    (direct, cpu_direct_start, cpu_direct)
+}
+
+/// Deletes the namespaces labelled with this round's `run`, waits until they are
+/// gone, then until the control plane is idle (the garbage collector catching up).
+async fn delete_namespaces(namespaces: &Api<Namespace>, run: &str) {
     let mine = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    if let Ok(list) = namespaces.list(&mine).await {
+        for ns in list.items {
+            let _ = namespaces
+                .delete(&ns.name_any(), &DeleteParams::default())
+                .await;
+        }
+    }
     wait_for(
-        "the direct phase's namespaces to be deleted",
+        "the namespaces to be deleted",
         Duration::from_secs(900),
         async || {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -429,14 +447,189 @@ async fn direct_phase(
         },
     )
     .await;
-    // Then until the control plane is idle (the garbage collector catching up).
     wait_until_idle().await;
-    println!(
-        "settle:  the direct phase's namespaces were deleted {:.0}s after its last apply",
-        settle.elapsed().as_secs_f64()
-    );
+}
 
-    (direct, cpu_direct_start, cpu_direct)
+/// API group of the floor phase's copy of the Service CRD: same schema and
+/// validation rules, but no controller watches it.
+const FLOOR_GROUP: &str = "floor.bench.paved.dev";
+
+/// Installs the floor phase's copy of Paved's Service CRD (crds/), under
+/// [`FLOOR_GROUP`] and outside the `paved` category.
+async fn install_floor_crd(client: &Client) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/services.paved.dev.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("crds/services.paved.dev.yaml");
+    let mut crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
+    crd["metadata"] = json!({"name": format!("services.{FLOOR_GROUP}")});
+    crd["spec"]["group"] = json!(FLOOR_GROUP);
+    let names = crd["spec"]["names"].as_object_mut().expect("names");
+    names.remove("categories");
+    names.remove("shortNames");
+    let gvk = GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    let name = format!("services.{FLOOR_GROUP}");
+    api.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&crd))
+        .await
+        .expect("apply the floor CRD");
+    wait_for(
+        "the floor CRD to be established",
+        Duration::from_secs(60),
+        async || {
+            let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+            let established = crd.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                });
+            if established {
+                Ok(())
+            } else {
+                Err("not established".into())
+            }
+        },
+    )
+    .await;
+}
+
+/// A status like the one Paved writes for a new Service that is rolling out.
+fn floor_status(service: &Value, namespace: &str) -> Value {
+    let name = service["metadata"]["name"].as_str().unwrap_or_default();
+    let image = service["spec"]["image"].clone();
+    let at = "2026-01-01T00:00:00Z";
+    let mut status = json!({
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Progressing",
+             "message": "Deployment is rolling out: 0/1 replicas ready",
+             "lastTransitionTime": at, "observedGeneration": 1},
+            {"type": "Reconciling", "status": "True", "reason": "Progressing",
+             "message": "Deployment is rolling out: 0/1 replicas ready",
+             "lastTransitionTime": at, "observedGeneration": 1},
+        ],
+        "image": image,
+        "replicas": {"desired": 1, "ready": 0, "available": 0, "updated": 0},
+        "endpoint": format!("{name}.{namespace}.svc.cluster.local:8080"),
+        "dependencies": [],
+        "revision": 1,
+        "history": [{"revision": 1, "image": image, "configHash": "0123456789ab", "deployedAt": at}],
+    });
+    if service["spec"].get("expose").is_some() {
+        status["url"] = json!(format!("http://{name}.{namespace}.bench.example.com"));
+    }
+    status
+}
+
+/// The floor: what Paved's design asks of the API server, written by a plain
+/// client with no controller logic. Per Service: the Service object (in a copy of
+/// the CRD no controller watches), its rendered children, and one status write,
+/// at the same concurrency. Paved's own time can approach this, not the direct
+/// phase's. Returns the time and the CPU seconds before and after.
+async fn floor_phase(
+    client: &Client,
+    discovery: &Discovery,
+    prefix: &str,
+    run: &str,
+    environments: usize,
+    services: usize,
+    concurrency: usize,
+    namespaces: &Api<Namespace>,
+) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let docs = manifests(prefix, environments, services);
+    let children = render(&docs);
+    let service_docs: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d["kind"] == "Service")
+        .collect();
+    for e in 0..environments {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{prefix}-{e}"), "labels": {RUN_LABEL: run}}});
+        namespaces
+            .patch(
+                &format!("{prefix}-{e}"),
+                &PatchParams::apply("bench-floor"),
+                &Patch::Apply(&ns),
+            )
+            .await
+            .unwrap();
+    }
+    // One unit of work per Service: its object, its children, its status.
+    let mut children_of: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for mut child in children.into_iter().filter(|o| o["kind"] != "Namespace") {
+        if let Some(m) = child["metadata"].as_object_mut() {
+            m.remove("ownerReferences");
+        }
+        let key = (
+            child["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            child["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        children_of.entry(key).or_default().push(child);
+    }
+    let resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk(FLOOR_GROUP, "v1alpha1", "Service"));
+    let params = PatchParams::apply("bench-floor").force();
+    let cpu_start = cpu_seconds();
+    let start = Instant::now();
+    let errors: Vec<String> = stream::iter(service_docs)
+        .map(|mut service| {
+            let namespace = service["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = service["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let children = children_of
+                .remove(&(namespace.clone(), name.clone()))
+                .unwrap_or_default();
+            service["apiVersion"] = json!(format!("{FLOOR_GROUP}/v1alpha1"));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &namespace, &resource);
+            let params = params.clone();
+            async move {
+                api.patch(&name, &params, &Patch::Apply(&service))
+                    .await
+                    .map_err(|e| format!("Service {name}: {e}"))?;
+                apply_all(client, discovery, children, 1, "bench-floor").await;
+                let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
+                    json_patch::AddOperation {
+                        path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+                        value: floor_status(&service, &namespace),
+                    },
+                )]);
+                api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(status))
+                    .await
+                    .map_err(|e| format!("status of {name}: {e}"))?;
+                Ok::<(), String>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter_map(|r| futures::future::ready(r.err()))
+        .collect()
+        .await;
+    let floor = start.elapsed();
+    let cpu_end = cpu_seconds();
+    assert!(
+        errors.is_empty(),
+        "{} floor writes failed, first: {}",
+        errors.len(),
+        errors[0]
+    );
+    println!(
+        "floor:   {services} Services with children and status written in {:.2}s",
+        floor.as_secs_f64()
+    );
+    delete_namespaces(namespaces, run).await;
+    (floor, cpu_start, cpu_end)
 }
 
 /// What one Paved phase measured.
@@ -642,8 +835,11 @@ async fn main() {
         "bench: {services} Services in {environments} Environments, concurrency {concurrency}, {rounds} rounds"
     );
 
+    install_floor_crd(&client).await;
     let mut ratios = Vec::new();
+    let mut floor_ratios = Vec::new();
     let mut direct_times = Vec::new();
+    let mut floor_times = Vec::new();
     let mut paved_times = Vec::new();
     for round in 1..=rounds {
         let run = format!("b{}r{round}", std::process::id() % 100_000);
@@ -674,6 +870,17 @@ async fn main() {
                 .await
             }
         };
+        let (floor, cpu_floor_start, cpu_floor) = floor_phase(
+            &client,
+            &discovery,
+            &format!("{run}-floor"),
+            &run,
+            environments,
+            services,
+            concurrency,
+            &namespaces,
+        )
+        .await;
         wait_until_idle().await;
         let prefix = format!("{run}-paved");
         let paved = paved_phase(
@@ -692,7 +899,11 @@ async fn main() {
             paved.applied.as_secs_f64(),
             paved.reflected.as_secs_f64()
         );
-        println!("ratio:   paved / direct = {ratio:.2}x");
+        let over_floor = paved.reflected.as_secs_f64() / floor.as_secs_f64();
+        println!(
+            "ratio:   paved / direct = {ratio:.2}x; floor / direct = {:.2}x; paved / floor = {over_floor:.2}x",
+            floor.as_secs_f64() / direct.as_secs_f64()
+        );
         let writes = paved.writes_by_resource.values().sum::<f64>();
         println!(
             "writes:  {:.2} API writes per Service by the controller ({writes:.0} in all)",
@@ -708,6 +919,9 @@ async fn main() {
         if !cpu_direct.is_empty() {
             println!("{}", cpu_line("direct", &cpu_direct_start, &cpu_direct));
         }
+        if !cpu_floor.is_empty() {
+            println!("{}", cpu_line("floor ", &cpu_floor_start, &cpu_floor));
+        }
         if !paved.cpu_end.is_empty() {
             println!("{}", cpu_line("paved ", &paved.cpu_start, &paved.cpu_end));
         }
@@ -718,21 +932,46 @@ async fn main() {
             cleanup.elapsed().as_secs_f64()
         );
         ratios.push(ratio);
+        floor_ratios.push(over_floor);
         direct_times.push(direct.as_secs_f64());
+        floor_times.push(floor.as_secs_f64());
         paved_times.push(paved.reflected.as_secs_f64());
     }
 
-    println!("-- summary over {rounds} rounds (medians)");
-    println!(
-        "direct {:.2}s, paved {:.2}s, ratio {:.2}x (target <= 1.5x); ratios per round: {}",
-        median(direct_times),
-        median(paved_times),
-        median(ratios.clone()),
-        ratios
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+        )),
+    );
+    let _ = crds
+        .delete(&format!("services.{FLOOR_GROUP}"), &DeleteParams::default())
+        .await;
+    let list = |values: &[f64]| {
+        values
             .iter()
             .map(|r| format!("{r:.2}x"))
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    println!("-- summary over {rounds} rounds (medians)");
+    println!(
+        "direct {:.2}s, floor {:.2}s, paved {:.2}s",
+        median(direct_times),
+        median(floor_times),
+        median(paved_times)
+    );
+    println!(
+        "paved / direct {:.2}x (target <= 1.5x), per round: {}",
+        median(ratios.clone()),
+        list(&ratios)
+    );
+    println!(
+        "paved / floor  {:.2}x, per round: {}",
+        median(floor_ratios.clone()),
+        list(&floor_ratios)
     );
     match peak_rss_mib() {
         Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
