@@ -356,51 +356,64 @@ async fn wait_for(
     }
 }
 
-/// Phase 1: the rendered children applied by a plain server-side-apply client,
-/// then a wait until the cluster has made their pods. Returns the apply time and
-/// the CPU seconds before and after it.
-#[allow(clippy::too_many_arguments)]
-async fn direct_phase(
-    client: &Client,
-    discovery: &Discovery,
-    direct_prefix: &str,
-    run: &str,
+/// What every phase works with.
+struct Bench {
+    client: Client,
+    discovery: Discovery,
+    namespaces: Api<Namespace>,
     environments: usize,
     services: usize,
     concurrency: usize,
-    namespaces: &Api<Namespace>,
-) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
-    // ---- phase 1: direct server-side apply of the rendered children
-    let docs = manifests(direct_prefix, environments, services);
-    let children: Vec<Value> = render(&docs)
-        .into_iter()
-        .filter(|o| o["kind"] != "Namespace")
-        .collect();
-    for e in 0..environments {
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{direct_prefix}-{e}"), "labels": {RUN_LABEL: &run}}});
-        namespaces
-            .patch(
-                &format!("{direct_prefix}-{e}"),
-                &PatchParams::apply("bench-direct"),
-                &Patch::Apply(&ns),
-            )
+}
+
+/// Creates the phase's namespaces (`<prefix>-<n>`), labelled with the round's `run`.
+async fn create_namespaces(b: &Bench, prefix: &str, run: &str, manager: &str) {
+    for e in 0..b.environments {
+        let name = format!("{prefix}-{e}");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": &name, "labels": {RUN_LABEL: run}}});
+        b.namespaces
+            .patch(&name, &PatchParams::apply(manager), &Patch::Apply(&ns))
             .await
             .unwrap();
     }
-    // Owner references would point at Services that do not exist in this phase.
-    let children: Vec<Value> = children
+}
+
+/// The rendered children without their owner references, which would point at
+/// Services that do not exist (the direct phase) or are of another kind (floor).
+fn without_owners(children: Vec<Value>) -> Vec<Value> {
+    children
         .into_iter()
+        .filter(|o| o["kind"] != "Namespace")
         .map(|mut o| {
             if let Some(m) = o["metadata"].as_object_mut() {
                 m.remove("ownerReferences");
             }
             o
         })
-        .collect();
+        .collect()
+}
+
+/// Phase 1: the rendered children applied by a plain server-side-apply client,
+/// then deleted again. Returns the apply time and the CPU seconds before and after it.
+async fn direct_phase(
+    b: &Bench,
+    direct_prefix: &str,
+    run: &str,
+) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let docs = manifests(direct_prefix, b.environments, b.services);
+    let children = without_owners(render(&docs));
+    create_namespaces(b, direct_prefix, run, "bench-direct").await;
     let child_count = children.len();
     let cpu_direct_start = cpu_seconds();
     let start = Instant::now();
-    apply_all(client, discovery, children, concurrency, "bench-direct").await;
+    apply_all(
+        &b.client,
+        &b.discovery,
+        children,
+        b.concurrency,
+        "bench-direct",
+    )
+    .await;
     let direct = start.elapsed();
     let cpu_direct = cpu_seconds();
     println!(
@@ -414,7 +427,7 @@ async fn direct_phase(
     // allocated address on each Service create), and the controller-manager would
     // still be making its pods.
     let settle = Instant::now();
-    delete_namespaces(namespaces, run).await;
+    delete_namespaces(&b.namespaces, run).await;
     println!(
         "settle:  the direct phase's namespaces were deleted {:.0}s after its last apply",
         settle.elapsed().as_secs_f64()
@@ -529,38 +542,21 @@ fn floor_status(service: &Value, namespace: &str) -> Value {
 /// at the same concurrency. Paved's own time can approach this, not the direct
 /// phase's. Returns the time and the CPU seconds before and after.
 async fn floor_phase(
-    client: &Client,
-    discovery: &Discovery,
+    b: &Bench,
     prefix: &str,
     run: &str,
-    environments: usize,
-    services: usize,
-    concurrency: usize,
-    namespaces: &Api<Namespace>,
 ) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
-    let docs = manifests(prefix, environments, services);
-    let children = render(&docs);
+    let (client, discovery) = (&b.client, &b.discovery);
+    let docs = manifests(prefix, b.environments, b.services);
+    let children = without_owners(render(&docs));
     let service_docs: Vec<Value> = docs
         .into_iter()
         .filter(|d| d["kind"] == "Service")
         .collect();
-    for e in 0..environments {
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{prefix}-{e}"), "labels": {RUN_LABEL: run}}});
-        namespaces
-            .patch(
-                &format!("{prefix}-{e}"),
-                &PatchParams::apply("bench-floor"),
-                &Patch::Apply(&ns),
-            )
-            .await
-            .unwrap();
-    }
+    create_namespaces(b, prefix, run, "bench-floor").await;
     // One unit of work per Service: its object, its children, its status.
     let mut children_of: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
-    for mut child in children.into_iter().filter(|o| o["kind"] != "Namespace") {
-        if let Some(m) = child["metadata"].as_object_mut() {
-            m.remove("ownerReferences");
-        }
+    for child in children {
         let key = (
             child["metadata"]["namespace"]
                 .as_str()
@@ -612,7 +608,7 @@ async fn floor_phase(
                 Ok::<(), String>(())
             }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(b.concurrency)
         .filter_map(|r| futures::future::ready(r.err()))
         .collect()
         .await;
@@ -625,10 +621,11 @@ async fn floor_phase(
         errors[0]
     );
     println!(
-        "floor:   {services} Services with children and status written in {:.2}s",
+        "floor:   {} Services with children and status written in {:.2}s",
+        b.services,
         floor.as_secs_f64()
     );
-    delete_namespaces(namespaces, run).await;
+    delete_namespaces(&b.namespaces, run).await;
     (floor, cpu_start, cpu_end)
 }
 
@@ -641,17 +638,11 @@ struct PavedPhase {
     cpu_end: BTreeMap<String, f64>,
 }
 
-/// Phase 2: Environments and Applications first (untimed), then the Services,
+/// Phase 3: Environments and Applications first (untimed), then the Services,
 /// timed until every status reflects its generation and all children exist.
-async fn paved_phase(
-    client: &Client,
-    discovery: &Discovery,
-    prefix: &str,
-    environments: usize,
-    services: usize,
-    concurrency: usize,
-    namespaces: &Api<Namespace>,
-) -> PavedPhase {
+async fn paved_phase(b: &Bench, prefix: &str) -> PavedPhase {
+    let (client, discovery, namespaces) = (&b.client, &b.discovery, &b.namespaces);
+    let (environments, services, concurrency) = (b.environments, b.services, b.concurrency);
     let docs = manifests(prefix, environments, services);
     let (setup, services_docs): (Vec<Value>, Vec<Value>) =
         docs.into_iter().partition(|d| d["kind"] != "Service");
@@ -827,7 +818,14 @@ async fn main() {
         .run()
         .await
         .expect("discovery");
-    let namespaces = Api::<Namespace>::all(client.clone());
+    let bench = Bench {
+        namespaces: Api::<Namespace>::all(client.clone()),
+        client: client.clone(),
+        discovery,
+        environments,
+        services,
+        concurrency,
+    };
     let given_direct = std::env::var("PAVED_BENCH_DIRECT_SECONDS")
         .ok()
         .and_then(|v| v.parse::<f64>().ok());
@@ -856,43 +854,13 @@ async fn main() {
                     BTreeMap::new(),
                 )
             }
-            None => {
-                direct_phase(
-                    &client,
-                    &discovery,
-                    &format!("{run}-direct"),
-                    &run,
-                    environments,
-                    services,
-                    concurrency,
-                    &namespaces,
-                )
-                .await
-            }
+            None => direct_phase(&bench, &format!("{run}-direct"), &run).await,
         };
-        let (floor, cpu_floor_start, cpu_floor) = floor_phase(
-            &client,
-            &discovery,
-            &format!("{run}-floor"),
-            &run,
-            environments,
-            services,
-            concurrency,
-            &namespaces,
-        )
-        .await;
+        let (floor, cpu_floor_start, cpu_floor) =
+            floor_phase(&bench, &format!("{run}-floor"), &run).await;
         wait_until_idle().await;
         let prefix = format!("{run}-paved");
-        let paved = paved_phase(
-            &client,
-            &discovery,
-            &prefix,
-            environments,
-            services,
-            concurrency,
-            &namespaces,
-        )
-        .await;
+        let paved = paved_phase(&bench, &prefix).await;
         let ratio = paved.reflected.as_secs_f64() / direct.as_secs_f64();
         println!(
             "paved:   {services} Services applied in {:.2}s, all reflected with children in {:.2}s",
