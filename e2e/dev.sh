@@ -53,6 +53,14 @@ log "waiting for every object to be Ready"
 for kind in environments.paved.dev applications.paved.dev services.paved.dev; do
   "$KUBECTL" wait --for condition=Ready --timeout 120s --all-namespaces --all "$kind" >/dev/null
 done
+# Environments count their Services in status, written at most every 2 s while
+# things progress: give the counts a moment to show every Service ready.
+for attempt in $(seq 1 20); do
+  counts=$("$KUBECTL" get environments.paved.dev -o jsonpath='{range .items[*]}{.status.services.ready}/{.status.services.total} {end}')
+  stale=$(tr ' ' '\n' <<<"$counts" | awk -F/ 'NF == 2 && ($1 != $2 || $2 == 0)' | wc -l)
+  [ "$stale" -eq 0 ] && break
+  sleep 0.5
+done
 "$KUBECTL" get paved -A
 cat >&2 <<MSG
 
