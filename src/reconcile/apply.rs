@@ -116,8 +116,11 @@ pub const OWN_WRITE_MEMORY: Duration = Duration::from_secs(10);
 /// entry is dropped as soon as the store has the child.
 #[derive(Default)]
 pub struct OwnWrites {
-    recent: Mutex<HashMap<String, (Instant, Arc<dyn Any + Send + Sync>)>>,
+    recent: Mutex<HashMap<String, OwnWrite>>,
 }
+
+/// When Paved wrote a child, and what the API server returned (a `K`).
+type OwnWrite = (Instant, Arc<dyn Any + Send + Sync>);
 
 impl OwnWrites {
     fn key<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> String {
