@@ -266,10 +266,10 @@ fn cpu_seconds() -> BTreeMap<String, f64> {
         .unwrap_or_default()
         .split(',')
     {
-        if let Some((name, pid)) = pair.split_once('=') {
-            if let Some(seconds) = read(pid) {
-                cpu.insert(name.to_string(), seconds);
-            }
+        if let Some((name, pid)) = pair.split_once('=')
+            && let Some(seconds) = read(pid)
+        {
+            cpu.insert(name.to_string(), seconds);
         }
     }
     if let Some(seconds) = read("self") {
@@ -858,7 +858,7 @@ async fn main() {
         };
         let (floor, cpu_floor_start, cpu_floor) =
             floor_phase(&bench, &format!("{run}-floor"), &run).await;
-        wait_until_idle().await;
+        // floor_phase ends on an idle control plane (delete_namespaces).
         let prefix = format!("{run}-paved");
         let paved = paved_phase(&bench, &prefix).await;
         let ratio = paved.reflected.as_secs_f64() / direct.as_secs_f64();
