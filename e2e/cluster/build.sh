@@ -5,6 +5,9 @@
 # PAVED_CACHE defaults to ~/.cache/paved. A binary that is already there is not
 # rebuilt. Usage: build.sh [component...]  (default: all that `up.sh` needs)
 set -euo pipefail
+# Progress and Go's own lines ("go: downloading ...") are logs, never a value
+# for a caller to capture: all of this script's output goes to stderr.
+exec 1>&2
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 

@@ -30,7 +30,7 @@ fi
 # Half a cluster is no use: stop whatever is left before starting afresh.
 for c in "${COMPONENTS[@]}"; do stop_component "$c"; done
 
-"$here/build.sh" "${COMPONENTS[@]}"
+"$here/build.sh" "${COMPONENTS[@]}" >&2
 started_at=$SECONDS
 
 mkdir -p "$PKI" "$LOGS" "$CLUSTER_DIR/pids"
