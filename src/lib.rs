@@ -24,17 +24,20 @@
 //! - [`names`]: every label, annotation, condition and reason name.
 
 pub mod api;
-pub mod build;
 pub mod catalog;
+pub mod children;
 pub mod cli;
-pub mod crd;
 pub mod error;
 pub mod lifecycle;
 pub mod names;
-pub mod plan;
 pub mod reconcile;
-pub mod render;
+pub mod resolve;
 pub mod runtime;
 pub mod status;
+
+// The old paths, for the one commit that only renames files.
+pub use children as build;
+pub use cli::{crd, render};
+pub use resolve as plan;
 
 pub use error::{Error, Result};
