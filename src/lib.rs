@@ -13,8 +13,8 @@
 //!
 //! Where things are:
 //! - [`api`]: the CRD types (`paved.dev/v1alpha1`), schema and CEL rules.
-//! - [`plan`]: pure resolve + validate, from a snapshot of the three kinds.
-//! - [`build`]: pure builders, CRs → Kubernetes objects (shared with `paved render`).
+//! - [`resolve`]: pure resolve + validate, from a snapshot of the three kinds.
+//! - [`children`]: pure builders, CRs → Kubernetes objects (shared with `paved render`).
 //! - [`status`]: pure status computation (conditions, catalog fields).
 //! - [`lifecycle`]: pure expiry and stop/start schedule of an Environment.
 //! - [`reconcile`]: the thin reconcilers: resolve → validate → build → apply → status.
@@ -34,10 +34,5 @@ pub mod reconcile;
 pub mod resolve;
 pub mod runtime;
 pub mod status;
-
-// The old paths, for the one commit that only renames files.
-pub use children as build;
-pub use cli::{crd, render};
-pub use resolve as plan;
 
 pub use error::{Error, Result};

@@ -80,7 +80,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "PAVED_INGRESS_NAMESPACE_SELECTOR",
-        default_value = paved::build::guardrails::DEFAULT_INGRESS_NAMESPACE_SELECTOR,
+        default_value = paved::children::guardrails::DEFAULT_INGRESS_NAMESPACE_SELECTOR,
         value_parser = parse_labels,
     )]
     ingress_namespace_selector: std::collections::BTreeMap<String, String>,
@@ -90,10 +90,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { out_dir: None } => {
-            print!("{}", paved::crd::all_yaml());
+            print!("{}", paved::cli::crd::all_yaml());
             ExitCode::SUCCESS
         }
-        Command::Crd { out_dir: Some(dir) } => match paved::crd::write_dir(&dir) {
+        Command::Crd { out_dir: Some(dir) } => match paved::cli::crd::write_dir(&dir) {
             Ok(files) => {
                 for file in files {
                     eprintln!("wrote {}", dir.join(file).display());
@@ -146,14 +146,14 @@ fn render(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    let snapshot = match paved::render::parse(&input) {
+    let snapshot = match paved::cli::render::parse(&input) {
         Ok(snapshot) => snapshot,
         Err(error) => {
             eprintln!("paved render: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let rendered = paved::render::render(&snapshot);
+    let rendered = paved::cli::render::render(&snapshot);
     print!("{}", rendered.yaml);
     for problem in &rendered.problems {
         eprintln!("paved render: {problem}");
@@ -283,7 +283,7 @@ async fn wait_for_signal() {
 
 /// `key=value,...` → labels, for `--ingress-namespace-selector`.
 fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
-    paved::build::guardrails::parse_label_selector(text)
+    paved::children::guardrails::parse_label_selector(text)
         .ok_or_else(|| format!("{text:?} is not a list of key=value labels"))
 }
 

@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::error::Error;
 use crate::names::{conditions, reasons};
-use crate::plan::{Snapshot, is_ready};
+use crate::resolve::{Snapshot, is_ready};
 
 /// How many revisions `status.history` keeps.
 pub const HISTORY_LIMIT: usize = 10;
@@ -477,7 +477,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    use crate::plan::tests::{service, shop};
+    use crate::resolve::tests::{service, shop};
 
     fn deployment(replicas: i32, ready: i32, generation: i64, observed: i64) -> Deployment {
         Deployment {

@@ -7,7 +7,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use kube::ResourceExt;
 
 use super::child_metadata;
-use crate::plan::ResolvedService;
+use crate::resolve::ResolvedService;
 
 /// Default target CPU utilisation in percent.
 pub const DEFAULT_CPU_UTILIZATION: i32 = 80;

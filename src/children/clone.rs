@@ -112,7 +112,7 @@ mod tests {
     use crate::api::EnvVar;
     use crate::api::environment::CloneFrom;
     use crate::api::service::{Autoscaling, Expose};
-    use crate::plan::tests::{application, environment, service};
+    use crate::resolve::tests::{application, environment, service};
 
     fn preview() -> Environment {
         let mut env = environment("pr-7", "pr-7.preview.example.com");
@@ -223,7 +223,7 @@ mod tests {
 #[cfg(test)]
 mod serialization {
     use super::*;
-    use crate::plan::tests::{environment, service};
+    use crate::resolve::tests::{environment, service};
 
     #[test]
     fn a_clone_body_carries_no_status_so_a_live_status_never_looks_like_drift() {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{EnvVar, Service};
-use crate::plan::{ResolvedService, dependency_env_name};
+use crate::resolve::{ResolvedService, dependency_env_name};
 
 /// Digests of the values behind referenced keys, keyed `secret/<name>/<key>` or
 /// `configmap/<name>/<key>`; `None` when the object or key does not exist.
@@ -166,8 +166,8 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::api::{EnvVarSource, KeyRef};
-    use crate::plan::resolve_service;
-    use crate::plan::tests::shop;
+    use crate::resolve::resolve_service;
+    use crate::resolve::tests::shop;
 
     fn literal(name: &str, value: &str) -> EnvVar {
         EnvVar {

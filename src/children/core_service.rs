@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{child_metadata, selector_labels};
-use crate::plan::ResolvedService;
+use crate::resolve::ResolvedService;
 
 pub fn render_core_service(resolved: &ResolvedService<'_>) -> Option<CoreService> {
     let spec = &resolved.service.spec;
@@ -40,8 +40,8 @@ pub fn render_core_service(resolved: &ResolvedService<'_>) -> Option<CoreService
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::resolve_service;
-    use crate::plan::tests::shop;
+    use crate::resolve::resolve_service;
+    use crate::resolve::tests::shop;
 
     #[test]
     fn every_port_becomes_a_named_service_port_targeting_the_container_port_name() {

@@ -16,7 +16,7 @@ use super::{child_annotations, child_labels, child_metadata, selector_labels};
 use crate::api::Environment;
 use crate::api::environment::EnvironmentType;
 use crate::names::annotations;
-use crate::plan::ResolvedService;
+use crate::resolve::ResolvedService;
 
 /// Pods of a production Service that declares neither `replicas` nor `autoscaling`:
 /// one pod would make every node drain or rollout an outage.
@@ -147,9 +147,9 @@ mod tests {
 
     use super::*;
     use crate::api::service::{Autoscaling, Health};
-    use crate::build::{ReferencedConfig, render_service_children};
-    use crate::plan::resolve_service;
-    use crate::plan::tests::shop;
+    use crate::children::{ReferencedConfig, render_service_children};
+    use crate::resolve::resolve_service;
+    use crate::resolve::tests::shop;
 
     #[test]
     fn a_service_becomes_a_deployment_with_its_image_ports_probes_and_config_hash() {
@@ -228,9 +228,9 @@ spec:
     }
 
     fn in_environment(
-        snapshot: &crate::plan::Snapshot,
+        snapshot: &crate::resolve::Snapshot,
         change: impl Fn(&mut Environment),
-    ) -> crate::plan::Snapshot {
+    ) -> crate::resolve::Snapshot {
         let mut snapshot = snapshot.clone();
         let mut environment = snapshot.environments[0].as_ref().clone();
         change(&mut environment);
@@ -249,7 +249,7 @@ spec:
         });
     }
 
-    fn replicas_of(snapshot: &crate::plan::Snapshot, service: &crate::api::Service) -> Option<i32> {
+    fn replicas_of(snapshot: &crate::resolve::Snapshot, service: &crate::api::Service) -> Option<i32> {
         desired_replicas(&resolve_service(snapshot, service).unwrap())
     }
 
@@ -317,7 +317,7 @@ spec:
         let api = shop().service("staging", "api").unwrap().clone();
         let running = shop();
         let stopped = in_environment(&running, stopped_by_hand);
-        let render = |snapshot: &crate::plan::Snapshot| {
+        let render = |snapshot: &crate::resolve::Snapshot| {
             render_service_children(
                 &resolve_service(snapshot, &api).unwrap(),
                 &ReferencedConfig::new(),

@@ -140,7 +140,7 @@ pub fn render_network_policy(
 mod tests {
     use super::*;
     use crate::api::environment::{DefaultResources, Defaults, Guardrails, Quota};
-    use crate::plan::tests::environment;
+    use crate::resolve::tests::environment;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn guarded() -> Environment {

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::child_metadata;
 use crate::names::annotations;
-use crate::plan::ResolvedService;
+use crate::resolve::ResolvedService;
 
 /// The Ingress for an exposed Service; `None` when not exposed (or without ports).
 pub fn render_ingress(resolved: &ResolvedService<'_>) -> Option<Ingress> {
@@ -101,8 +101,8 @@ pub fn public_url(resolved: &ResolvedService<'_>) -> Option<String> {
 mod tests {
     use super::*;
     use crate::api::environment::{IngressSettings, TlsSettings};
-    use crate::plan::resolve_service;
-    use crate::plan::tests::{environment, shop};
+    use crate::resolve::resolve_service;
+    use crate::resolve::tests::{environment, shop};
 
     #[test]
     fn an_exposed_service_gets_an_ingress_on_its_default_host() {

@@ -48,7 +48,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::Service;
 use crate::names::{annotations, labels};
-use crate::plan::ResolvedService;
+use crate::resolve::ResolvedService;
 
 /// Every child of one Service. `None` means "must not exist".
 #[derive(Clone, Debug, PartialEq)]
@@ -167,8 +167,8 @@ pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> Option<
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::plan::resolve_service;
-    use crate::plan::tests::shop;
+    use crate::resolve::resolve_service;
+    use crate::resolve::tests::shop;
 
     #[test]
     fn children_carry_the_catalog_labels_and_never_argo_or_helm_labels() {

@@ -48,7 +48,7 @@ pub fn is_created_by(namespace: &Namespace, environment: &Environment) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::tests::environment;
+    use crate::resolve::tests::environment;
 
     #[test]
     fn an_environment_namespace_is_labelled_and_marked_with_the_environment_uid() {

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{child_metadata, selector_labels};
 use crate::api::environment::EnvironmentType;
 use crate::api::service::ServiceSpec;
-use crate::plan::ResolvedService;
+use crate::resolve::ResolvedService;
 
 /// The budget of a production Service, or `None` when it must not exist.
 pub fn render_disruption_budget(resolved: &ResolvedService<'_>) -> Option<PodDisruptionBudget> {
@@ -56,10 +56,10 @@ mod tests {
 
     use super::*;
     use crate::api::service::Autoscaling;
-    use crate::plan::resolve_service;
-    use crate::plan::tests::shop;
+    use crate::resolve::resolve_service;
+    use crate::resolve::tests::shop;
 
-    fn production() -> crate::plan::Snapshot {
+    fn production() -> crate::resolve::Snapshot {
         let mut snapshot = shop();
         let mut environment = snapshot.environments[0].as_ref().clone();
         environment.spec.type_ = EnvironmentType::Production;

@@ -67,7 +67,7 @@ pub fn render_role_binding(environment: &Environment, role: AccessRole) -> Optio
 mod tests {
     use super::*;
     use crate::api::environment::AccessGrant;
-    use crate::plan::tests::environment;
+    use crate::resolve::tests::environment;
 
     fn grant(group: Option<&str>, user: Option<&str>, role: AccessRole) -> AccessGrant {
         AccessGrant {

@@ -309,7 +309,7 @@ mod tests {
 
     use super::*;
     use crate::api::ServiceStatus;
-    use crate::plan::tests::service;
+    use crate::resolve::tests::service;
 
     fn record(revision: i64, image: &str, config_hash: &str) -> RevisionRecord {
         RevisionRecord {

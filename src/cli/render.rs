@@ -10,8 +10,8 @@ use kube::ResourceExt;
 use serde::Deserialize;
 
 use crate::api::{Application, Environment, Service};
-use crate::build::{ReferencedConfig, render_namespace, render_service_children};
-use crate::plan::{Snapshot, resolve_service};
+use crate::children::{ReferencedConfig, render_namespace, render_service_children};
+use crate::resolve::{Snapshot, resolve_service};
 use crate::reconcile::apply::body_with_digest;
 
 /// Result of rendering: YAML documents, plus one message per object that could not be rendered.
@@ -74,26 +74,26 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
             .yaml
             .push_str(&serde_yaml::to_string(&object).expect("objects serialize"));
     };
-    let ingress_namespace = crate::build::guardrails::parse_label_selector(
-        crate::build::guardrails::DEFAULT_INGRESS_NAMESPACE_SELECTOR,
+    let ingress_namespace = crate::children::guardrails::parse_label_selector(
+        crate::children::guardrails::DEFAULT_INGRESS_NAMESPACE_SELECTOR,
     )
     .unwrap_or_default();
     for environment in &snapshot.environments {
         push(body_with_digest(&render_namespace(environment)).expect("serializable"));
         // Access and guardrails (previews' copies need the base's live objects: not rendered).
-        for role in crate::build::tenancy::ACCESS_ROLES {
-            if let Some(binding) = crate::build::tenancy::render_role_binding(environment, role) {
+        for role in crate::children::tenancy::ACCESS_ROLES {
+            if let Some(binding) = crate::children::tenancy::render_role_binding(environment, role) {
                 push(body_with_digest(&binding).expect("serializable"));
             }
         }
-        if let Some(quota) = crate::build::guardrails::render_resource_quota(environment) {
+        if let Some(quota) = crate::children::guardrails::render_resource_quota(environment) {
             push(body_with_digest(&quota).expect("serializable"));
         }
-        if let Some(range) = crate::build::guardrails::render_limit_range(environment) {
+        if let Some(range) = crate::children::guardrails::render_limit_range(environment) {
             push(body_with_digest(&range).expect("serializable"));
         }
         if let Some(policy) =
-            crate::build::guardrails::render_network_policy(environment, &ingress_namespace)
+            crate::children::guardrails::render_network_policy(environment, &ingress_namespace)
         {
             push(body_with_digest(&policy).expect("serializable"));
         }

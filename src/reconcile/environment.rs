@@ -22,12 +22,12 @@ use super::apply::{Applied, apply, apply_params, delete_if_controlled};
 use super::{Context, StatusWrite, now, preview};
 use crate::api::Environment;
 use crate::api::environment::QuotaUsage;
-use crate::build::guardrails::{
+use crate::children::guardrails::{
     DEFAULTS_NAME, ISOLATION_NAME, QUOTA_NAME, render_limit_range, render_network_policy,
     render_resource_quota,
 };
-use crate::build::tenancy::{ACCESS_ROLES, access_role_name, render_role_binding};
-use crate::build::{is_created_by, render_namespace};
+use crate::children::tenancy::{ACCESS_ROLES, access_role_name, render_role_binding};
+use crate::children::{is_created_by, render_namespace};
 use crate::error::{Error, Result};
 use crate::lifecycle::{LifecycleState, lifecycle_state, rfc3339};
 use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};

@@ -1,7 +1,7 @@
 //! The reconcilers: thin pipelines over the pure modules.
 //!
 //! ```text
-//! resolve (plan) → validate (plan) → build (build) → apply (apply) → status (status)
+//! resolve (resolve) → validate (resolve) → build (children) → apply (apply) → status (status)
 //! ```
 //!
 //! Each reconciler reads what it needs from the reflector stores in [`Context`]
@@ -32,7 +32,7 @@ use kube::{Client, Resource, ResourceExt};
 use crate::api::{Application, Condition, Environment, Service};
 use crate::error::{Error, Result};
 use crate::names::{actions, annotations, conditions, reasons};
-use crate::plan::Snapshot;
+use crate::resolve::Snapshot;
 use crate::runtime::metrics::Metrics;
 
 /// Reflector stores: Paved's in-memory view of the cluster.

@@ -20,10 +20,10 @@ use super::Context;
 use super::apply::{apply_params, body_with_digest, is_subset};
 use crate::api::environment::{BaseStatus, CloneFrom};
 use crate::api::{Application, Environment, Service};
-use crate::build::clone::{is_clone, render_cloned_application, render_cloned_service};
+use crate::children::clone::{is_clone, render_cloned_application, render_cloned_service};
 use crate::error::{Error, Result};
 use crate::names::{FIELD_MANAGER, labels};
-use crate::plan::Snapshot;
+use crate::resolve::Snapshot;
 
 /// The base Environment of a preview, when it exists, is not being deleted
 /// and owns its namespace.

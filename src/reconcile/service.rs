@@ -19,13 +19,13 @@ use super::apply::{Applied, OWN_WRITE_MEMORY, apply, delete_if_controlled};
 use super::{Context, now, write_status};
 use crate::api::Service;
 use crate::api::service::DependencyStatus;
-use crate::build::config::{ConfigKind, value_digest};
-use crate::build::{
+use crate::children::config::{ConfigKind, value_digest};
+use crate::children::{
     ReferencedConfig, environment_stopped, public_url, referenced_config_keys,
     render_service_children,
 };
 use crate::error::{Error, Result};
-use crate::plan::{Snapshot, is_ready, resolve_service};
+use crate::resolve::{Snapshot, is_ready, resolve_service};
 use crate::status::{AppliedService, ServiceObservation, service_status};
 
 /// How often an unchanged Service is looked at again, as a safety net.
@@ -130,7 +130,7 @@ async fn apply_children(
     ctx: &Context,
     service: &Service,
     namespace: &str,
-    children: crate::build::ServiceChildren,
+    children: crate::children::ServiceChildren,
 ) -> Result<ChildrenWritten> {
     let name = service.name_any();
     let owner = service.meta().uid.as_deref();
@@ -255,7 +255,7 @@ where
 async fn read_referenced_config(
     ctx: &Context,
     namespace: &str,
-    keys: &[crate::build::config::ConfigKey],
+    keys: &[crate::children::config::ConfigKey],
 ) -> Result<ReferencedConfig> {
     let mut config = ReferencedConfig::new();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
