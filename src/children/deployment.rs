@@ -249,7 +249,10 @@ spec:
         });
     }
 
-    fn replicas_of(snapshot: &crate::resolve::Snapshot, service: &crate::api::Service) -> Option<i32> {
+    fn replicas_of(
+        snapshot: &crate::resolve::Snapshot,
+        service: &crate::api::Service,
+    ) -> Option<i32> {
         desired_replicas(&resolve_service(snapshot, service).unwrap())
     }
 

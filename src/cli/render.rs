@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use crate::api::{Application, Environment, Service};
 use crate::children::{ReferencedConfig, render_namespace, render_service_children};
-use crate::resolve::{Snapshot, resolve_service};
 use crate::reconcile::apply::body_with_digest;
+use crate::resolve::{Snapshot, resolve_service};
 
 /// Result of rendering: YAML documents, plus one message per object that could not be rendered.
 #[derive(Debug, Default)]
@@ -82,7 +82,8 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
         push(body_with_digest(&render_namespace(environment)).expect("serializable"));
         // Access and guardrails (previews' copies need the base's live objects: not rendered).
         for role in crate::children::tenancy::ACCESS_ROLES {
-            if let Some(binding) = crate::children::tenancy::render_role_binding(environment, role) {
+            if let Some(binding) = crate::children::tenancy::render_role_binding(environment, role)
+            {
                 push(body_with_digest(&binding).expect("serializable"));
             }
         }

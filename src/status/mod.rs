@@ -1,24 +1,25 @@
 //! Status as a pure function: what each kind's `status` should be, given the
-//! previous status, what was resolved and what the cluster reports.
+//! previous status, what was resolved and what the cluster reports. Here: the
+//! condition helpers (kstatus: Ready, Reconciling, Stalled) and the Service's
+//! status; [`application`] and [`environment`] beside them.
 //!
 //! Reconcilers compare the result with the current status and write only when
 //! they differ. Nothing here reads a clock except through the `now` argument,
 //! and `lastTransitionTime` moves only when a condition's status changes, so an
 //! unchanged world yields an identical status and no write.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::ResourceExt;
+mod application;
+mod environment;
 
-use crate::api::application::ServiceSummary;
-use crate::api::environment::{ApplicationSummary, ServiceCounts};
+pub use application::application_status;
+pub use environment::{EnvironmentObservation, environment_status, environment_status_observed};
+
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::api::service::{DependencyStatus, ReplicaCounts, RevisionRecord};
-use crate::api::{
-    Application, ApplicationStatus, Condition, Environment, EnvironmentStatus, Service,
-    ServiceStatus,
-};
+use crate::api::{Condition, Service, ServiceStatus};
 use crate::error::Error;
 use crate::names::{conditions, reasons};
-use crate::resolve::{Snapshot, is_ready};
 
 /// How many revisions `status.history` keeps.
 pub const HISTORY_LIMIT: usize = 10;
@@ -265,219 +266,13 @@ fn record_revision(status: &mut ServiceStatus, image: &str, config_hash: &str, n
     status.history.truncate(HISTORY_LIMIT);
 }
 
-// --- Application ------------------------------------------------------------
-
-pub fn application_status(
-    application: &Application,
-    snapshot: &Snapshot,
-    in_environment: Result<(), &Error>,
-    now: &str,
-) -> ApplicationStatus {
-    let previous = application.status.clone().unwrap_or_default();
-    let generation = application.metadata.generation;
-    let namespace = application.namespace().unwrap_or_default();
-    let name = application.name_any();
-    let services = snapshot.services_of(&namespace, &name);
-
-    let summaries: Vec<ServiceSummary> = services
-        .iter()
-        .map(|s| {
-            let status = s.status.as_ref();
-            ServiceSummary {
-                name: s.name_any(),
-                ready: is_ready(status.map(|st| st.conditions.as_slice())),
-                image: status.and_then(|st| st.image.clone()),
-                url: status.and_then(|st| st.url.clone()),
-            }
-        })
-        .collect();
-    let ready_count = summaries.iter().filter(|s| s.ready).count();
-    let total = summaries.len();
-    let depends_on = services
-        .iter()
-        .map(|s| (s.name_any(), s.spec.depends_on.clone()))
-        .collect();
-
-    let desired = match in_environment {
-        Err(error) => stalled(error),
-        Ok(()) if ready_count == total => ready(
-            reasons::ALL_SERVICES_READY,
-            format!("{ready_count}/{total} Services ready"),
-        ),
-        Ok(()) => {
-            let waiting: Vec<&str> = summaries
-                .iter()
-                .filter(|s| !s.ready)
-                .map(|s| s.name.as_str())
-                .collect();
-            reconciling(
-                reasons::SERVICES_NOT_READY,
-                format!(
-                    "{ready_count}/{total} Services ready; waiting for {}",
-                    waiting.join(", ")
-                ),
-            )
-        }
-    };
-
-    ApplicationStatus {
-        observed_generation: generation,
-        conditions: merge_conditions(&previous.conditions, desired, generation, now),
-        owner: Some(application.spec.owner.clone()),
-        lifecycle: Some(application.spec.lifecycle.as_str().to_string()),
-        services: summaries,
-        ready: format!("{ready_count}/{total}"),
-        depends_on,
-    }
-}
-
-// --- Environment --------------------------------------------------------------
-
-pub fn environment_status(
-    environment: &Environment,
-    snapshot: &Snapshot,
-    namespace_outcome: Result<(), &Error>,
-    now: &str,
-) -> EnvironmentStatus {
-    let previous = environment.status.clone().unwrap_or_default();
-    let generation = environment.metadata.generation;
-    let namespace = environment.namespace_name();
-
-    let (desired, owned) = match namespace_outcome {
-        Ok(()) => (
-            ready(
-                reasons::NAMESPACE_READY,
-                format!("namespace {namespace} is ready"),
-            ),
-            true,
-        ),
-        Err(error) if error.is_stalled() => (stalled(error), false),
-        Err(error) => (failing(error), false),
-    };
-
-    // Only report what runs in the namespace when it is really this Environment's.
-    let (mut applications, services, mut urls) = if owned {
-        let applications: Vec<ApplicationSummary> = snapshot
-            .applications_in(&namespace)
-            .map(|a| {
-                // From the Services themselves, so it agrees with the counts below
-                // even before the Application's own status catches up.
-                let name = a.name_any();
-                let ready = snapshot
-                    .services_of(&namespace, &name)
-                    .iter()
-                    .all(|s| is_ready(s.status.as_ref().map(|st| st.conditions.as_slice())));
-                ApplicationSummary { name, ready }
-            })
-            .collect();
-        let services: Vec<&Service> = snapshot.services_in(&namespace).collect();
-        let ready_count = services
-            .iter()
-            .filter(|s| is_ready(s.status.as_ref().map(|st| st.conditions.as_slice())))
-            .count() as i32;
-        let total = services.len() as i32;
-        let urls: Vec<String> = services
-            .iter()
-            .filter_map(|s| s.status.as_ref().and_then(|st| st.url.clone()))
-            .collect();
-        (
-            applications,
-            ServiceCounts {
-                total,
-                ready: ready_count,
-                summary: format!("{ready_count}/{total}"),
-            },
-            urls,
-        )
-    } else {
-        (
-            Vec::new(),
-            ServiceCounts {
-                summary: "0/0".into(),
-                ..ServiceCounts::default()
-            },
-            Vec::new(),
-        )
-    };
-    applications.sort_by(|a, b| a.name.cmp(&b.name));
-    urls.sort();
-    urls.dedup();
-
-    EnvironmentStatus {
-        observed_generation: generation,
-        conditions: merge_conditions(&previous.conditions, desired, generation, now),
-        namespace: owned.then_some(namespace),
-        type_: Some(environment.spec.type_.as_str().to_string()),
-        applications,
-        services,
-        urls,
-        ..EnvironmentStatus::default()
-    }
-}
-
-/// What the Environment reconcile learned beyond its namespace.
-#[derive(Clone, Debug, Default)]
-pub struct EnvironmentObservation<'a> {
-    /// Expiry and stop/start, from [`crate::lifecycle::lifecycle_state`].
-    pub lifecycle: crate::lifecycle::LifecycleState,
-    /// For a preview: what is copied from its base.
-    pub base: Option<crate::api::environment::BaseStatus>,
-    /// The quota and its use, from the ResourceQuota's status.
-    pub quota: Option<crate::api::environment::QuotaUsage>,
-    /// A problem only the user can fix that does not stop the namespace from
-    /// working (a schedule that cannot be evaluated, a missing base): Stalled.
-    pub problem: Option<&'a Error>,
-}
-
-/// [`environment_status`] plus lifecycle (`expiresAt`, `stopped`,
-/// `stoppedUntil`, `nextTransition`), `base`, and the observation's problem.
-pub fn environment_status_observed(
-    environment: &Environment,
-    snapshot: &Snapshot,
-    namespace_outcome: Result<(), &Error>,
-    observation: EnvironmentObservation<'_>,
-    now: &str,
-) -> EnvironmentStatus {
-    use crate::lifecycle::rfc3339;
-    let namespace_ok = namespace_outcome.is_ok();
-    let mut status = environment_status(environment, snapshot, namespace_outcome, now);
-    let lifecycle = &observation.lifecycle;
-    status.expires_at = lifecycle.expires_at.map(rfc3339);
-    status.stopped = lifecycle.stopped;
-    status.stopped_until = lifecycle.stopped_until.map(rfc3339);
-    status.next_transition = lifecycle.next_transition.map(rfc3339);
-    status.base = observation.base;
-    status.quota = observation.quota;
-    if namespace_ok {
-        let previous = environment.status.clone().unwrap_or_default();
-        let generation = environment.metadata.generation;
-        let namespace = environment.namespace_name();
-        let desired = match observation.problem {
-            Some(problem) => stalled(problem),
-            None => {
-                let state = match (&status.stopped_until, lifecycle.stopped) {
-                    (Some(until), _) => format!("; stopped by its schedule until {until}"),
-                    (None, true) => "; stopped (spec.lifecycle.stopped)".to_string(),
-                    (None, false) => String::new(),
-                };
-                ready(
-                    reasons::NAMESPACE_READY,
-                    format!("namespace {namespace} is ready{state}"),
-                )
-            }
-        };
-        status.conditions = merge_conditions(&previous.conditions, desired, generation, now);
-    }
-    status
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    use crate::resolve::tests::{service, shop};
+    use crate::resolve::tests::service;
 
     fn deployment(replicas: i32, ready: i32, generation: i64, observed: i64) -> Deployment {
         Deployment {
@@ -706,113 +501,5 @@ mod tests {
         assert_eq!(same[0].last_transition_time.as_deref(), Some("t1"));
         let changed = merge_conditions(&same, reconciling("RollingOut", "x"), Some(2), "t3");
         assert_eq!(changed[0].last_transition_time.as_deref(), Some("t3"));
-    }
-
-    #[test]
-    fn an_application_counts_its_ready_services_and_records_the_dependency_graph() {
-        let snapshot = shop();
-        let app = snapshot.application("staging", "shop").unwrap();
-        let status = application_status(app, &snapshot, Ok(()), "t");
-        assert_eq!(status.ready, "0/2");
-        assert_eq!(
-            status
-                .services
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>(),
-            vec!["api", "web"]
-        );
-        assert_eq!(status.depends_on["web"], vec!["api".to_string()]);
-        assert_eq!(status.conditions[0].reason, "ServicesNotReady");
-        assert_eq!(status.owner.as_deref(), Some("team-shop"));
-        assert_eq!(status.lifecycle.as_deref(), Some("experimental"));
-    }
-
-    #[test]
-    fn an_environment_summarises_its_namespace() {
-        let snapshot = shop();
-        let env = snapshot.environments[0].clone();
-        let status = environment_status(&env, &snapshot, Ok(()), "t");
-        assert_eq!(status.namespace.as_deref(), Some("staging"));
-        assert_eq!(status.type_.as_deref(), Some("development"));
-        assert_eq!(
-            status.services,
-            ServiceCounts {
-                total: 2,
-                ready: 0,
-                summary: "0/2".into()
-            }
-        );
-        assert_eq!(
-            status.applications,
-            vec![ApplicationSummary {
-                name: "shop".into(),
-                ready: false
-            }]
-        );
-        assert_eq!(status.conditions[0].reason, "NamespaceReady");
-    }
-
-    #[test]
-    fn an_environment_status_carries_its_lifecycle_and_a_missing_base_stalls_it_but_keeps_the_namespace()
-     {
-        let snapshot = shop();
-        let env = snapshot.environments[0].clone();
-        let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
-        let lifecycle = crate::lifecycle::LifecycleState {
-            expires_at: Some(at("2026-11-26T10:00:00Z")),
-            stopped: true,
-            stopped_until: Some(at("2026-11-24T06:00:00Z")),
-            next_transition: Some(at("2026-11-24T06:00:00Z")),
-        };
-        let status = environment_status_observed(
-            &env,
-            &snapshot,
-            Ok(()),
-            EnvironmentObservation {
-                lifecycle: lifecycle.clone(),
-                ..Default::default()
-            },
-            "t",
-        );
-        assert_eq!(status.expires_at.as_deref(), Some("2026-11-26T10:00:00Z"));
-        assert!(status.stopped);
-        assert_eq!(
-            status.stopped_until.as_deref(),
-            Some("2026-11-24T06:00:00Z")
-        );
-        assert!(
-            status.conditions[0]
-                .message
-                .contains("stopped by its schedule until")
-        );
-
-        let missing = Error::BaseMissing {
-            base: "staging".into(),
-        };
-        let status = environment_status_observed(
-            &env,
-            &snapshot,
-            Ok(()),
-            EnvironmentObservation {
-                lifecycle,
-                problem: Some(&missing),
-                ..Default::default()
-            },
-            "t",
-        );
-        assert_eq!(status.namespace.as_deref(), Some("staging"));
-        let reasons: Vec<(&str, &str, &str)> = status
-            .conditions
-            .iter()
-            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
-            .collect();
-        assert_eq!(
-            reasons,
-            [
-                ("Ready", "False", "BaseMissing"),
-                ("Stalled", "True", "BaseMissing")
-            ]
-        );
     }
 }
