@@ -22,6 +22,7 @@ mod env_preview;
 mod env_support;
 mod env_tenancy;
 mod paved_catalog;
+mod paved_conflicts;
 mod paved_drift;
 mod paved_environment;
 mod paved_errors;

@@ -63,8 +63,17 @@ pub enum Error {
     )]
     BaseMissing { base: String },
 
+    #[error(
+        "{object} already exists and is {holder}, not this {owner_kind}'s; Paved never modifies or deletes an object it did not create: rename this {owner_kind}, or delete or rename the existing {object}"
+    )]
+    ChildConflict {
+        object: String,
+        holder: String,
+        owner_kind: String,
+    },
+
     // --- apply / status: transient, retried -----------------------------------
-    #[error("{step} {object}: {source}")]
+    #[error("{step} {object}: {}", api_message(source))]
     Kube {
         step: &'static str,
         object: String,
@@ -95,6 +104,7 @@ impl Error {
             Error::DependencyNotFound { .. } => reasons::DEPENDENCY_NOT_FOUND,
             Error::InvalidSchedule(_) => reasons::INVALID_SCHEDULE,
             Error::BaseMissing { .. } => reasons::BASE_MISSING,
+            Error::ChildConflict { .. } => reasons::CHILD_CONFLICT,
             Error::Kube { step, .. } if step.starts_with("apply") => reasons::APPLY_FAILED,
             Error::Kube { .. } => reasons::KUBERNETES_ERROR,
             Error::InvalidObject(_) | Error::Serialization { .. } => reasons::INVALID_OBJECT,
@@ -114,6 +124,7 @@ impl Error {
                 | Error::DependencyNotFound { .. }
                 | Error::InvalidSchedule(_)
                 | Error::BaseMissing { .. }
+                | Error::ChildConflict { .. }
         )
     }
 
@@ -127,6 +138,26 @@ impl Error {
             object,
             source,
         }
+    }
+}
+
+/// One line for a condition or an Event: the API server's own `message` for an
+/// API error (never the debug form of the whole response), else the first line.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => status
+            .message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        kube::Error::Api(status) => format!("{} ({})", status.reason, status.code),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
@@ -153,5 +184,47 @@ mod tests {
         };
         assert_eq!(error.reason(), "DependencyNotFound");
         assert!(error.to_string().contains("a, b"));
+    }
+
+    #[test]
+    fn an_api_error_is_one_line_with_the_api_servers_message_not_a_dump() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure",
+            "message": "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: field is immutable",
+            "reason": "Invalid",
+            "details": {"name": "web", "kind": "Deployment", "causes": [{"field": "spec.selector"}]},
+            "code": 422
+        }))
+        .unwrap();
+        let error = Error::kube("apply", "Deployment shop/web")(kube::Error::Api(Box::new(status)));
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            "apply Deployment shop/web: Deployment.apps \"web\" is invalid: spec.selector: Invalid value: field is immutable"
+        );
+        assert!(!message.contains("Status {"), "no debug dump: {message}");
+    }
+
+    #[test]
+    fn a_child_conflict_is_stalled_and_names_the_object_and_what_to_do() {
+        let error = Error::ChildConflict {
+            object: "Service shop/taken".into(),
+            holder: "not created by Paved".into(),
+            owner_kind: "Service".into(),
+        };
+        assert!(error.is_stalled());
+        assert_eq!(error.reason(), "ChildConflict");
+        let message = error.to_string();
+        assert!(!message.contains('\n'));
+        assert!(
+            message.starts_with("Service shop/taken already exists"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "rename this Service, or delete or rename the existing Service shop/taken"
+            ),
+            "{message}"
+        );
     }
 }

@@ -11,17 +11,51 @@
 //!                                            Service (same ns)       PDB (production)
 //! ```
 //!
-//! Where things are:
-//! - [`api`]: the CRD types (`paved.dev/v1alpha1`), schema and CEL rules.
-//! - [`resolve`]: pure resolve + validate, from a snapshot of the three kinds.
-//! - [`children`]: pure builders, CRs → Kubernetes objects (shared with `paved render`).
-//! - [`status`]: pure status computation (conditions, catalog fields).
-//! - [`lifecycle`]: pure expiry and stop/start schedule of an Environment.
-//! - [`reconcile`]: the thin reconcilers: resolve → validate → build → apply → status.
-//! - [`cli`]: the Day-2 commands (`paved rollback`, `restart`, `stop`, `start`).
-//! - [`catalog`]: the catalog as Backstage entities (`/catalog/backstage`).
-//! - [`runtime`]: metrics, health endpoints, leader election, controller wiring.
-//! - [`names`]: every label, annotation, condition and reason name.
+//! Where things are (pure modules above the line, I/O below):
+//!
+//! ```text
+//! src/
+//! ├── api/                 the CRD types (paved.dev/v1alpha1), schema and CEL rules
+//! ├── names.rs             every label, annotation, condition and reason name
+//! ├── error.rs             the one error type; which errors stall, their reasons
+//! ├── resolve.rs           snapshot of the three kinds → ResolvedService, validation
+//! ├── children/            pure builders: CRs → the children Paved writes
+//! │   ├── mod.rs           ServiceChildren (the child set of a Service), shared labels
+//! │   ├── environment.rs   EnvironmentChildren (the child set of an Environment)
+//! │   ├── deployment.rs    Deployment          ├── core_service.rs  core Service
+//! │   ├── ingress.rs       Ingress             ├── autoscaler.rs    HPA
+//! │   ├── pdb.rs           PodDisruptionBudget ├── namespace.rs     Namespace
+//! │   ├── tenancy.rs       RoleBindings        ├── guardrails.rs    quota, defaults, isolation
+//! │   ├── clone.rs         preview copies      ├── config.rs        env, config keys, config hash
+//! │   └── cases/           the builders' contract as data: manifests in, children out
+//! ├── status/              pure status: condition helpers and the Service's status
+//! │   ├── application.rs   an Application's status
+//! │   └── environment.rs   an Environment's status
+//! ├── lifecycle.rs         expiry and stop/start schedule of an Environment
+//! ├── catalog.rs           the catalog as Backstage entities (/catalog/backstage)
+//! │ ─────────────────────────────────────────────────────────────────────────────
+//! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
+//! │   ├── mod.rs           Context, the prologue every reconcile starts with
+//! │   ├── converge.rs      the one converge: ownership check, apply, delete, own-write memory
+//! │   ├── stores.rs        the reflector stores, declared once
+//! │   ├── status_writer.rs writing status: only on change, paced, bridged over store lag
+//! │   ├── events.rs        Events on Ready transitions
+//! │   ├── service.rs       application.rs environment.rs: one reconcile per kind
+//! │   └── preview.rs       a preview's copies of its base
+//! ├── runtime/             process wiring
+//! │   ├── controllers.rs   reflectors, watches and the three controllers
+//! │   ├── triggers.rs      which objects a watch event reconciles (pure, tested)
+//! │   └── metrics.rs http.rs leader.rs telemetry.rs
+//! └── cli/                 the `paved` subcommands besides `run`
+//!     ├── render.rs        `paved render`: the children of manifests, offline
+//!     ├── crd.rs           `paved crd`: the CRDs as YAML
+//!     └── day2.rs          `paved rollback`, `restart`, `stop`, `start`
+//! ```
+//!
+//! Adding a child kind to Service: a builder in `children/`, a field in
+//! [`children::ServiceChildren`] and a store in `reconcile/stores.rs`; the compiler
+//! then points at every place that handles children (the reconcile, the watches,
+//! `paved render`), as each destructures the child set without `..`.
 
 pub mod api;
 pub mod catalog;

@@ -102,6 +102,9 @@ pub mod reasons {
     pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
     /// A preview's base Environment (spec.cloneFrom.environment) is gone; the copies stay.
     pub const BASE_MISSING: &str = "BaseMissing";
+    /// A child's name is held by an object Paved did not create (or another owner's):
+    /// Paved leaves it alone and waits for the user to rename or remove one of them.
+    pub const CHILD_CONFLICT: &str = "ChildConflict";
     /// Event reason: the Environment's ttl has passed and it deletes itself.
     pub const EXPIRED: &str = "Expired";
     // Transient failures (retried).

@@ -22,12 +22,19 @@ pub type ReferencedConfig = BTreeMap<String, Option<String>>;
 
 /// Which Secret and ConfigMap keys the Service's containers read (its own env and its Application's).
 pub fn referenced_config_keys(resolved: &ResolvedService<'_>) -> Vec<ConfigKey> {
-    let mut keys: Vec<ConfigKey> = resolved
-        .application
-        .spec
-        .env
-        .iter()
-        .chain(resolved.service.spec.env.iter())
+    config_keys(
+        resolved
+            .application
+            .spec
+            .env
+            .iter()
+            .chain(resolved.service.spec.env.iter()),
+    )
+}
+
+/// The Secret and ConfigMap keys that `env` reads through `valueFrom`, sorted, once each.
+pub fn config_keys<'a>(env: impl Iterator<Item = &'a EnvVar>) -> Vec<ConfigKey> {
+    let mut keys: Vec<ConfigKey> = env
         .filter_map(|var| var.value_from.as_ref())
         .flat_map(|from| {
             let secret = from.secret_key_ref.as_ref().map(|r| ConfigKey {

@@ -194,7 +194,7 @@ spec:
         ))
         .unwrap();
         assert!(
-            crate::reconcile::apply::is_subset(
+            crate::reconcile::converge::is_subset(
                 &serde_json::to_value(&expected).unwrap(),
                 &serde_json::to_value(&yaml).unwrap()
             ),

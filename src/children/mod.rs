@@ -26,12 +26,17 @@ mod pdb;
 pub mod tenancy;
 
 pub use autoscaler::render_autoscaler;
-pub use config::{ReferencedConfig, config_hash, container_env, referenced_config_keys};
+pub use config::{
+    ReferencedConfig, config_hash, config_keys, container_env, referenced_config_keys,
+};
 pub use core_service::render_core_service;
 pub use deployment::{
     PRODUCTION_DEFAULT_REPLICAS, desired_replicas, environment_stopped, render_deployment,
 };
-pub use environment::{environment_child_labels, environment_child_metadata};
+pub use environment::{
+    EnvironmentChildren, Named, environment_child_labels, environment_child_metadata,
+    render_environment_children,
+};
 pub use ingress::{public_url, render_ingress};
 pub use namespace::{is_created_by, render_namespace};
 pub use pdb::render_disruption_budget;
@@ -162,6 +167,51 @@ pub fn controller_reference<K: Resource<DynamicType = ()>>(owner: &K) -> Option<
         controller: Some(true),
         block_owner_deletion: Some(true),
     })
+}
+
+/// The builders' contract as data: every `cases/<name>.in.yaml` (manifests, as a
+/// user writes them) renders, through the code `paved render` and the controller
+/// share, to exactly `cases/<name>.out.yaml` (the children, then one `# problem:`
+/// line per object that cannot be rendered). `PAVED_BLESS=1` rewrites the `.out.yaml`
+/// files from what the builders produce now: review the diff before committing it.
+#[cfg(test)]
+mod cases {
+    use std::path::Path;
+
+    #[test]
+    fn every_manifest_in_cases_renders_exactly_its_expected_children() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/children/cases");
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .expect("src/children/cases")
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(".in.yaml"))
+            .collect();
+        inputs.sort();
+        assert!(inputs.len() >= 4, "cases found: {inputs:?}");
+        let bless = std::env::var_os("PAVED_BLESS").is_some();
+        for input in inputs {
+            let manifests = std::fs::read_to_string(&input).unwrap();
+            let snapshot = crate::cli::render::parse(&manifests)
+                .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+            let rendered = crate::cli::render::render(&snapshot);
+            let mut children = rendered.yaml;
+            for problem in &rendered.problems {
+                children.push_str(&format!("# problem: {problem}\n"));
+            }
+            let expected = input.to_string_lossy().replace(".in.yaml", ".out.yaml");
+            if bless {
+                std::fs::write(&expected, &children).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&expected)
+                .unwrap_or_else(|e| panic!("{expected}: {e} (PAVED_BLESS=1 writes it)"));
+            assert!(
+                want == children,
+                "{} renders otherwise than {expected}:\n{children}",
+                input.display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

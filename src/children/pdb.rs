@@ -89,7 +89,7 @@ spec:
         .unwrap();
         let actual = serde_json::to_value(&budget).unwrap();
         assert!(
-            crate::reconcile::apply::is_subset(&expected, &actual),
+            crate::reconcile::converge::is_subset(&expected, &actual),
             "{}",
             serde_yaml::to_string(&actual).unwrap()
         );

@@ -10,8 +10,11 @@ use kube::ResourceExt;
 use serde::Deserialize;
 
 use crate::api::{Application, Environment, Service};
-use crate::children::{ReferencedConfig, render_namespace, render_service_children};
-use crate::reconcile::apply::body_with_digest;
+use crate::children::{
+    EnvironmentChildren, ReferencedConfig, ServiceChildren, render_environment_children,
+    render_namespace, render_service_children,
+};
+use crate::reconcile::converge::body_with_digest;
 use crate::resolve::{Snapshot, resolve_service};
 
 /// Result of rendering: YAML documents, plus one message per object that could not be rendered.
@@ -81,40 +84,48 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
     for environment in &snapshot.environments {
         push(body_with_digest(&render_namespace(environment)).expect("serializable"));
         // Access and guardrails (previews' copies need the base's live objects: not rendered).
-        for role in crate::children::tenancy::ACCESS_ROLES {
-            if let Some(binding) = crate::children::tenancy::render_role_binding(environment, role)
-            {
-                push(body_with_digest(&binding).expect("serializable"));
-            }
+        let EnvironmentChildren {
+            role_bindings,
+            resource_quota,
+            limit_range,
+            network_policy,
+        } = render_environment_children(environment, &ingress_namespace);
+        for binding in role_bindings.iter().filter_map(|b| b.object.as_ref()) {
+            push(body_with_digest(binding).expect("serializable"));
         }
-        if let Some(quota) = crate::children::guardrails::render_resource_quota(environment) {
-            push(body_with_digest(&quota).expect("serializable"));
+        if let Some(quota) = &resource_quota.object {
+            push(body_with_digest(quota).expect("serializable"));
         }
-        if let Some(range) = crate::children::guardrails::render_limit_range(environment) {
-            push(body_with_digest(&range).expect("serializable"));
+        if let Some(range) = &limit_range.object {
+            push(body_with_digest(range).expect("serializable"));
         }
-        if let Some(policy) =
-            crate::children::guardrails::render_network_policy(environment, &ingress_namespace)
-        {
-            push(body_with_digest(&policy).expect("serializable"));
+        if let Some(policy) = &network_policy.object {
+            push(body_with_digest(policy).expect("serializable"));
         }
     }
     let mut problems = Vec::new();
     for service in &snapshot.services {
         match resolve_service(snapshot, service) {
             Ok(resolved) => {
-                let children = render_service_children(&resolved, &ReferencedConfig::new());
-                push(body_with_digest(&children.deployment).expect("serializable"));
-                if let Some(core) = &children.core_service {
+                let ServiceChildren {
+                    deployment,
+                    core_service,
+                    ingress,
+                    autoscaler,
+                    disruption_budget,
+                    config_hash: _,
+                } = render_service_children(&resolved, &ReferencedConfig::new());
+                push(body_with_digest(&deployment).expect("serializable"));
+                if let Some(core) = &core_service {
                     push(body_with_digest(core).expect("serializable"));
                 }
-                if let Some(ingress) = &children.ingress {
+                if let Some(ingress) = &ingress {
                     push(body_with_digest(ingress).expect("serializable"));
                 }
-                if let Some(hpa) = &children.autoscaler {
+                if let Some(hpa) = &autoscaler {
                     push(body_with_digest(hpa).expect("serializable"));
                 }
-                if let Some(budget) = &children.disruption_budget {
+                if let Some(budget) = &disruption_budget {
                     push(body_with_digest(budget).expect("serializable"));
                 }
             }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 
-use super::{Context, now, write_status};
+use super::{Context, Start, now, prologue, write_status};
 use crate::api::Application;
 use crate::error::{Error, Result};
 use crate::status::application_status;
@@ -16,19 +16,14 @@ use crate::status::application_status;
 const RESYNC: Duration = Duration::from_secs(600);
 
 pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started("Application");
-    if !ctx.stores.wait_until_ready().await {
-        return Ok(Action::await_change());
-    }
-    if application.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
+    let (_timer, start) = prologue(&ctx, application).await;
+    let application = match start {
+        Start::Reconcile(application) => application,
+        Start::Deleting(_) | Start::Nothing => return Ok(Action::await_change()),
+    };
     let namespace = application
         .namespace()
         .ok_or_else(|| Error::InvalidObject(application.name_any()))?;
-    if ctx.stores.namespace_terminating(&namespace) {
-        return Ok(Action::await_change());
-    }
     let snapshot = ctx.stores.snapshot();
     let in_environment = snapshot
         .environment_of(&namespace, "Application")

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -18,16 +17,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{Applied, apply, apply_params, delete_if_controlled};
-use super::{Context, StatusWrite, now, preview};
+use super::converge::{
+    Applied, OWN_WRITE_MEMORY, ObjectKey, Owner, apply, apply_params, converge, delete,
+};
+use super::{Context, Start, StatusWrite, now, preview, prologue};
 use crate::api::Environment;
 use crate::api::environment::QuotaUsage;
-use crate::children::guardrails::{
-    DEFAULTS_NAME, ISOLATION_NAME, QUOTA_NAME, render_limit_range, render_network_policy,
-    render_resource_quota,
+use crate::children::guardrails::QUOTA_NAME;
+use crate::children::{
+    EnvironmentChildren, Named, is_created_by, render_environment_children, render_namespace,
 };
-use crate::children::tenancy::{ACCESS_ROLES, access_role_name, render_role_binding};
-use crate::children::{is_created_by, render_namespace};
 use crate::error::{Error, Result};
 use crate::lifecycle::{LifecycleState, lifecycle_state, rfc3339};
 use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};
@@ -36,15 +35,13 @@ use crate::status::{EnvironmentObservation, environment_status_observed};
 const RESYNC: Duration = Duration::from_secs(600);
 
 pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started("Environment");
-    if !ctx.stores.wait_until_ready().await {
-        return Ok(Action::await_change());
-    }
+    let (_timer, start) = prologue(&ctx, environment).await;
     let api: Api<Environment> = Api::all(ctx.client.clone());
-
-    if environment.meta().deletion_timestamp.is_some() {
-        return finalize(&ctx, &api, &environment).await;
-    }
+    let environment = match start {
+        Start::Reconcile(environment) => environment,
+        Start::Deleting(environment) => return finalize(&ctx, &api, &environment).await,
+        Start::Nothing => return Ok(Action::await_change()),
+    };
     if !environment
         .finalizers()
         .iter()
@@ -66,8 +63,11 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
 
     let mut namespace_outcome = ensure_namespace(&ctx, &environment).await;
     let namespace = environment.namespace_name();
+    let mut look_again = false;
     if namespace_outcome.is_ok() && !ctx.stores.namespace_terminating(&namespace) {
-        namespace_outcome = apply_children(&ctx, &environment).await;
+        namespace_outcome = apply_children(&ctx, &environment)
+            .await
+            .map(|again| look_again = again);
     }
     if let Err(error) = &namespace_outcome {
         if !error.is_stalled() {
@@ -81,7 +81,9 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     let mut problem = invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0));
     if let (Ok(()), Some(clone_from)) = (&namespace_outcome, &environment.spec.clone_from) {
         let snapshot = ctx.stores.snapshot();
-        let base = preview::sync_clones(&ctx, &environment, clone_from, &snapshot).await?;
+        let (base, copies_look_again) =
+            preview::sync_clones(&ctx, &environment, clone_from, &snapshot).await?;
+        look_again |= copies_look_again;
         if !base.present {
             problem.get_or_insert(Error::BaseMissing {
                 base: clone_from.environment.clone(),
@@ -102,9 +104,12 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         observation,
     )
     .await?;
-    Ok(Action::requeue(
-        written.requeue(until_next_change(&lifecycle, clock)),
-    ))
+    let next = written.requeue(until_next_change(&lifecycle, clock));
+    Ok(Action::requeue(if look_again {
+        next.min(OWN_WRITE_MEMORY)
+    } else {
+        next
+    }))
 }
 
 /// Requeue at the next expiry or schedule flip (a second late, so it has
@@ -194,83 +199,47 @@ fn quota_usage(ctx: &Context, environment: &Environment) -> Option<QuotaUsage> {
 }
 
 /// RoleBindings (access) and ResourceQuota, LimitRange, NetworkPolicy
-/// (guardrails), each applied when wanted and deleted (if the Environment
-/// controls it) when not.
-async fn apply_children(ctx: &Context, environment: &Environment) -> Result<()> {
+/// (guardrails), each converged: applied when wanted, deleted (if the
+/// Environment controls it) when not. True: look again soon (see
+/// [`super::converge::Converged`]).
+async fn apply_children(ctx: &Context, environment: &Environment) -> Result<bool> {
     let namespace = environment.namespace_name();
-    let owner = environment.meta().uid.as_deref();
-    fn at<K: Resource<DynamicType = ()>>(name: &str, namespace: &str) -> ObjectRef<K> {
-        ObjectRef::new(name).within(namespace)
+    let owner = Owner::of(environment);
+    // Every child, by name: a new one does not compile until it is converged here.
+    let EnvironmentChildren {
+        role_bindings,
+        resource_quota,
+        limit_range,
+        network_policy,
+    } = render_environment_children(environment, &ctx.ingress_namespace_labels);
+    let stores = &ctx.stores;
+    let mut look_again = false;
+    for Named { name, object } in role_bindings {
+        let live = stores.role_bindings.get(&at(&name, &namespace));
+        look_again |= converge(ctx, &owner, &namespace, &name, object.as_ref(), live)
+            .await?
+            .look_again;
     }
-    for role in ACCESS_ROLES {
-        converge(
-            ctx,
-            &namespace,
-            render_role_binding(environment, role).as_ref(),
-            ctx.stores
-                .role_bindings
-                .get(&at(&access_role_name(role), &namespace)),
-            owner,
-        )
-        .await?;
-    }
-    converge(
-        ctx,
-        &namespace,
-        render_resource_quota(environment).as_ref(),
-        ctx.stores.resource_quotas.get(&at(QUOTA_NAME, &namespace)),
-        owner,
-    )
-    .await?;
-    converge(
-        ctx,
-        &namespace,
-        render_limit_range(environment).as_ref(),
-        ctx.stores.limit_ranges.get(&at(DEFAULTS_NAME, &namespace)),
-        owner,
-    )
-    .await?;
-    converge(
-        ctx,
-        &namespace,
-        render_network_policy(environment, &ctx.ingress_namespace_labels).as_ref(),
-        ctx.stores
-            .network_policies
-            .get(&at(ISOLATION_NAME, &namespace)),
-        owner,
-    )
-    .await?;
-    Ok(())
+    let Named { name, object } = resource_quota;
+    let live = stores.resource_quotas.get(&at(&name, &namespace));
+    look_again |= converge(ctx, &owner, &namespace, &name, object.as_ref(), live)
+        .await?
+        .look_again;
+    let Named { name, object } = limit_range;
+    let live = stores.limit_ranges.get(&at(&name, &namespace));
+    look_again |= converge(ctx, &owner, &namespace, &name, object.as_ref(), live)
+        .await?
+        .look_again;
+    let Named { name, object } = network_policy;
+    let live = stores.network_policies.get(&at(&name, &namespace));
+    look_again |= converge(ctx, &owner, &namespace, &name, object.as_ref(), live)
+        .await?
+        .look_again;
+    Ok(look_again)
 }
 
-/// Make one child match: apply it when desired, delete it (if this Environment
-/// controls it) when not.
-async fn converge<K>(
-    ctx: &Context,
-    namespace: &str,
-    desired: Option<&K>,
-    live: Option<Arc<K>>,
-    owner: Option<&str>,
-) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let written = match desired {
-        Some(desired) => matches!(
-            apply(&api, desired, live.as_deref()).await?,
-            Applied::Written(_)
-        ),
-        None => delete_if_controlled(&api, live.as_deref(), owner).await?,
-    };
-    if written {
-        ctx.metrics.wrote(&K::kind(&()));
-    }
-    Ok(())
+fn at<K: Resource<DynamicType = ()>>(name: &str, namespace: &str) -> ObjectRef<K> {
+    ObjectRef::new(name).within(namespace)
 }
 
 /// Create (or repair) the namespace, refusing one this Environment did not create.
@@ -396,20 +365,11 @@ async fn finalize(
         .map_err(Error::kube("read", format!("Namespace {namespace_name}")))?;
     if let Some(live) = live.filter(|ns| is_created_by(ns, environment)) {
         if live.meta().deletion_timestamp.is_none() {
-            match namespaces
-                .delete(&namespace_name, &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Kube {
-                        step: "delete",
-                        object: format!("Namespace {namespace_name}"),
-                        source,
-                    });
-                }
-            }
+            delete(
+                &namespaces,
+                &ObjectKey::new::<Namespace>(None, &namespace_name),
+            )
+            .await?;
             ctx.metrics.wrote("Namespace");
             let event = Event {
                 type_: EventType::Normal,

@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::ObjectRef;
 
-use super::apply::{Applied, OWN_WRITE_MEMORY, apply, delete_if_controlled};
-use super::{Context, now, write_status};
+use super::converge::{OWN_WRITE_MEMORY, Owner, converge};
+use super::{Context, Start, now, prologue, write_status};
 use crate::api::Service;
 use crate::api::service::DependencyStatus;
 use crate::children::config::{ConfigKind, value_digest};
 use crate::children::{
-    ReferencedConfig, environment_stopped, public_url, referenced_config_keys,
+    ReferencedConfig, ServiceChildren, environment_stopped, public_url, referenced_config_keys,
     render_service_children,
 };
 use crate::error::{Error, Result};
@@ -34,29 +34,16 @@ const RESYNC: Duration = Duration::from_secs(600);
 const STALLED_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started("Service");
-    if !ctx.stores.wait_until_ready().await {
-        return Ok(Action::await_change());
-    }
-    if service.meta().deletion_timestamp.is_some() {
+    let (_timer, start) = prologue(&ctx, service).await;
+    let service = match start {
+        Start::Reconcile(service) => service,
         // Children go with their owner through garbage collection.
-        return Ok(Action::await_change());
-    }
+        Start::Deleting(_) | Start::Nothing => return Ok(Action::await_change()),
+    };
     let namespace = service
         .namespace()
         .ok_or_else(|| Error::InvalidObject(service.name_any()))?;
-    if ctx.stores.namespace_terminating(&namespace) {
-        return Ok(Action::await_change());
-    }
     let snapshot = ctx.stores.snapshot();
-    let uid = service.meta().uid.clone().unwrap_or_default();
-    let service = match ctx.status_pacer.newer_than(&uid, service.status.as_ref()) {
-        Some(own) => Arc::new(Service {
-            status: Some(own),
-            ..(*service).clone()
-        }),
-        None => service,
-    };
 
     let outcome = match resolve_service(&snapshot, &service) {
         Ok(resolved) => {
@@ -125,68 +112,88 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
-/// Apply every desired child and delete those that must no longer exist, all at once.
+/// Converge every child at once: apply the desired ones, delete those that must
+/// no longer exist.
 async fn apply_children(
     ctx: &Context,
     service: &Service,
     namespace: &str,
-    children: crate::children::ServiceChildren,
+    children: ServiceChildren,
 ) -> Result<ChildrenWritten> {
+    // Every child, by name: a new one does not compile until it is converged here.
+    let ServiceChildren {
+        deployment,
+        core_service,
+        ingress,
+        autoscaler,
+        disruption_budget,
+        config_hash: _,
+    } = children;
     let name = service.name_any();
-    let owner = service.meta().uid.as_deref();
+    let owner = Owner::of(service);
     let stores = &ctx.stores;
     let (deployment, core_service, ingress, autoscaler, disruption_budget) = futures::try_join!(
         converge(
             ctx,
+            &owner,
             namespace,
             &name,
-            Some(&children.deployment),
-            &stores.deployments,
-            owner
+            Some(&deployment),
+            stores
+                .deployments
+                .get(&ObjectRef::new(&name).within(namespace))
         ),
         converge(
             ctx,
+            &owner,
             namespace,
             &name,
-            children.core_service.as_ref(),
-            &stores.core_services,
-            owner
+            core_service.as_ref(),
+            stores
+                .core_services
+                .get(&ObjectRef::new(&name).within(namespace))
         ),
         converge(
             ctx,
+            &owner,
             namespace,
             &name,
-            children.ingress.as_ref(),
-            &stores.ingresses,
-            owner
+            ingress.as_ref(),
+            stores
+                .ingresses
+                .get(&ObjectRef::new(&name).within(namespace))
         ),
         converge(
             ctx,
+            &owner,
             namespace,
             &name,
-            children.autoscaler.as_ref(),
-            &stores.autoscalers,
-            owner
+            autoscaler.as_ref(),
+            stores
+                .autoscalers
+                .get(&ObjectRef::new(&name).within(namespace))
         ),
         converge(
             ctx,
+            &owner,
             namespace,
             &name,
-            children.disruption_budget.as_ref(),
-            &stores.disruption_budgets,
-            owner
+            disruption_budget.as_ref(),
+            stores
+                .disruption_budgets
+                .get(&ObjectRef::new(&name).within(namespace))
         ),
     )?;
-    let stood_in = [
-        deployment.stood_in,
-        core_service.stood_in,
-        ingress.stood_in,
-        autoscaler.stood_in,
-        disruption_budget.stood_in,
+    let look_again = [
+        deployment.look_again,
+        core_service.look_again,
+        ingress.look_again,
+        autoscaler.look_again,
+        disruption_budget.look_again,
     ];
     Ok(ChildrenWritten {
         deployment: deployment.written,
-        look_again: stood_in.contains(&true).then_some(OWN_WRITE_MEMORY),
+        look_again: look_again.contains(&true).then_some(OWN_WRITE_MEMORY),
     })
 }
 
@@ -195,60 +202,9 @@ struct ChildrenWritten {
     /// The Deployment, when it was written (fresher than the store).
     deployment: Option<Deployment>,
     /// Set when a child missing from the store was taken as Paved's own recent
-    /// write: look again once that memory runs out, in case it was deleted since.
+    /// write (look again once that memory runs out, in case it was deleted since),
+    /// or a child's name is still held by an earlier owner's child.
     look_again: Option<Duration>,
-}
-
-/// What [`converge`] did to one child.
-struct Converged<K> {
-    written: Option<K>,
-    stood_in: bool,
-}
-
-/// Make one child match: apply it when desired, delete it (if Paved controls it)
-/// when not. Returns the object when it was written.
-async fn converge<K>(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    desired: Option<&K>,
-    store: &Store<K>,
-    owner: Option<&str>,
-) -> Result<Converged<K>>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + Clone
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let kind = K::kind(&());
-    let in_store = store.get(&ObjectRef::new(name).within(namespace));
-    let (live, stood_in) = ctx.own_writes.live(namespace, name, in_store);
-    let mut converged = Converged {
-        written: None,
-        stood_in,
-    };
-    match desired {
-        Some(desired) => {
-            if let Applied::Written(object) = apply(&api, desired, live.as_deref()).await? {
-                ctx.metrics.wrote(&kind);
-                ctx.own_writes.remember(object.clone());
-                converged.written = Some(object);
-            }
-        }
-        None => {
-            ctx.own_writes.forget::<K>(namespace, name);
-            if delete_if_controlled(&api, live.as_deref(), owner).await? {
-                ctx.metrics.wrote(&kind);
-            }
-        }
-    }
-    Ok(converged)
 }
 
 /// Digest the values behind every referenced Secret/ConfigMap key (missing → None).

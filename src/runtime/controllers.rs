@@ -14,28 +14,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, ResourceQuota, Secret, Service as CoreService,
-};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
+use super::triggers;
 use crate::api::{Application, Environment, Service};
+use crate::children::config::ConfigKind;
 use crate::error::Error;
-use crate::names::{CONTROLLER_NAME, labels, reasons};
-use crate::reconcile::{self, Context, Stores, StoresLoaded};
+use crate::names::{CONTROLLER_NAME, labels};
+use crate::reconcile::{self, Context, StoreWriters};
 
 /// Runtime knobs of the controllers.
 #[derive(Clone, Debug)]
@@ -49,15 +45,13 @@ pub struct Settings {
     pub ingress_namespace_labels: std::collections::BTreeMap<String, String>,
 }
 
-/// A reflector: a store kept current by a watch, and the stream that feeds it
-/// (which must be polled, here by a controller).
+/// A reflector: the store of `writer` kept current by a watch; returns the stream
+/// that feeds it (which must be polled, here by a controller).
 fn reflect<K>(
+    writer: Writer<K>,
     api: Api<K>,
     config: watcher::Config,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send,
-)
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -67,13 +61,11 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
+    watcher(api, config)
         .default_backoff()
         .modify(drop_managed_fields)
         .reflect(writer)
-        .touched_objects();
-    (reader, stream)
+        .touched_objects()
 }
 
 /// Paved never reads managedFields; not keeping them roughly halves the memory of the stores.
@@ -84,11 +76,9 @@ fn drop_managed_fields<K: Resource>(object: &mut K) {
 /// A reflector of a custom resource whose stream only lets through changes of
 /// generation or finalizers (not status).
 fn reflect_spec_changes<K>(
+    writer: Writer<K>,
     api: Api<K>,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send,
-)
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -98,14 +88,12 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+    watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(drop_managed_fields)
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(spec_or_lifecycle::<K>, Default::default());
-    (reader, stream)
+        .predicate_filter(spec_or_lifecycle::<K>, Default::default())
 }
 
 /// Hash of what a user changes (generation) and of the object's lifecycle
@@ -172,44 +160,12 @@ pub async fn run(
     let managed = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
     let environment_namespaces = watcher::Config::default().labels(labels::ENVIRONMENT);
 
-    let (environments, environment_stream) =
-        reflect_spec_changes(Api::<Environment>::all(client.clone()));
-    let (applications, application_stream) =
-        reflect_spec_changes(Api::<Application>::all(client.clone()));
-    let (services, service_stream) = reflect_spec_changes(Api::<Service>::all(client.clone()));
-    let (namespaces, namespace_stream) = reflect(
-        Api::<Namespace>::all(client.clone()),
-        environment_namespaces.clone(),
-    );
-    let (deployments, deployment_stream) =
-        reflect(Api::<Deployment>::all(client.clone()), managed.clone());
-    let (core_services, core_service_stream) =
-        reflect(Api::<CoreService>::all(client.clone()), managed.clone());
-    let (ingresses, ingress_stream) = reflect(Api::<Ingress>::all(client.clone()), managed.clone());
-    let (autoscalers, autoscaler_stream) = reflect(
-        Api::<HorizontalPodAutoscaler>::all(client.clone()),
-        managed.clone(),
-    );
-
-    let (disruption_budgets, disruption_budget_stream) = reflect(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        managed.clone(),
-    );
-
-    let (role_bindings, role_binding_stream) =
-        reflect(Api::<RoleBinding>::all(client.clone()), managed.clone());
-    let (resource_quotas, resource_quota_stream) =
-        reflect(Api::<ResourceQuota>::all(client.clone()), managed.clone());
-    let (limit_ranges, limit_range_stream) =
-        reflect(Api::<LimitRange>::all(client.clone()), managed.clone());
-    let (network_policies, network_policy_stream) =
-        reflect(Api::<NetworkPolicy>::all(client.clone()), managed.clone());
-
-    let (loaded_gate, loaded) = tokio::sync::watch::channel(false);
-    let stores = Stores {
-        environments: environments.clone(),
-        applications: applications.clone(),
-        services: services.clone(),
+    let (stores, writers, stores_loaded) = reconcile::new_stores();
+    // Every store, by name: a store without its watch does not compile.
+    let StoreWriters {
+        environments,
+        applications,
+        services,
         namespaces,
         deployments,
         core_services,
@@ -220,13 +176,27 @@ pub async fn run(
         resource_quotas,
         limit_ranges,
         network_policies,
-        loaded,
-    };
-    let stores_loaded = StoresLoaded {
-        stores: stores.clone(),
-        gate: loaded_gate,
-    }
-    .run();
+    } = writers;
+    let all = || client.clone();
+    let environment_stream = reflect_spec_changes(environments, Api::all(all()));
+    let application_stream = reflect_spec_changes(applications, Api::all(all()));
+    let service_stream = reflect_spec_changes(services, Api::all(all()));
+    let namespace_stream = reflect(namespaces, Api::all(all()), environment_namespaces.clone());
+    let deployment_stream = reflect(deployments, Api::all(all()), managed.clone());
+    let core_service_stream = reflect(core_services, Api::all(all()), managed.clone());
+    let ingress_stream = reflect(ingresses, Api::all(all()), managed.clone());
+    let autoscaler_stream = reflect(autoscalers, Api::all(all()), managed.clone());
+    let disruption_budget_stream = reflect(disruption_budgets, Api::all(all()), managed.clone());
+    let role_binding_stream = reflect(role_bindings, Api::all(all()), managed.clone());
+    let resource_quota_stream = reflect(resource_quotas, Api::all(all()), managed.clone());
+    let limit_range_stream = reflect(limit_ranges, Api::all(all()), managed.clone());
+    let network_policy_stream = reflect(network_policies, Api::all(all()), managed);
+    let stores_loaded = stores_loaded.run();
+    let (environments, applications, services) = (
+        stores.environments.clone(),
+        stores.applications.clone(),
+        stores.services.clone(),
+    );
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: settings.instance.clone(),
@@ -237,7 +207,6 @@ pub async fn run(
         metrics: metrics.clone(),
         stores: stores.clone(),
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
-        status_pacer: Default::default(),
         own_writes: Default::default(),
     });
     // Services fold a burst of their own events (20 ms). Applications and
@@ -251,46 +220,17 @@ pub async fn run(
     let aggregate_config = ControllerConfig::default().concurrency(settings.concurrency);
 
     // --- Environment --------------------------------------------------------
-    let envs_by_namespace = environments.clone();
-    // The Environment of the namespace, and the previews cloned from it (they follow it).
-    let environment_of_namespace = move |namespace: Option<String>| {
-        let namespace = namespace.unwrap_or_default();
-        let all = envs_by_namespace.state();
-        let owners: Vec<String> = all
-            .iter()
-            .filter(|e| e.namespace_name() == namespace)
-            .map(|e| e.name_any())
-            .collect();
-        all.iter()
-            .filter(|e| {
-                e.namespace_name() == namespace
-                    || e.spec
-                        .clone_from
-                        .as_ref()
-                        .is_some_and(|c| owners.contains(&c.environment))
-            })
-            .map(|e| ObjectRef::from_obj(e.as_ref()))
-            .collect::<Vec<_>>()
+    let envs = environments.clone();
+    let env_of_app = move |a: Application| {
+        triggers::environments_for_namespace(&envs.state(), &a.namespace().unwrap_or_default())
     };
-    let previews_of = {
-        let environments = environments.clone();
-        move |base: Environment| {
-            let base = base.name_any();
-            environments
-                .state()
-                .iter()
-                .filter(|e| {
-                    e.spec
-                        .clone_from
-                        .as_ref()
-                        .is_some_and(|c| c.environment == base)
-                })
-                .map(|e| ObjectRef::from_obj(e.as_ref()))
-                .collect::<Vec<_>>()
-        }
+    let envs = environments.clone();
+    let env_of_svc = move |s: Service| {
+        triggers::environments_for_namespace(&envs.state(), &s.namespace().unwrap_or_default())
     };
-    let env_of_app = environment_of_namespace.clone();
-    let env_of_svc = environment_of_namespace.clone();
+    let envs = environments.clone();
+    let previews_of =
+        move |base: Environment| triggers::previews_of(&envs.state(), &base.name_any());
     let environment_controller = Controller::for_stream(environment_stream, environments.clone())
         .with_config(aggregate_config.clone())
         .owns_stream(namespace_stream)
@@ -312,12 +252,12 @@ pub async fn run(
         .watches(
             Api::<Application>::all(client.clone()),
             watcher::Config::default(),
-            move |a: Application| env_of_app(a.namespace()),
+            env_of_app,
         )
         .watches(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
-            move |s: Service| env_of_svc(s.namespace()),
+            env_of_svc,
         )
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
@@ -328,29 +268,18 @@ pub async fn run(
         .for_each(|result| async move { log_result("Environment", result) });
 
     // --- Application --------------------------------------------------------
-    let apps_in_namespace = applications.clone();
+    let apps = applications.clone();
     let application_controller = Controller::for_stream(application_stream, applications.clone())
         .with_config(aggregate_config)
         .watches(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
-            |s: Service| {
-                s.namespace()
-                    .map(|ns| ObjectRef::<Application>::new(&s.spec.application).within(&ns))
-            },
+            |s: Service| triggers::application_of(&s),
         )
         .watches(
             Api::<Namespace>::all(client.clone()),
             environment_namespaces.clone(),
-            move |ns: Namespace| {
-                let name = ns.name_any();
-                apps_in_namespace
-                    .state()
-                    .iter()
-                    .filter(|a| a.metadata.namespace.as_deref() == Some(name.as_str()))
-                    .map(|a| ObjectRef::from_obj(a.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            move |ns: Namespace| triggers::applications_in(&apps.state(), &ns.name_any()),
         )
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
@@ -361,25 +290,16 @@ pub async fn run(
         .for_each(|result| async move { log_result("Application", result) });
 
     // --- Service ------------------------------------------------------------
-    let services_where = {
-        let services = services.clone();
-        move |keep: &dyn Fn(&Service) -> bool| {
-            services
-                .state()
-                .iter()
-                .filter(|s| keep(s))
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let of_application = services_where.clone();
-    let in_environment = services_where.clone();
-    let in_namespace = services_where.clone();
-    let related = services_where.clone();
-    let reading_config = services_where.clone();
-    let reading_secret = services_where.clone();
-    let apps_for_config = applications.clone();
-    let apps_for_secret = applications.clone();
+    let (of_application, in_environment, in_namespace, related) = (
+        services.clone(),
+        services.clone(),
+        services.clone(),
+        services.clone(),
+    );
+    let (reading_config, reading_secret) = (
+        (services.clone(), applications.clone()),
+        (services.clone(), applications.clone()),
+    );
 
     let service_controller = Controller::for_stream(service_stream, services.clone())
         .with_config(service_config)
@@ -390,10 +310,7 @@ pub async fn run(
         .owns_stream(disruption_budget_stream)
         .watches_stream(
             spec_changes(Api::<Application>::all(client.clone())),
-            move |a: Application| {
-                let (ns, name) = (a.namespace(), a.name_any());
-                of_application(&|s| s.metadata.namespace == ns && s.spec.application == name)
-            },
+            move |a: Application| triggers::services_of_application(&of_application.state(), &a),
         )
         // Spec changes, and stop/start (status.stopped also moves on a schedule).
         .watches_stream(
@@ -405,34 +322,19 @@ pub async fn run(
             .touched_objects()
             .predicate_filter(generation_or_stopped, Default::default()),
             move |e: Environment| {
-                let ns = Some(e.namespace_name());
-                in_environment(&|s| s.metadata.namespace == ns)
+                triggers::services_in(&in_environment.state(), &e.namespace_name())
             },
         )
         .watches(
             Api::<Namespace>::all(client.clone()),
             environment_namespaces,
-            move |n: Namespace| {
-                let ns = Some(n.name_any());
-                in_namespace(&|s| s.metadata.namespace == ns)
-            },
+            move |n: Namespace| triggers::services_in(&in_namespace.state(), &n.name_any()),
         )
         // Dependents see their dependency's readiness; a released host goes to the next claimant.
         .watches(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
-            move |changed: Service| {
-                let (ns, name) = (changed.namespace(), changed.name_any());
-                related(&|s| {
-                    (s.metadata.namespace == ns && s.spec.depends_on.contains(&name))
-                        || s.status.as_ref().is_some_and(|st| {
-                            st.conditions.iter().any(|c| {
-                                c.reason == reasons::HOST_CONFLICT
-                                    || c.reason == reasons::DEPENDENCY_NOT_FOUND
-                            })
-                        })
-                })
-            },
+            move |changed: Service| triggers::services_related_to(&related.state(), &changed),
         )
         .watches_stream(
             watcher(
@@ -442,9 +344,14 @@ pub async fn run(
             .default_backoff()
             .touched_objects(),
             move |cm: PartialObjectMeta<ConfigMap>| {
-                let (ns, name) = (cm.namespace(), cm.name_any());
-                let apps = apps_for_config.state();
-                reading_config(&|s| s.metadata.namespace == ns && reads(s, &apps, &name, false))
+                let (services, applications) = &reading_config;
+                triggers::services_reading(
+                    &services.state(),
+                    &applications.state(),
+                    &cm.namespace().unwrap_or_default(),
+                    ConfigKind::ConfigMap,
+                    &cm.name_any(),
+                )
             },
         )
         .watches_stream(
@@ -455,9 +362,14 @@ pub async fn run(
             .default_backoff()
             .touched_objects(),
             move |secret: PartialObjectMeta<Secret>| {
-                let (ns, name) = (secret.namespace(), secret.name_any());
-                let apps = apps_for_secret.state();
-                reading_secret(&|s| s.metadata.namespace == ns && reads(s, &apps, &name, true))
+                let (services, applications) = &reading_secret;
+                triggers::services_reading(
+                    &services.state(),
+                    &applications.state(),
+                    &secret.namespace().unwrap_or_default(),
+                    ConfigKind::Secret,
+                    &secret.name_any(),
+                )
             },
         )
         .graceful_shutdown_on(stopped(&shutdown))
@@ -505,33 +417,6 @@ pub fn stopped(
     async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     }
-}
-
-/// Whether a Service (or its Application) reads the named Secret/ConfigMap through `valueFrom`.
-fn reads(service: &Service, applications: &[Arc<Application>], name: &str, secret: bool) -> bool {
-    let application_env = applications
-        .iter()
-        .find(|a| {
-            a.metadata.namespace == service.metadata.namespace
-                && a.metadata.name.as_ref() == Some(&service.spec.application)
-        })
-        .map(|a| a.spec.env.clone())
-        .unwrap_or_default();
-    service
-        .spec
-        .env
-        .iter()
-        .chain(application_env.iter())
-        .filter_map(|v| v.value_from.as_ref())
-        .any(|from| {
-            if secret {
-                from.secret_key_ref.as_ref().is_some_and(|r| r.name == name)
-            } else {
-                from.config_map_key_ref
-                    .as_ref()
-                    .is_some_and(|r| r.name == name)
-            }
-        })
 }
 
 fn log_result<K: Resource, E: std::fmt::Display>(

@@ -6,3 +6,4 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod telemetry;
+pub mod triggers;

@@ -1,0 +1,278 @@
+//! Writing the status of Paved's own kinds: only when it differs, progress paced,
+//! bridged over the store's lag behind Paved's own last write (the one own-write
+//! memory of [`super::converge::OwnWrites`]), an Event on a Ready transition.
+
+use std::time::Duration;
+
+use kube::api::{Api, Patch};
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use super::converge::{OWN_WRITE_MEMORY, ObjectKey, OwnWrites};
+use super::events::publish_on_transition;
+use crate::api::Condition;
+use crate::error::{Error, Result};
+
+/// The status of a Paved kind, as far as writing it goes.
+pub trait OwnStatus: serde::Serialize + PartialEq {
+    fn conditions(&self) -> &[Condition];
+    fn observed_generation(&self) -> Option<i64>;
+}
+
+macro_rules! own_status {
+    ($($status:ty),*) => {$(
+        impl OwnStatus for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+        }
+    )*};
+}
+own_status!(
+    crate::api::ServiceStatus,
+    crate::api::ApplicationStatus,
+    crate::api::EnvironmentStatus
+);
+
+/// How often a status may be rewritten for progress alone (pod counts, ready
+/// counts, messages). A new generation or a condition that changes its status or
+/// reason is written at once; progress waits out the rest of the interval, so a
+/// busy object costs at most one progress write per interval, not one per event.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The key of an object's status in the own-write memory: by UID, so a new
+/// object of the same name never inherits what Paved wrote for an old one.
+pub fn status_key<K: Resource<DynamicType = ()>>(object: &K) -> ObjectKey {
+    status_key_of::<K>(object.meta().uid.as_deref().unwrap_or_default())
+}
+
+fn status_key_of<K: Resource<DynamicType = ()>>(uid: &str) -> ObjectKey {
+    ObjectKey {
+        kind: format!("{}Status", K::kind(&())),
+        namespace: None,
+        name: uid.to_string(),
+    }
+}
+
+/// How long a progress-only write must still wait (None: write now): paces
+/// progress writes to one per [`PROGRESS_INTERVAL`].
+fn progress_wait<S: Send + Sync + 'static>(own: &OwnWrites, key: &ObjectKey) -> Option<Duration> {
+    let (since, _) = own.last::<S>(key)?;
+    PROGRESS_INTERVAL
+        .checked_sub(since)
+        .filter(|d| !d.is_zero())
+}
+
+/// The status Paved wrote in the last [`OWN_WRITE_MEMORY`], when the store's copy
+/// (`seen`) is not it and is not of a newer generation. Paved is the only writer of
+/// its status, so then the store has not caught up yet: an event of a child can
+/// overtake the event of the status write. Starting from the store's copy would
+/// write the same status again (and restart its history with a new timestamp).
+pub fn newer_status<S>(own: &OwnWrites, key: &ObjectKey, seen: Option<&S>) -> Option<S>
+where
+    S: OwnStatus + Clone + Send + Sync + 'static,
+{
+    let (since, written) = own.last::<S>(key)?;
+    if since >= OWN_WRITE_MEMORY {
+        return None;
+    }
+    match seen {
+        Some(seen) if *seen == *written => None,
+        Some(seen) if seen.observed_generation() > written.observed_generation() => None,
+        _ => Some((*written).clone()),
+    }
+}
+
+/// Whether `after` says something new about the object, beyond progress.
+fn is_news<S: OwnStatus>(before: &S, after: &S) -> bool {
+    let essence = |status: &S| {
+        let mut conditions: Vec<(String, String, String)> = status
+            .conditions()
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        conditions.sort();
+        (status.observed_generation(), conditions)
+    };
+    essence(before) != essence(after)
+}
+
+/// What [`write_status`] did.
+#[derive(Debug, PartialEq)]
+pub enum StatusWrite {
+    /// Nothing differs.
+    Unchanged,
+    Written,
+    /// Progress only, written too recently: reconcile again after this long.
+    Deferred(Duration),
+}
+
+impl StatusWrite {
+    /// The requeue to ask for: `otherwise`, or sooner when a write is deferred.
+    pub fn requeue(&self, otherwise: Duration) -> Duration {
+        match self {
+            StatusWrite::Deferred(wait) => (*wait).min(otherwise),
+            _ => otherwise,
+        }
+    }
+}
+
+/// Write `status` when it differs from `before`, paced by [`PROGRESS_INTERVAL`];
+/// publishes an Event on a Ready transition.
+///
+/// The write is a JSON patch that sets the whole of `status` (`add` replaces an
+/// existing member): the same result as a forced server-side apply of it, as
+/// Paved is the only writer of status, at a fraction of the API server's cost
+/// (no YAML decoding of the body, no field-by-field merge). Status is written
+/// about once per Service, so this is a good part of what Paved adds to the
+/// children's own cost.
+pub async fn write_status<K, S>(
+    ctx: &Context,
+    api: &Api<K>,
+    object: &K,
+    before: &S,
+    status: &S,
+) -> Result<StatusWrite>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: OwnStatus + Clone + Send + Sync + 'static,
+{
+    if before == status {
+        return Ok(StatusWrite::Unchanged);
+    }
+    let key = status_key(object);
+    if !is_news(before, status) {
+        if let Some(wait) = progress_wait::<S>(&ctx.own_writes, &key) {
+            return Ok(StatusWrite::Deferred(wait));
+        }
+    }
+    let value = serde_json::to_value(status).map_err(|source| Error::Serialization {
+        object: format!("{} {}", K::kind(&()), object.name_any()),
+        source,
+    })?;
+    let patch = json_patch::Patch(vec![json_patch::PatchOperation::Add(
+        json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+            value,
+        },
+    )]);
+    let name = object.name_any();
+    let params = kube::api::PatchParams {
+        field_manager: Some(crate::names::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(&name, &params, &Patch::<()>::Json(patch))
+        .await
+        .map_err(Error::kube(
+            "status",
+            match object.namespace() {
+                Some(namespace) => format!("{} {namespace}/{name}", K::kind(&())),
+                None => format!("{} {name}", K::kind(&())),
+            },
+        ))?;
+    ctx.own_writes.remember(key, status.clone());
+    ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
+    publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
+    Ok(StatusWrite::Written)
+}
+
+/// Current time as RFC 3339, second precision; only written when a value changes.
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now())
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Service, ServiceStatus};
+
+    fn key(uid: &str) -> ObjectKey {
+        status_key_of::<Service>(uid)
+    }
+
+    fn status(generation: i64, ready: &str, reason: &str, message: &str) -> ServiceStatus {
+        ServiceStatus {
+            observed_generation: Some(generation),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: reason.into(),
+                message: message.into(),
+                last_transition_time: None,
+                observed_generation: Some(generation),
+            }],
+            ..ServiceStatus::default()
+        }
+    }
+
+    #[test]
+    fn progress_is_not_news_but_a_generation_or_a_condition_change_is() {
+        let rolling = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        let further = status(1, "False", "RollingOut", "1 of 1 pods updated");
+        assert!(!is_news(&rolling, &further));
+        assert!(is_news(&rolling, &status(2, "False", "RollingOut", "")));
+        assert!(is_news(&rolling, &status(1, "True", "Available", "")));
+        assert!(is_news(
+            &rolling,
+            &status(1, "False", "ImagePullFailed", "")
+        ));
+    }
+
+    #[test]
+    fn progress_is_deferred_only_within_the_interval_after_a_write() {
+        let own = OwnWrites::default();
+        let (a, b) = (key("uid-a"), key("uid-b"));
+        assert_eq!(
+            progress_wait::<ServiceStatus>(&own, &a),
+            None,
+            "never written: write now"
+        );
+        own.remember(a.clone(), status(1, "False", "RollingOut", ""));
+        let wait = progress_wait::<ServiceStatus>(&own, &a).expect("just written: wait");
+        assert!(wait <= PROGRESS_INTERVAL && wait > Duration::ZERO);
+        assert_eq!(
+            progress_wait::<ServiceStatus>(&own, &b),
+            None,
+            "another object is not held back"
+        );
+    }
+
+    #[test]
+    fn a_store_behind_its_own_last_write_is_bridged_by_that_write() {
+        let own = OwnWrites::default();
+        let (a, b) = (key("uid-a"), key("uid-b"));
+        let written = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        own.remember(a.clone(), written.clone());
+        // The store has not seen the write yet: no status, or an older one.
+        assert_eq!(
+            newer_status::<ServiceStatus>(&own, &a, None),
+            Some(written.clone())
+        );
+        let older = status(0, "False", "RollingOut", "");
+        assert_eq!(newer_status(&own, &a, Some(&older)), Some(written.clone()));
+        // Caught up, or a newer generation seen: the store is right.
+        assert_eq!(newer_status(&own, &a, Some(&written)), None);
+        let newer = status(2, "False", "RollingOut", "");
+        assert_eq!(newer_status(&own, &a, Some(&newer)), None);
+        assert_eq!(newer_status::<ServiceStatus>(&own, &b, None), None);
+    }
+
+    #[test]
+    fn a_deferred_write_asks_for_the_sooner_requeue() {
+        let deferred = StatusWrite::Deferred(Duration::from_secs(1));
+        assert_eq!(
+            deferred.requeue(Duration::from_secs(600)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            StatusWrite::Written.requeue(Duration::from_secs(600)),
+            Duration::from_secs(600)
+        );
+    }
+}
