@@ -191,7 +191,7 @@ async fn a_hand_made_deployment_is_left_as_it_was_and_survives_the_paved_service
         }),
     )
     .await;
-    let before = deployments.get("taken").await.unwrap();
+    let before = wait_until_rolled_out(&deployments).await;
 
     env.apply_service(
         "taken",
@@ -275,6 +275,32 @@ async fn wait_until_quota_counted(quotas: &Api<ResourceQuota>) -> ResourceQuota 
                 Ok(quota)
             } else {
                 Err("no status.used yet".to_string())
+            }
+        },
+    )
+    .await
+}
+
+/// The Deployment once the deployment controller has taken it in (it adds its
+/// revision annotation and status): what stays from then on is the user's.
+async fn wait_until_rolled_out(deployments: &Api<Deployment>) -> Deployment {
+    crate::support::wait_until(
+        "the deployment controller to take in taken",
+        crate::support::WAIT,
+        || async {
+            let deployment = deployments.get("taken").await.map_err(|e| e.to_string())?;
+            let revised = deployment
+                .annotations()
+                .contains_key("deployment.kubernetes.io/revision");
+            let observed = deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                == deployment.metadata.generation;
+            if revised && observed {
+                Ok(deployment)
+            } else {
+                Err("not yet".to_string())
             }
         },
     )
