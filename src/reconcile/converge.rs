@@ -240,6 +240,31 @@ fn taken_over<K: Resource>(object: &K) -> bool {
     })
 }
 
+/// What [`converge`] writes: any namespaced object of a known kind.
+pub trait Child:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// What [`converge`] did to one child.
 pub struct Converged<K> {
     /// The object as the API server returned it, when it was written.
@@ -255,24 +280,14 @@ pub struct Converged<K> {
 /// desired, never touching an object `owner` does not control (a
 /// [`Error::ChildConflict`] when Paved wants to write it). `in_store` is the
 /// store's copy of the child (or of whatever holds its name).
-pub async fn converge<K>(
+pub async fn converge<K: Child>(
     ctx: &Context,
     owner: &Owner,
     namespace: &str,
     name: &str,
     desired: Option<&K>,
     in_store: Option<Arc<K>>,
-) -> Result<Converged<K>>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Result<Converged<K>> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let key = ObjectKey::new::<K>(Some(namespace), name);
     let (live, stood_in) = ctx.own_writes.live(&key, in_store);

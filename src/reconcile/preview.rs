@@ -9,17 +9,13 @@
 //! created by hand, take precedence and are reported as shadowed.
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 
 use std::sync::Arc;
 
-use k8s_openapi::NamespaceResourceScope;
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::Context;
-use super::converge::{Owner, converge};
+use super::converge::{Child, Owner, converge};
 use crate::api::Environment;
 use crate::api::environment::{BaseStatus, CloneFrom};
 use crate::children::clone::{is_clone, render_cloned_application, render_cloned_service};
@@ -143,24 +139,14 @@ fn sort(status: &mut BaseStatus) {
 
 /// Make one copy match its source. False when the object of that name is not
 /// Paved's copy (created or taken over by someone else): it is left alone.
-async fn converge_copy<K>(
+async fn converge_copy<K: Child>(
     ctx: &Context,
     owner: &Owner,
     namespace: &str,
     desired: &K,
     live: Option<&K>,
     look_again: &mut bool,
-) -> Result<bool>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Result<bool> {
     let name = desired.name_any();
     let live = live.cloned().map(Arc::new);
     match converge(ctx, owner, namespace, &name, Some(desired), live).await {
@@ -174,17 +160,12 @@ where
 }
 
 /// Delete a copy whose source is gone, unless someone has taken it over.
-async fn remove_copy<K>(ctx: &Context, owner: &Owner, namespace: &str, live: &K) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
+async fn remove_copy<K: Child>(
+    ctx: &Context,
+    owner: &Owner,
+    namespace: &str,
+    live: &K,
+) -> Result<()> {
     let name = live.name_any();
     converge::<K>(
         ctx,

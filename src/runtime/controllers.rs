@@ -19,8 +19,8 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -343,16 +343,7 @@ pub async fn run(
             )
             .default_backoff()
             .touched_objects(),
-            move |cm: PartialObjectMeta<ConfigMap>| {
-                let (services, applications) = &reading_config;
-                triggers::services_reading(
-                    &services.state(),
-                    &applications.state(),
-                    &cm.namespace().unwrap_or_default(),
-                    ConfigKind::ConfigMap,
-                    &cm.name_any(),
-                )
-            },
+            services_reading::<ConfigMap>(reading_config, ConfigKind::ConfigMap),
         )
         .watches_stream(
             watcher(
@@ -361,16 +352,7 @@ pub async fn run(
             )
             .default_backoff()
             .touched_objects(),
-            move |secret: PartialObjectMeta<Secret>| {
-                let (services, applications) = &reading_secret;
-                triggers::services_reading(
-                    &services.state(),
-                    &applications.state(),
-                    &secret.namespace().unwrap_or_default(),
-                    ConfigKind::Secret,
-                    &secret.name_any(),
-                )
-            },
+            services_reading::<Secret>(reading_secret, ConfigKind::Secret),
         )
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
@@ -416,6 +398,23 @@ pub fn stopped(
     let mut shutdown = shutdown.clone();
     async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+}
+
+/// The watch mapper of Secrets or ConfigMaps (`kind`, watched as metadata):
+/// [`triggers::services_reading`] over the stores.
+fn services_reading<K: Resource>(
+    (services, applications): (Store<Service>, Store<Application>),
+    kind: ConfigKind,
+) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<Service>> {
+    move |object| {
+        triggers::services_reading(
+            &services.state(),
+            &applications.state(),
+            &object.namespace().unwrap_or_default(),
+            kind,
+            &object.name_any(),
+        )
     }
 }
 
