@@ -32,6 +32,10 @@ trap cleanup EXIT
 cd "$root"
 cargo build --bin paved --quiet
 cargo test -p paved-e2e --test e2e --no-run --quiet
+# The Go tools the shipping tests run (Argo CD's Lua engine, the kstatus
+# library): built once per version of e2e/tools/, cached outside the repository.
+PAVED_E2E_TOOLS=$("$root/e2e/tools/build.sh")
+export PAVED_E2E_TOOLS
 log "installing the CRDs"
 install_crds crds/
 

@@ -1,7 +1,9 @@
 //! Argo CD: the health checks shipped in `examples/gitops/argocd-cm.yaml` (and
 //! the chart's README) give each Paved kind the right health, proven by running
-//! them with a real Lua interpreter over objects the running controller put in
-//! each state on the local cluster.
+//! them in Argo CD's own Lua engine (gopher-lua, Lua 5.1, without the standard
+//! libraries, as Argo CD runs them unless `useOpenLibs` is set; see
+//! `e2e/tools/argocd-health`) over objects the running controller put in each
+//! state on the local cluster.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject};
@@ -11,7 +13,9 @@ use crate::paved_support::{
     Cleanup, TestEnvironment, application_manifest, applications, apply, environment_manifest,
     environments, image, service_manifest, services, wait_condition, wait_ready,
 };
-use crate::ship_support::{object_json, repo_root, run_tool, scratch_dir, yaml_file_as_json};
+use crate::ship_support::{
+    go_tool, object_json, repo_root, run_json_lines, run_tool, scratch_dir, yaml_file_as_json,
+};
 use crate::support::{client, unique};
 
 const ARGOCD_CM: &str = "examples/gitops/argocd-cm.yaml";
@@ -25,32 +29,73 @@ fn health_script(kind: &str) -> String {
         .to_string()
 }
 
-/// Argo CD's verdict on `object`: (status, message), from the shipped script run by lua5.4.
+/// Argo CD's verdict on `object`: (status, message), from the shipped script
+/// run in Argo CD's own Lua engine as Argo CD sets it up without
+/// `useOpenLibs` (e2e/tools/argocd-health). A script Argo CD cannot evaluate
+/// (Argo CD then shows the resource Unknown with the Lua error) fails the test.
 fn argocd_health(kind: &str, object: &Value) -> (String, String) {
-    let dir = scratch_dir(&format!(
-        "argocd-{}",
-        object["metadata"]["name"].as_str().unwrap_or("x")
-    ));
-    let script = dir.join(format!("{kind}.lua"));
-    let input = dir.join("object.json");
-    std::fs::write(&script, health_script(kind)).unwrap();
-    std::fs::write(&input, serde_json::to_vec_pretty(object).unwrap()).unwrap();
-    let runner = repo_root().join("e2e/integrations/argocd-health.lua");
-    let out = run_tool(
-        "lua5.4",
-        &[
-            runner.to_str().unwrap(),
-            script.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ],
-        "lua5.4 and lua-cjson",
-    );
+    match run_health_script(&health_script(kind), object, false) {
+        Ok(health) => health,
+        Err(error) => panic!(
+            "Argo CD cannot evaluate the {kind} health script on {} (it would show Unknown): {error}",
+            object["metadata"]["name"]
+        ),
+    }
+}
+
+/// Runs `script` over `object` in Argo CD's Lua engine; Err is the Lua error.
+fn run_health_script(
+    script: &str,
+    object: &Value,
+    open_libs: bool,
+) -> Result<(String, String), String> {
+    let dir = scratch_dir("argocd-health");
+    let path = dir.join("health.lua");
+    std::fs::write(&path, script).unwrap();
+    let mut args = vec![];
+    if open_libs {
+        args.push("-open-libs");
+    }
+    args.push(path.to_str().unwrap());
+    let input = serde_json::to_vec(object).unwrap();
+    let result = run_json_lines(&go_tool("argocd-health"), &args, &input).remove(0);
     let _ = std::fs::remove_dir_all(&dir);
-    let result: Value = serde_json::from_str(out.trim()).expect("runner prints JSON");
-    (
-        result["status"].as_str().unwrap().to_string(),
-        result["message"].as_str().unwrap().to_string(),
-    )
+    match result["error"].as_str() {
+        Some(error) => Err(error.to_string()),
+        None => Ok((
+            result["status"].as_str().unwrap_or_default().to_string(),
+            result["message"].as_str().unwrap_or_default().to_string(),
+        )),
+    }
+}
+
+/// Every state a live object passes through before its status catches up, made
+/// from a live `object`: a new generation not yet observed, a status not yet
+/// written at all, a status written without observedGeneration or conditions.
+/// Each must be Progressing, and must not make the script fail.
+fn assert_pending_states_are_progressing(kind: &str, object: &Value) {
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+    let mut ahead = object.clone();
+    ahead["metadata"]["generation"] = json!(generation + 1);
+    let (status, message) = argocd_health(kind, &ahead);
+    assert_eq!(
+        (status.as_str(), message.contains(&format!("observe generation {}", generation + 1))),
+        ("Progressing", true),
+        "{kind} with generation > observedGeneration: {message}"
+    );
+    let mut unwritten = object.clone();
+    unwritten.as_object_mut().unwrap().remove("status");
+    assert_eq!(argocd_health(kind, &unwritten).0, "Progressing", "{kind} without status");
+    let mut empty = object.clone();
+    empty["status"] = json!({});
+    assert_eq!(argocd_health(kind, &empty).0, "Progressing", "{kind} with status {{}}");
+    let mut no_conditions = object.clone();
+    no_conditions["status"] = json!({"observedGeneration": generation});
+    assert_eq!(
+        argocd_health(kind, &no_conditions).0,
+        "Progressing",
+        "{kind} observed but without conditions"
+    );
 }
 
 /// Committed fixtures: live objects this test captured (PAVED_E2E_SAVE_FIXTURES=1),
@@ -112,16 +157,11 @@ async fn argocd_health_checks_follow_the_conditions_of_live_objects() {
     let environment = wait_ready(&environments(&env.client), &env.name).await;
     assert_health("Environment", &environment, "Healthy", "");
 
-    // The same Healthy object whose new generation Paved has not acted on yet.
-    let mut ahead = object_json(&web);
-    let generation = ahead["metadata"]["generation"].as_i64().unwrap();
-    ahead["metadata"]["generation"] = json!(generation + 1);
-    let (status, message) = argocd_health("Service", &ahead);
-    assert_eq!(
-        (status.as_str(), message.contains("observe generation")),
-        ("Progressing", true),
-        "{message}"
-    );
+    // The same live objects in the states before their status catches up: a
+    // new generation Paved has not acted on yet, a status not yet written.
+    assert_pending_states_are_progressing("Service", &object_json(&web));
+    assert_pending_states_are_progressing("Application", &object_json(&shop));
+    assert_pending_states_are_progressing("Environment", &object_json(&environment));
 
     // Progressing: a rollout whose pods cannot be scheduled (no node has 64 CPUs),
     // and the Application waiting for it.
@@ -216,6 +256,42 @@ async fn argocd_health_checks_follow_the_conditions_of_live_objects() {
     // An object Paved has never seen (no status) is Progressing, not Healthy.
     let fresh = json!({"apiVersion": "paved.dev/v1alpha1", "kind": "Environment", "metadata": {"name": "new", "generation": 1}});
     assert_eq!(argocd_health("Environment", &fresh).0, "Progressing");
+}
+
+/// The engine the scripts are tested in is Argo CD's, not a friendlier one: the
+/// string library is missing unless `useOpenLibs` is set, with Argo CD's error,
+/// and a script may use only what Argo CD opens (base, table).
+#[test]
+fn the_argocd_engine_lacks_the_string_library_unless_use_open_libs_is_set() {
+    let object = json!({"apiVersion": "paved.dev/v1alpha1", "kind": "Service", "metadata": {"name": "x", "generation": 2}});
+    let format = r#"return {status = "Healthy", message = string.format("generation %d", obj.metadata.generation)}"#;
+    let error = run_health_script(format, &object, false).unwrap_err();
+    assert!(
+        error.contains("attempt to index a non-table object(nil) with key 'format'"),
+        "{error}"
+    );
+    assert_eq!(
+        run_health_script(format, &object, true),
+        Ok(("Healthy".to_string(), "generation 2".to_string()))
+    );
+    for missing in ["string", "math", "io", "coroutine", "debug"] {
+        let probe = format!(r#"return {{status = {missing} == nil and "Healthy" or "Degraded"}}"#);
+        assert_eq!(
+            run_health_script(&probe, &object, false).map(|h| h.0),
+            Ok("Healthy".to_string()),
+            "{missing} must not be there"
+        );
+    }
+    let allowed = r#"local t = {} table.insert(t, tostring(obj.metadata.generation)) for _, v in ipairs(t) do if type(v) == "string" then return {status = "Healthy", message = "generation " .. obj.metadata.generation} end end"#;
+    assert_eq!(
+        run_health_script(allowed, &object, false),
+        Ok(("Healthy".to_string(), "generation 2".to_string()))
+    );
+    let invalid = r#"return {status = "Fine"}"#;
+    assert_eq!(
+        run_health_script(invalid, &object, false).map(|h| h.0),
+        Ok("Unknown".to_string())
+    );
 }
 
 /// The chart's README documents the same argocd-cm data as examples/gitops.
@@ -334,5 +410,5 @@ fn argocd_health_checks_give_each_captured_fixture_its_health() {
         assert_eq!(status, want, "{file}: {message}");
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} fixtures in {FIXTURES}");
+    assert!(checked >= 11, "only {checked} fixtures in {FIXTURES}");
 }

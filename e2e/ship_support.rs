@@ -1,10 +1,13 @@
 //! Helpers of the shipping tests (`ship_*`): they run the real tools a platform
-//! team runs over Paved's objects — Lua for Argo CD's health checks, jq for
-//! Port's mappings, yq to read the shipped YAML — so what is proven is the
-//! shipped file, not a copy of it.
+//! team runs over Paved's objects — Argo CD's Lua engine for its health checks
+//! and the kstatus library (Go programs in `e2e/tools/`), jq for Port's
+//! mappings, yq to read the shipped YAML — so what is proven is the shipped
+//! file, not a copy of it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -53,4 +56,60 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// The object as `kubectl get -o json` shows it (what Argo CD and Port's exporter read).
 pub fn object_json(object: &DynamicObject) -> Value {
     serde_json::to_value(object).expect("object serializes")
+}
+
+/// A Go tool of `e2e/tools/` (`argocd-health`, `kstatus`). `e2e/run.sh` builds
+/// them and exports their directory as PAVED_E2E_TOOLS; without it (a bare
+/// `cargo test`) the same `e2e/tools/build.sh` runs here, once.
+pub fn go_tool(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("PAVED_E2E_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let script = repo_root().join("e2e/tools/build.sh");
+            let dir = run_tool(script.to_str().unwrap(), &[], "golang (Go 1.21 or newer)");
+            PathBuf::from(dir.trim())
+        }
+    })
+    .join(name)
+}
+
+/// Runs `program` with `args` and `input` on stdin; returns each stdout line as JSON.
+pub fn run_json_lines(program: &Path, args: &[&str], input: &[u8]) -> Vec<Value> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}): e2e/tools/build.sh builds it", program.display()));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}): {}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}
+
+/// What the kstatus library says of each object: (status, message).
+pub fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
+    let input = serde_json::to_vec(objects).unwrap();
+    run_json_lines(&go_tool("kstatus"), &[], &input)
+        .into_iter()
+        .map(|r| {
+            assert!(r["error"].is_null(), "kstatus could not compute a status: {r}");
+            (
+                r["status"].as_str().unwrap_or_default().to_string(),
+                r["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
