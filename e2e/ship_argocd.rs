@@ -79,16 +79,27 @@ fn assert_pending_states_are_progressing(kind: &str, object: &Value) {
     ahead["metadata"]["generation"] = json!(generation + 1);
     let (status, message) = argocd_health(kind, &ahead);
     assert_eq!(
-        (status.as_str(), message.contains(&format!("observe generation {}", generation + 1))),
+        (
+            status.as_str(),
+            message.contains(&format!("observe generation {}", generation + 1))
+        ),
         ("Progressing", true),
         "{kind} with generation > observedGeneration: {message}"
     );
     let mut unwritten = object.clone();
     unwritten.as_object_mut().unwrap().remove("status");
-    assert_eq!(argocd_health(kind, &unwritten).0, "Progressing", "{kind} without status");
+    assert_eq!(
+        argocd_health(kind, &unwritten).0,
+        "Progressing",
+        "{kind} without status"
+    );
     let mut empty = object.clone();
     empty["status"] = json!({});
-    assert_eq!(argocd_health(kind, &empty).0, "Progressing", "{kind} with status {{}}");
+    assert_eq!(
+        argocd_health(kind, &empty).0,
+        "Progressing",
+        "{kind} with status {{}}"
+    );
     let mut no_conditions = object.clone();
     no_conditions["status"] = json!({"observedGeneration": generation});
     assert_eq!(

@@ -82,7 +82,12 @@ pub fn run_json_lines(program: &Path, args: &[&str], input: &[u8]) -> Vec<Value>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}): e2e/tools/build.sh builds it", program.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): e2e/tools/build.sh builds it",
+                program.display()
+            )
+        });
     child.stdin.take().unwrap().write_all(input).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
@@ -105,7 +110,10 @@ pub fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
     run_json_lines(&go_tool("kstatus"), &[], &input)
         .into_iter()
         .map(|r| {
-            assert!(r["error"].is_null(), "kstatus could not compute a status: {r}");
+            assert!(
+                r["error"].is_null(),
+                "kstatus could not compute a status: {r}"
+            );
             (
                 r["status"].as_str().unwrap_or_default().to_string(),
                 r["message"].as_str().unwrap_or_default().to_string(),

@@ -72,6 +72,16 @@ pub enum Error {
         owner_kind: String,
     },
 
+    #[error(
+        "spec.dependsOn forms a cycle: {}; no Service can start before the others, remove one of these dependencies", cycle.join(" -> ")
+    )]
+    DependencyCycle { cycle: Vec<String> },
+
+    #[error(
+        "spec.cloneFrom forms a cycle: {}; a preview cannot be cloned from itself or from an Environment cloned from it, point spec.cloneFrom.environment at an Environment outside the cycle", cycle.join(" -> ")
+    )]
+    CloneCycle { cycle: Vec<String> },
+
     // --- apply / status: transient, retried -----------------------------------
     #[error("{step} {object}: {}", api_message(source))]
     Kube {
@@ -105,6 +115,8 @@ impl Error {
             Error::InvalidSchedule(_) => reasons::INVALID_SCHEDULE,
             Error::BaseMissing { .. } => reasons::BASE_MISSING,
             Error::ChildConflict { .. } => reasons::CHILD_CONFLICT,
+            Error::DependencyCycle { .. } => reasons::DEPENDENCY_CYCLE,
+            Error::CloneCycle { .. } => reasons::CLONE_CYCLE,
             Error::Kube { step, .. } if step.starts_with("apply") => reasons::APPLY_FAILED,
             Error::Kube { .. } => reasons::KUBERNETES_ERROR,
             Error::InvalidObject(_) | Error::Serialization { .. } => reasons::INVALID_OBJECT,
@@ -125,6 +137,8 @@ impl Error {
                 | Error::InvalidSchedule(_)
                 | Error::BaseMissing { .. }
                 | Error::ChildConflict { .. }
+                | Error::DependencyCycle { .. }
+                | Error::CloneCycle { .. }
         )
     }
 

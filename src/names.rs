@@ -105,6 +105,19 @@ pub mod reasons {
     /// A child's name is held by an object Paved did not create (or another owner's):
     /// Paved leaves it alone and waits for the user to rename or remove one of them.
     pub const CHILD_CONFLICT: &str = "ChildConflict";
+    /// The Deployment cannot create pods (its `ReplicaFailure` condition: a
+    /// ResourceQuota or LimitRange refusing them, admission, ...).
+    pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+    /// The Deployment's rollout made no progress within its progress deadline.
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// A Secret or ConfigMap key the Service reads through `valueFrom` does not exist.
+    pub const CONFIG_NOT_FOUND: &str = "ConfigNotFound";
+    /// On an Application or Environment: one of its Services is Stalled.
+    pub const SERVICE_STALLED: &str = "ServiceStalled";
+    /// spec.dependsOn of Services forms a cycle.
+    pub const DEPENDENCY_CYCLE: &str = "DependencyCycle";
+    /// spec.cloneFrom of Environments forms a cycle (a preview cloned from itself, ...).
+    pub const CLONE_CYCLE: &str = "CloneCycle";
     /// Event reason: the Environment's ttl has passed and it deletes itself.
     pub const EXPIRED: &str = "Expired";
     // Transient failures (retried).

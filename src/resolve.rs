@@ -162,6 +162,9 @@ pub fn resolve_service<'a>(
     if !missing.is_empty() {
         return Err(Error::DependencyNotFound { missing, namespace });
     }
+    if let Some(cycle) = dependency_cycle(snapshot, &namespace, service) {
+        return Err(Error::DependencyCycle { cycle });
+    }
 
     let host = match exposed_host(service, environment) {
         Some(host) => {
@@ -180,6 +183,91 @@ pub fn resolve_service<'a>(
         host,
         dependencies,
     })
+}
+
+/// The `dependsOn` cycle through `service`, as the names from it back to it
+/// (`[a, b, a]`), if there is one. A Service that only depends on a cycle is not
+/// in it. Each Service is visited once, so any graph ends.
+pub fn dependency_cycle(
+    snapshot: &Snapshot,
+    namespace: &str,
+    service: &Service,
+) -> Option<Vec<String>> {
+    fn walk(
+        snapshot: &Snapshot,
+        namespace: &str,
+        start: &str,
+        depends_on: &[String],
+        path: &mut Vec<String>,
+        seen: &mut std::collections::BTreeSet<String>,
+    ) -> bool {
+        for name in depends_on {
+            if name == start {
+                path.push(name.clone());
+                return true;
+            }
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(next) = snapshot.service(namespace, name) {
+                path.push(name.clone());
+                if walk(
+                    snapshot,
+                    namespace,
+                    start,
+                    &next.spec.depends_on,
+                    path,
+                    seen,
+                ) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let start = service.name_any();
+    let mut path = vec![start.clone()];
+    let mut seen = std::collections::BTreeSet::new();
+    walk(
+        snapshot,
+        namespace,
+        &start,
+        &service.spec.depends_on,
+        &mut path,
+        &mut seen,
+    )
+    .then_some(path)
+}
+
+/// The `cloneFrom` cycle through `environment` (`[pr-1, pr-1]` for a preview
+/// cloned from itself, `[a, b, a]`), if there is one. A preview cloned from a
+/// member of a cycle is not in it. Follows at most one base per Environment.
+pub fn clone_cycle(snapshot: &Snapshot, environment: &Environment) -> Option<Vec<String>> {
+    let start = environment.name_any();
+    let mut chain = vec![start.clone()];
+    let mut next = environment
+        .spec
+        .clone_from
+        .as_ref()
+        .map(|c| c.environment.clone());
+    while let Some(name) = next {
+        if name == start {
+            chain.push(name);
+            return Some(chain);
+        }
+        if chain.contains(&name) {
+            return None;
+        }
+        next = snapshot
+            .environments
+            .iter()
+            .find(|e| e.metadata.name.as_deref() == Some(name.as_str()))
+            .and_then(|e| e.spec.clone_from.as_ref())
+            .map(|c| c.environment.clone());
+        chain.push(name);
+    }
+    None
 }
 
 /// The host a Service asks for: `spec.expose.host`, or `<service>.<domain>`.
@@ -451,6 +539,78 @@ pub(crate) mod tests {
         assert_eq!(error.reason(), "HostConflict");
         assert!(error.to_string().contains("staging/web"));
         assert!(resolve_service(&snapshot, &web).is_ok());
+    }
+
+    #[test]
+    fn a_dependency_cycle_is_reported_on_each_member_and_not_on_a_service_that_only_depends_on_it()
+    {
+        let mut snapshot = shop();
+        let mut a = service("staging", "a", "shop");
+        a.spec.depends_on = vec!["b".into()];
+        let mut b = service("staging", "b", "shop");
+        b.spec.depends_on = vec!["api".into(), "a".into()];
+        let mut c = service("staging", "c", "shop");
+        c.spec.depends_on = vec!["a".into()];
+        let mut me = service("staging", "me", "shop");
+        me.spec.depends_on = vec!["me".into()];
+        for s in [&a, &b, &c, &me] {
+            snapshot.services.push(Arc::new(s.clone()));
+        }
+        let error = resolve_service(&snapshot, &a).unwrap_err();
+        assert_eq!(error.reason(), "DependencyCycle");
+        assert!(error.to_string().contains("a -> b -> a"), "{error}");
+        assert_eq!(
+            dependency_cycle(&snapshot, "staging", &b),
+            Some(vec!["b".into(), "a".into(), "b".into()])
+        );
+        assert_eq!(dependency_cycle(&snapshot, "staging", &c), None);
+        assert!(resolve_service(&snapshot, &c).is_ok());
+        assert_eq!(
+            dependency_cycle(&snapshot, "staging", &me),
+            Some(vec!["me".into(), "me".into()])
+        );
+        let web = snapshot.service("staging", "web").unwrap();
+        assert!(resolve_service(&snapshot, web).is_ok());
+    }
+
+    #[test]
+    fn a_clone_cycle_is_found_through_any_chain_and_a_preview_of_a_cycle_member_is_not_in_it() {
+        use crate::api::environment::CloneFrom;
+        let preview = |name: &str, base: &str| {
+            let mut env = environment(name, &format!("{name}.example.com"));
+            env.spec.clone_from = Some(CloneFrom {
+                environment: base.into(),
+                ..CloneFrom::default()
+            });
+            Arc::new(env)
+        };
+        let mut snapshot = shop();
+        snapshot.environments.extend([
+            preview("self", "self"),
+            preview("a", "b"),
+            preview("b", "a"),
+            preview("c", "a"),
+            preview("d", "staging"),
+        ]);
+        let find = |name: &str| {
+            snapshot
+                .environments
+                .iter()
+                .find(|e| e.name_any() == name)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            clone_cycle(&snapshot, &find("self")),
+            Some(vec!["self".into(), "self".into()])
+        );
+        assert_eq!(
+            clone_cycle(&snapshot, &find("a")),
+            Some(vec!["a".into(), "b".into(), "a".into()])
+        );
+        assert_eq!(clone_cycle(&snapshot, &find("c")), None);
+        assert_eq!(clone_cycle(&snapshot, &find("d")), None);
+        assert_eq!(clone_cycle(&snapshot, &find("staging")), None);
     }
 
     #[test]

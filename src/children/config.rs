@@ -55,6 +55,49 @@ pub fn config_keys<'a>(env: impl Iterator<Item = &'a EnvVar>) -> Vec<ConfigKey> 
     keys
 }
 
+/// The referenced keys that do not exist (object or key missing in `config`)
+/// and are not marked `optional`: the pods could not start. Named as a user
+/// would look for them: `Secret db key password`.
+pub fn missing_config(resolved: &ResolvedService<'_>, config: &ReferencedConfig) -> Vec<String> {
+    let mut missing: Vec<String> = resolved
+        .application
+        .spec
+        .env
+        .iter()
+        .chain(resolved.service.spec.env.iter())
+        .filter_map(|var| var.value_from.as_ref())
+        .flat_map(|from| {
+            let secret = from
+                .secret_key_ref
+                .as_ref()
+                .map(|r| (ConfigKind::Secret, r));
+            let config_map = from
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| (ConfigKind::ConfigMap, r));
+            secret.into_iter().chain(config_map)
+        })
+        .filter(|(_, r)| r.optional != Some(true))
+        .filter_map(|(kind, r)| {
+            let key = ConfigKey {
+                kind,
+                name: r.name.clone(),
+                key: r.key.clone(),
+            };
+            matches!(config.get(&key.id()), Some(None)).then(|| {
+                let kind = match kind {
+                    ConfigKind::Secret => "Secret",
+                    ConfigKind::ConfigMap => "ConfigMap",
+                };
+                format!("{kind} {} key {}", r.name, r.key)
+            })
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigKind {
     Secret,
@@ -255,6 +298,23 @@ mod tests {
         let base = config_hash(&web, &env, &before);
         assert_eq!(base, config_hash(&web, &env, &before), "the hash is stable");
         assert_ne!(base, config_hash(&web, &env, &after));
+
+        assert_eq!(
+            missing_config(&resolved, &before),
+            Vec::<String>::new(),
+            "present keys are not missing"
+        );
+        let absent = ReferencedConfig::from([("secret/db/password".into(), None)]);
+        assert_eq!(
+            missing_config(&resolved, &absent),
+            vec!["Secret db key password"]
+        );
+        let mut optional = web.clone();
+        if let Some(from) = optional.spec.env[0].value_from.as_mut() {
+            from.secret_key_ref.as_mut().unwrap().optional = Some(true);
+        }
+        let resolved_optional = resolve_service(&snapshot, &optional).unwrap();
+        assert!(missing_config(&resolved_optional, &absent).is_empty());
 
         let mut restarted = web.clone();
         restarted.spec.restarted_at = Some("2026-11-23T10:00:00Z".into());

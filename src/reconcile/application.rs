@@ -41,5 +41,10 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = application.status.clone().unwrap_or_default();
     let written = write_status(&ctx, &api, application.as_ref(), &before, &status).await?;
-    Ok(Action::requeue(written.requeue(RESYNC)))
+    let after = if crate::resolve::is_ready(Some(&status.conditions)) {
+        RESYNC
+    } else {
+        super::AGGREGATE_RECHECK
+    };
+    Ok(Action::requeue(written.requeue(after)))
 }

@@ -81,22 +81,27 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     let mut problem = invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0));
     if let (Ok(()), Some(clone_from)) = (&namespace_outcome, &environment.spec.clone_from) {
         let snapshot = ctx.stores.snapshot();
-        let (base, copies_look_again) =
-            preview::sync_clones(&ctx, &environment, clone_from, &snapshot).await?;
-        look_again |= copies_look_again;
-        if !base.present {
-            problem.get_or_insert(Error::BaseMissing {
-                base: clone_from.environment.clone(),
-            });
+        if let Some(cycle) = crate::resolve::clone_cycle(&snapshot, &environment) {
+            // A preview in a cloneFrom cycle copies nothing: it would copy its own copies.
+            problem = Some(Error::CloneCycle { cycle });
+        } else {
+            let (base, copies_look_again) =
+                preview::sync_clones(&ctx, &environment, clone_from, &snapshot).await?;
+            look_again |= copies_look_again;
+            if !base.present {
+                problem.get_or_insert(Error::BaseMissing {
+                    base: clone_from.environment.clone(),
+                });
+            }
+            observation.base = Some(base);
         }
-        observation.base = Some(base);
     }
     if let Some(problem) = &problem {
         ctx.metrics.stalled("Environment", problem.reason());
     }
     observation.quota = quota_usage(&ctx, &environment);
     observation.problem = problem.as_ref();
-    let written = write_status(
+    let (written, waits_on_services) = write_status(
         &ctx,
         &api,
         &environment,
@@ -104,12 +109,14 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         observation,
     )
     .await?;
-    let next = written.requeue(until_next_change(&lifecycle, clock));
-    Ok(Action::requeue(if look_again {
-        next.min(OWN_WRITE_MEMORY)
-    } else {
-        next
-    }))
+    let mut next = written.requeue(until_next_change(&lifecycle, clock));
+    if look_again {
+        next = next.min(OWN_WRITE_MEMORY);
+    }
+    if waits_on_services {
+        next = next.min(super::AGGREGATE_RECHECK);
+    }
+    Ok(Action::requeue(next))
 }
 
 /// Requeue at the next expiry or schedule flip (a second late, so it has
@@ -282,7 +289,7 @@ async fn write_status(
     environment: &Environment,
     namespace_outcome: Result<(), &Error>,
     observation: EnvironmentObservation<'_>,
-) -> Result<StatusWrite> {
+) -> Result<(StatusWrite, bool)> {
     let snapshot = ctx.stores.snapshot();
     let status = environment_status_observed(
         environment,
@@ -292,7 +299,12 @@ async fn write_status(
         &now(),
     );
     let before = environment.status.clone().unwrap_or_default();
-    super::write_status(ctx, api, environment, &before, &status).await
+    let waits_on_services = status
+        .conditions
+        .iter()
+        .any(|c| c.reason == crate::names::reasons::SERVICE_STALLED);
+    let written = super::write_status(ctx, api, environment, &before, &status).await?;
+    Ok((written, waits_on_services))
 }
 
 /// Add Paved's finalizer with server-side apply: `metadata.finalizers` is a set, so

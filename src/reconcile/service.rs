@@ -19,7 +19,7 @@ use super::converge::{OWN_WRITE_MEMORY, Owner, converge};
 use super::{Context, Start, now, prologue, write_status};
 use crate::api::Service;
 use crate::api::service::DependencyStatus;
-use crate::children::config::{ConfigKind, value_digest};
+use crate::children::config::{ConfigKind, missing_config, value_digest};
 use crate::children::{
     ReferencedConfig, ServiceChildren, environment_stopped, public_url, referenced_config_keys,
     render_service_children,
@@ -63,6 +63,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
                 }),
                 stopped_by: environment_stopped(resolved.environment)
                     .then(|| resolved.environment.name_any()),
+                missing_config: missing_config(&resolved, &config),
             };
             apply_children(&ctx, &service, &namespace, children)
                 .await

@@ -3,7 +3,7 @@
 
 use kube::ResourceExt;
 
-use super::{merge_conditions, ready, reconciling, stalled};
+use super::{merge_conditions, ready, reconciling, stalled, stalled_because, stalled_services};
 use crate::api::application::ServiceSummary;
 use crate::api::{Application, ApplicationStatus};
 use crate::error::Error;
@@ -41,8 +41,17 @@ pub fn application_status(
         .map(|s| (s.name_any(), s.spec.depends_on.clone()))
         .collect();
 
+    let stuck = stalled_services(services.iter().copied());
     let desired = match in_environment {
         Err(error) => stalled(error),
+        // A Service that needs a change from the user: waiting cannot help.
+        Ok(()) if !stuck.is_empty() => stalled_because(
+            reasons::SERVICE_STALLED,
+            format!(
+                "{ready_count}/{total} Services ready; stalled: {}",
+                stuck.join("; ")
+            ),
+        ),
         Ok(()) if ready_count == total => ready(
             reasons::ALL_SERVICES_READY,
             format!("{ready_count}/{total} Services ready"),

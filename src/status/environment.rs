@@ -3,7 +3,7 @@
 
 use kube::ResourceExt;
 
-use super::{failing, merge_conditions, ready, stalled};
+use super::{failing, merge_conditions, ready, stalled, stalled_because, stalled_services};
 use crate::api::environment::{ApplicationSummary, ServiceCounts};
 use crate::api::{Environment, EnvironmentStatus, Service};
 use crate::error::Error;
@@ -129,8 +129,18 @@ pub fn environment_status_observed(
         let previous = environment.status.clone().unwrap_or_default();
         let generation = environment.metadata.generation;
         let namespace = environment.namespace_name();
+        let mut services: Vec<&Service> = snapshot.services_in(&namespace).collect();
+        services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let stuck = stalled_services(services.into_iter());
         let desired = match observation.problem {
             Some(problem) => stalled(problem),
+            None if !stuck.is_empty() => stalled_because(
+                reasons::SERVICE_STALLED,
+                format!(
+                    "namespace {namespace} is ready, but Services need a change: {}",
+                    stuck.join("; ")
+                ),
+            ),
             None => {
                 let state = match (&status.stopped_until, lifecycle.stopped) {
                     (Some(until), _) => format!("; stopped by its schedule until {until}"),

@@ -64,18 +64,24 @@ pub fn reconciling(reason: &'static str, message: impl Into<String>) -> Vec<Desi
 
 /// Ready=False + Stalled=True: needs a change from the user.
 pub fn stalled(error: &Error) -> Vec<Desired> {
-    let message = error.to_string();
+    stalled_because(error.reason(), error.to_string())
+}
+
+/// Ready=False + Stalled=True for a reason that is not an [`Error`] of Paved's
+/// own (what Kubernetes reports on a child, a stalled Service of an Application).
+pub fn stalled_because(reason: &'static str, message: impl Into<String>) -> Vec<Desired> {
+    let message = message.into();
     vec![
         Desired {
             type_: conditions::READY,
             status: false,
-            reason: error.reason(),
+            reason,
             message: message.clone(),
         },
         Desired {
             type_: conditions::STALLED,
             status: true,
-            reason: error.reason(),
+            reason,
             message,
         },
     ]
@@ -141,6 +147,51 @@ pub struct AppliedService {
     pub endpoint: Option<String>,
     /// Name of the Environment when it is stopped (the Deployment was applied at zero).
     pub stopped_by: Option<String>,
+    /// Referenced Secret/ConfigMap keys that do not exist (and are not optional),
+    /// as `Secret db key password`.
+    pub missing_config: Vec<String>,
+}
+
+/// Why a Deployment's rollout cannot progress, as Kubernetes reports it on the
+/// Deployment: `ReplicaFailure=True` (pods refused: a ResourceQuota, a
+/// LimitRange, admission) or `Progressing=False` with `ProgressDeadlineExceeded`.
+/// Reason and a message carrying Kubernetes' own words.
+pub fn rollout_failure(deployment: &Deployment) -> Option<(&'static str, String)> {
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let conditions = deployment.status.as_ref()?.conditions.as_ref()?;
+    let describe = |c: &k8s_openapi::api::apps::v1::DeploymentCondition| {
+        let reason = c.reason.as_deref().unwrap_or_default();
+        let message = c.message.as_deref().unwrap_or_default();
+        format!("{reason}: {message}")
+    };
+    if let Some(failure) = conditions
+        .iter()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+    {
+        return Some((
+            reasons::REPLICA_FAILURE,
+            format!(
+                "Deployment {name} cannot create pods ({}); fix what refuses them (a ResourceQuota or LimitRange of the namespace, the Service's resources or replicas)",
+                describe(failure)
+            ),
+        ));
+    }
+    conditions
+        .iter()
+        .find(|c| {
+            c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+        .map(|deadline| {
+            (
+                reasons::PROGRESS_DEADLINE_EXCEEDED,
+                format!(
+                    "Deployment {name} made no progress within its deadline ({}); look at its pods (kubectl describe) and change the image, resources or configuration",
+                    describe(deadline)
+                ),
+            )
+        })
 }
 
 /// Replica counts and rollout completeness of a Deployment.
@@ -201,8 +252,23 @@ pub fn service_status(
             status.endpoint = applied.endpoint;
             status.image = Some(service.spec.image.clone());
             record_revision(&mut status, &service.spec.image, &applied.config_hash, now);
-            if let Some(environment) = &applied.stopped_by {
+            let failure = observation
+                .deployment
+                .filter(|_| !complete)
+                .and_then(rollout_failure);
+            if !applied.missing_config.is_empty() {
+                stalled_because(
+                    reasons::CONFIG_NOT_FOUND,
+                    format!(
+                        "{} referenced in spec.env (or the Application's env) does not exist in namespace {}; create it, or mark the reference optional",
+                        applied.missing_config.join(", "),
+                        service.metadata.namespace.as_deref().unwrap_or_default()
+                    ),
+                )
+            } else if let Some(environment) = &applied.stopped_by {
                 stopped_conditions(environment, complete)
+            } else if let Some((reason, message)) = failure {
+                stalled_because(reason, message)
             } else if complete {
                 ready(
                     reasons::AVAILABLE,
@@ -266,6 +332,29 @@ fn record_revision(status: &mut ServiceStatus, image: &str, config_hash: &str, n
     status.history.truncate(HISTORY_LIMIT);
 }
 
+/// `name (Reason: message)` of each Service that is Stalled on its current generation.
+pub fn stalled_services<'a>(services: impl Iterator<Item = &'a Service>) -> Vec<String> {
+    services
+        .filter_map(|s| {
+            let status = s.status.as_ref()?;
+            let stalled = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == conditions::STALLED && c.status == "True")?;
+            let current = status.observed_generation.is_none()
+                || status.observed_generation == s.metadata.generation;
+            current.then(|| {
+                format!(
+                    "{} ({}: {})",
+                    kube::ResourceExt::name_any(s),
+                    stalled.reason,
+                    stalled.message
+                )
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +390,7 @@ mod tests {
             url: None,
             endpoint: Some("api.staging.svc.cluster.local:8080".into()),
             stopped_by: None,
+            missing_config: vec![],
         }
     }
 
@@ -415,6 +505,149 @@ mod tests {
             ("True", "Available")
         );
         assert_eq!(status.revision, 1);
+    }
+
+    fn with_condition(mut d: Deployment, type_: &str, status: &str, reason: &str) -> Deployment {
+        d.metadata.name = Some("api".into());
+        d.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+                type_: type_.into(),
+                status: status.into(),
+                reason: Some(reason.into()),
+                message: Some(format!("kubernetes says {reason}")),
+                ..Default::default()
+            }]);
+        d
+    }
+
+    #[test]
+    fn a_rollout_kubernetes_cannot_progress_stalls_the_service_with_its_words_and_recovers() {
+        let mut api = service("staging", "api", "shop");
+        api.metadata.generation = Some(1);
+        let observe = |d: &Deployment, api: &Service| {
+            service_status(
+                api,
+                ServiceObservation {
+                    outcome: Ok(applied()),
+                    deployment: Some(d),
+                    dependencies: vec![],
+                },
+                "2026-01-01T00:00:00Z",
+            )
+        };
+        let refused = with_condition(
+            deployment(2, 0, 1, 1),
+            "ReplicaFailure",
+            "True",
+            "FailedCreate",
+        );
+        let status = observe(&refused, &api);
+        let stalled = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(stalled.reason, "ReplicaFailure");
+        assert!(
+            stalled.message.contains("kubernetes says FailedCreate"),
+            "{}",
+            stalled.message
+        );
+        assert!(!status.conditions.iter().any(|c| c.type_ == "Reconciling"));
+
+        let deadline = with_condition(
+            deployment(2, 1, 1, 1),
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+        );
+        let status = observe(&deadline, &api);
+        assert_eq!(status.conditions[1].reason, "ProgressDeadlineExceeded");
+
+        // Still progressing: no stall; recovered: Ready.
+        let progressing = with_condition(
+            deployment(2, 1, 1, 1),
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+        );
+        assert_eq!(
+            observe(&progressing, &api).conditions[1].type_,
+            "Reconciling"
+        );
+        api.status = Some(status);
+        let done = deployment(2, 2, 1, 1);
+        let status = observe(&done, &api);
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].reason, "Available");
+    }
+
+    #[test]
+    fn a_missing_config_reference_stalls_the_service_and_names_it() {
+        let api = service("staging", "api", "shop");
+        let done = deployment(1, 1, 1, 1);
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(AppliedService {
+                    missing_config: vec!["Secret db key password".into()],
+                    ..applied()
+                }),
+                deployment: Some(&done),
+                dependencies: vec![],
+            },
+            "t",
+        );
+        assert_eq!(status.conditions[1].type_, "Stalled");
+        assert_eq!(status.conditions[1].reason, "ConfigNotFound");
+        assert!(
+            status.conditions[1]
+                .message
+                .contains("Secret db key password")
+        );
+    }
+
+    #[test]
+    fn an_application_and_environment_with_a_stalled_service_are_stalled_not_reconciling() {
+        let mut snapshot = shop();
+        let mut api = snapshot.service("staging", "api").unwrap().clone();
+        api.metadata.generation = Some(2);
+        let error = Error::HostConflict {
+            host: "h".into(),
+            holder: "x/y".into(),
+        };
+        api.status = Some(ServiceStatus {
+            observed_generation: Some(2),
+            conditions: merge_conditions(&[], stalled(&error), Some(2), "t"),
+            ..ServiceStatus::default()
+        });
+        snapshot.services.retain(|s| s.name_any() != "api");
+        snapshot.services.push(std::sync::Arc::new(api.clone()));
+
+        let app = snapshot.application("staging", "shop").unwrap();
+        let status = application_status(app, &snapshot, Ok(()), "t");
+        let types: Vec<(&str, &str)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            [("Ready", "ServiceStalled"), ("Stalled", "ServiceStalled")]
+        );
+        assert!(status.conditions[1].message.contains("api (HostConflict"));
+
+        let env = snapshot.environments[0].clone();
+        let status = environment_status_observed(&env, &snapshot, Ok(()), Default::default(), "t");
+        assert_eq!(status.conditions[1].reason, "ServiceStalled");
+
+        // A change the controller has not looked at yet may fix it: not stalled.
+        api.metadata.generation = Some(3);
+        snapshot.services.retain(|s| s.name_any() != "api");
+        snapshot.services.push(std::sync::Arc::new(api));
+        let app = snapshot.application("staging", "shop").unwrap();
+        let status = application_status(app, &snapshot, Ok(()), "t");
+        assert_eq!(status.conditions[1].type_, "Reconciling");
     }
 
     #[test]
