@@ -361,7 +361,8 @@ mod tests {
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    use crate::resolve::tests::service;
+    use crate::resolve::tests::{service, shop};
+    use kube::ResourceExt;
 
     fn deployment(replicas: i32, ready: i32, generation: i64, observed: i64) -> Deployment {
         Deployment {
