@@ -27,6 +27,7 @@ mod paved_drift;
 mod paved_environment;
 mod paved_errors;
 mod paved_schema;
+mod paved_security;
 mod paved_service;
 mod ship_argocd;
 mod ship_port;

@@ -184,6 +184,7 @@ pub fn service_status(
         url: previous.url.clone(),
         endpoint: previous.endpoint.clone(),
         image: previous.image.clone(),
+        probe: previous.probe,
         ..ServiceStatus::default()
     };
 
@@ -200,6 +201,7 @@ pub fn service_status(
             status.url = applied.url;
             status.endpoint = applied.endpoint;
             status.image = Some(service.spec.image.clone());
+            status.probe = crate::children::probes(&service.spec).kind;
             record_revision(&mut status, &service.spec.image, &applied.config_hash, now);
             if let Some(environment) = &applied.stopped_by {
                 stopped_conditions(environment, complete)
