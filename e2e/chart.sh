@@ -342,7 +342,8 @@ EOF
   k patch environment.paved.dev "$pr" --type merge -p '{"spec":{"access":null,"guardrails":null}}' >/dev/null
   try "access removed -> RoleBinding deleted" absent -n "$pr" rolebinding paved-developer || return 1
   try "quota removed -> ResourceQuota deleted" absent -n "$pr" resourcequota paved-quota || return 1
-  try "defaults removed -> LimitRange deleted" absent -n "$pr" limitrange paved-defaults || return 1
+  try "defaults removed -> LimitRange keeps only the memory defaults" field_is -n "$pr" get limitrange paved-defaults -o jsonpath='{.spec.limits[0].defaultRequest}' '{"memory":"128Mi"}' || return 1
+  try "LimitRange keeps the default memory limit" field_is -n "$pr" get limitrange paved-defaults -o jsonpath='{.spec.limits[0].default}' '{"memory":"512Mi"}' || return 1
   try "isolation removed -> NetworkPolicy deleted" absent -n "$pr" networkpolicy paved-isolation || return 1
   try "an Environment whose ttl passed deletes itself" absent environment.paved.dev "$expiring" || return 1
   k delete environment.paved.dev "$pr" --wait=false >/dev/null

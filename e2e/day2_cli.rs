@@ -18,7 +18,7 @@ use crate::support::{WAIT, kubeconfig_path, wait_until};
 
 /// The `paved` binary: `$PAVED_BIN` (e2e/run.sh exports it), else the debug
 /// build in `$CARGO_TARGET_DIR` or the workspace's `target/`.
-fn paved_bin() -> PathBuf {
+pub(crate) fn paved_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("PAVED_BIN") {
         return PathBuf::from(bin);
     }

@@ -28,6 +28,7 @@ mod paved_environment;
 mod paved_errors;
 mod paved_failures;
 mod paved_schema;
+mod paved_security;
 mod paved_service;
 mod ship_argocd;
 mod ship_kstatus;

@@ -370,3 +370,46 @@ async fn a_health_check_on_an_undeclared_port_is_rejected() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn running_as_root_without_the_baseline_opt_out_is_rejected() {
+    rejects_service(
+        |m| m["spec"]["security"] = json!({"runAsUser": 0}),
+        &["spec.security", "baseline"],
+    )
+    .await;
+    rejects_service(
+        |m| m["spec"]["security"] = json!({"runAsNonRoot": false, "level": "restricted"}),
+        &["spec.security", "baseline"],
+    )
+    .await;
+    rejects_service(
+        |m| m["spec"]["security"] = json!({"level": "privileged"}),
+        &["spec.security.level"],
+    )
+    .await;
+    // The same fields with the explicit opt-out are accepted.
+    let mut root = valid_service();
+    root["spec"]["security"] =
+        json!({"level": "baseline", "runAsUser": 0, "runAsNonRoot": false, "kubernetesApi": true});
+    create(&services(&client().await, "default"), &root)
+        .await
+        .expect("a Service opting out with level: baseline");
+}
+
+#[tokio::test]
+async fn a_production_environment_cannot_lower_its_pod_security() {
+    rejects_environment(
+        |m| {
+            m["spec"]["type"] = json!("production");
+            m["spec"]["guardrails"] = json!({"podSecurity": "baseline"});
+        },
+        &["production", "podSecurity"],
+    )
+    .await;
+    let mut staging = valid_environment(&unique("pschema-env"));
+    staging["spec"]["guardrails"] = json!({"podSecurity": "baseline"});
+    create(&environments(&client().await), &staging)
+        .await
+        .expect("a staging Environment may enforce baseline");
+}

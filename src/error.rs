@@ -55,6 +55,16 @@ pub enum Error {
         namespace: String,
     },
 
+    #[error(
+        "spec.security.level is {asked}, but Environment {environment} enforces PodSecurity {enforced} ({why}), where the API server would refuse every pod: remove spec.security.level (and runAsUser: 0 or runAsNonRoot: false) so the pod runs non-root without capabilities, or deploy the Service to an Environment that allows {asked}"
+    )]
+    PodSecurityForbidden {
+        environment: String,
+        enforced: &'static str,
+        asked: &'static str,
+        why: String,
+    },
+
     #[error("{0}")]
     InvalidSchedule(String),
 
@@ -112,6 +122,7 @@ impl Error {
             Error::HostOutsideDomain { .. } => reasons::HOST_OUTSIDE_DOMAIN,
             Error::HostConflict { .. } => reasons::HOST_CONFLICT,
             Error::DependencyNotFound { .. } => reasons::DEPENDENCY_NOT_FOUND,
+            Error::PodSecurityForbidden { .. } => reasons::POD_SECURITY_FORBIDDEN,
             Error::InvalidSchedule(_) => reasons::INVALID_SCHEDULE,
             Error::BaseMissing { .. } => reasons::BASE_MISSING,
             Error::ChildConflict { .. } => reasons::CHILD_CONFLICT,
@@ -134,6 +145,7 @@ impl Error {
                 | Error::HostOutsideDomain { .. }
                 | Error::HostConflict { .. }
                 | Error::DependencyNotFound { .. }
+                | Error::PodSecurityForbidden { .. }
                 | Error::InvalidSchedule(_)
                 | Error::BaseMissing { .. }
                 | Error::ChildConflict { .. }

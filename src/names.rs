@@ -37,6 +37,12 @@ pub mod labels {
     /// Backstage's Kubernetes plugin finds workloads by this label; its value is the application.
     pub const BACKSTAGE_KUBERNETES_ID: &str = "backstage.io/kubernetes-id";
 
+    /// On an Environment's namespace: the PodSecurity level the API server enforces
+    /// (<https://kubernetes.io/docs/concepts/security/pod-security-admission/>).
+    pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+    /// Same level, as warnings to whoever applies a pod that violates it.
+    pub const POD_SECURITY_WARN: &str = "pod-security.kubernetes.io/warn";
+
     /// Label selector matching every child Paved manages.
     pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=paved";
 
@@ -100,6 +106,8 @@ pub mod reasons {
     pub const DEPENDENCY_NOT_FOUND: &str = "DependencyNotFound";
     /// spec.lifecycle.schedule cannot be evaluated (cron or time zone).
     pub const INVALID_SCHEDULE: &str = "InvalidSchedule";
+    /// spec.security.level is below the PodSecurity level the Environment enforces.
+    pub const POD_SECURITY_FORBIDDEN: &str = "PodSecurityForbidden";
     /// A preview's base Environment (spec.cloneFrom.environment) is gone; the copies stay.
     pub const BASE_MISSING: &str = "BaseMissing";
     /// A child's name is held by an object Paved did not create (or another owner's):

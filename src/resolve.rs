@@ -146,6 +146,7 @@ pub fn resolve_service<'a>(
             application: service.spec.application.clone(),
             namespace: namespace.clone(),
         })?;
+    crate::children::check_pod_security(&service.spec, environment)?;
 
     let mut dependencies = Vec::new();
     let mut missing = Vec::new();
@@ -429,6 +430,7 @@ pub(crate) mod tests {
                 expose: None,
                 depends_on: vec![],
                 restarted_at: None,
+                security: None,
             },
         );
         svc.metadata.namespace = Some(namespace.into());

@@ -33,7 +33,10 @@ use super::{Condition, EnvVar};
     validation = Rule::new("has(self.spec.__namespace__) || (size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("the Environment name is used as its namespace: make it a DNS label (lowercase letters, digits and '-', at most 63 characters) or set spec.namespace"),
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__)").message("spec.namespace is immutable: it cannot be added or removed after creation"))]
+#[x_kube(
+    validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__)").message("spec.namespace is immutable: it cannot be added or removed after creation"),
+    validation = Rule::new("!(has(self.type) && self.type == 'production' && has(self.guardrails) && has(self.guardrails.podSecurity) && self.guardrails.podSecurity != 'restricted')").message("a production Environment always enforces PodSecurity restricted: remove guardrails.podSecurity or set it to restricted"),
+)]
 pub struct EnvironmentSpec {
     /// Kind of environment: development, staging, production or preview.
     #[serde(default, rename = "type")]
@@ -128,6 +131,12 @@ pub struct Guardrails {
     /// the same namespace and from the ingress controller's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_isolation: Option<bool>,
+    /// PodSecurity level enforced on the namespace (label
+    /// `pod-security.kubernetes.io/enforce`). `restricted` also refuses Services
+    /// with `spec.security.level: baseline`. Default: `restricted` in a
+    /// `production` Environment (which cannot lower it), none elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<crate::api::service::PodSecurityLevel>,
 }
 
 /// Upper bounds on the namespace's total resource requests.
@@ -420,6 +429,15 @@ impl Environment {
             .as_deref()
             .or(self.metadata.name.as_deref())
             .unwrap_or_default()
+    }
+
+    /// The PodSecurity level enforced on the namespace: `restricted` in a
+    /// `production` Environment, else `guardrails.podSecurity` (none when unset).
+    pub fn enforced_pod_security(&self) -> Option<crate::api::service::PodSecurityLevel> {
+        if self.spec.type_ == EnvironmentType::Production {
+            return Some(crate::api::service::PodSecurityLevel::Restricted);
+        }
+        self.spec.guardrails.as_ref()?.pod_security
     }
 
     pub fn namespace_name(&self) -> String {

@@ -78,7 +78,9 @@ pub struct ServiceSpec {
     /// CPU and memory requests and limits of the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// HTTP health check, used for readiness and liveness probes.
+    /// HTTP health check: readiness, liveness (more tolerant) and startup probes.
+    /// Without it a Service with a TCP port gets TCP probes on that port, and
+    /// one without any gets none (`status.probe: None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     /// Expose the Service outside the cluster through an Ingress. `expose: {}`
@@ -99,6 +101,92 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub restarted_at: Option<String>,
+    /// How the pod runs. Without it the pod passes PodSecurity `restricted`:
+    /// non-root, seccomp `RuntimeDefault`, no privilege escalation, every
+    /// capability dropped, no service-account token. `level: baseline` is the
+    /// opt-out, refused where the Environment enforces `restricted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
+}
+
+/// The pod's security settings, and the one explicit opt-out from PodSecurity
+/// `restricted`: `level: baseline`. An Environment that enforces `restricted`
+/// (every `production` one, or `guardrails.podSecurity: restricted`) refuses a
+/// Service with `level: baseline` (Stalled, reason `PodSecurityForbidden`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.runAsUser) || self.runAsUser != 0 || (has(self.level) && self.level == 'baseline')").message("runAsUser: 0 runs as root, which only security.level: baseline allows: use a non-zero user or set level: baseline"),
+    validation = Rule::new("!has(self.runAsNonRoot) || self.runAsNonRoot || (has(self.level) && self.level == 'baseline')").message("runAsNonRoot: false only goes with security.level: baseline"),
+)]
+pub struct Security {
+    /// PodSecurity level the pod is built for. `restricted` (default): the
+    /// hardened pod above. `baseline`: the opt-out for images that must run as
+    /// root or keep the default capabilities; Paved then sets only seccomp
+    /// `RuntimeDefault` and what is written here. Reviewable on purpose: an
+    /// Environment enforcing `restricted` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<PodSecurityLevel>,
+    /// UID the container runs as (an image whose USER is a name, not a number,
+    /// needs one for `runAsNonRoot` to be checked). 0 needs `level: baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_user: Option<i64>,
+    /// GID of the container's processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_group: Option<i64>,
+    /// Refuse to start a container whose user is root (default true; false
+    /// needs `level: baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    /// Mount the root filesystem read-only (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+    /// The workload calls the Kubernetes API: mount the service-account token
+    /// (default false, no token in the pod). Allowed at every level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_api: Option<bool>,
+}
+
+impl Security {
+    /// The level asked for (`restricted` when unset).
+    pub fn level(security: Option<&Security>) -> PodSecurityLevel {
+        security.and_then(|s| s.level).unwrap_or_default()
+    }
+}
+
+/// A PodSecurity Standards level (<https://kubernetes.io/docs/concepts/security/pod-security-standards/>):
+/// `baseline` prevents known privilege escalations (root and the default
+/// capabilities allowed); `restricted` is hardened (non-root, seccomp, no
+/// privilege escalation, no capabilities).
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    Baseline,
+    #[default]
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Restricted => "restricted",
+        }
+    }
 }
 
 /// Name of a Service this one depends on.
@@ -227,6 +315,21 @@ pub struct ServiceStatus {
     /// Latest revisions, newest first (at most 10).
     #[serde(default)]
     pub history: Vec<RevisionRecord>,
+    /// How Kubernetes checks the pods: `HTTPGet` (spec.health), `TCPSocket`
+    /// (no spec.health: the first TCP port) or `None` (no health path and no TCP
+    /// port: a hung pod is neither restarted nor taken out of rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeKind>,
+}
+
+/// How the pods of a Service are probed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ProbeKind {
+    #[serde(rename = "HTTPGet")]
+    HttpGet,
+    #[serde(rename = "TCPSocket")]
+    TcpSocket,
+    None,
 }
 
 /// Replica counts, from the Deployment's status.

@@ -1,5 +1,7 @@
 //! Environment `guardrails` → ResourceQuota `paved-quota`, LimitRange
-//! `paved-defaults` and NetworkPolicy `paved-isolation` in its namespace.
+//! `paved-defaults` and NetworkPolicy `paved-isolation` in its namespace. The
+//! LimitRange exists in every Environment: it carries at least a default
+//! memory limit.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::environment_child_metadata;
@@ -53,31 +56,95 @@ pub fn render_resource_quota(environment: &Environment) -> Option<ResourceQuota>
     })
 }
 
-/// Container defaults from `guardrails.defaults.resources`; None without defaults.
-pub fn render_limit_range(environment: &Environment) -> Option<LimitRange> {
-    let resources = environment
+/// Memory limit of a container that sets none, when the Environment does not
+/// say: enough for most services, and a runaway one is killed before it takes
+/// the node down.
+pub const DEFAULT_MEMORY_LIMIT: &str = "512Mi";
+/// Memory request of a container that sets none, when the Environment sets
+/// neither a memory request nor a memory limit.
+pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
+
+fn default_resources(
+    environment: &Environment,
+) -> Option<&crate::api::environment::DefaultResources> {
+    environment
         .spec
         .guardrails
         .as_ref()?
         .defaults
         .as_ref()?
         .resources
-        .as_ref()?;
-    if resources.requests.is_empty() && resources.limits.is_empty() {
-        return None;
+        .as_ref()
+}
+
+/// The memory limit a container without one gets in this Environment:
+/// `guardrails.defaults.resources.limits.memory`, else the default memory
+/// request (a request above [`DEFAULT_MEMORY_LIMIT`] would make the LimitRange
+/// invalid), else [`DEFAULT_MEMORY_LIMIT`].
+pub fn default_memory_limit(environment: &Environment) -> Quantity {
+    let resources = default_resources(environment);
+    resources
+        .and_then(|r| r.limits.get("memory"))
+        .or_else(|| resources.and_then(|r| r.requests.get("memory")))
+        .cloned()
+        .unwrap_or_else(|| Quantity(DEFAULT_MEMORY_LIMIT.into()))
+}
+
+/// Container defaults: `guardrails.defaults.resources`, always with a memory
+/// limit ([`default_memory_limit`]) so no container of the namespace runs
+/// without one, and [`DEFAULT_MEMORY_REQUEST`] when the Environment sets no
+/// memory default at all.
+pub fn render_limit_range(environment: &Environment) -> Option<LimitRange> {
+    let resources = default_resources(environment).cloned().unwrap_or_default();
+    let mut requests = resources.requests;
+    let mut limits = resources.limits;
+    if !requests.contains_key("memory") && !limits.contains_key("memory") {
+        requests.insert("memory".into(), Quantity(DEFAULT_MEMORY_REQUEST.into()));
     }
-    let non_empty = |map: &BTreeMap<String, _>| (!map.is_empty()).then(|| map.clone());
+    limits.insert("memory".into(), default_memory_limit(environment));
     Some(LimitRange {
         metadata: named(environment, DEFAULTS_NAME),
         spec: Some(LimitRangeSpec {
             limits: vec![LimitRangeItem {
                 type_: "Container".into(),
-                default_request: non_empty(&resources.requests),
-                default: non_empty(&resources.limits),
+                default_request: Some(requests),
+                default: Some(limits),
                 ..LimitRangeItem::default()
             }],
         }),
     })
+}
+
+/// Bytes of a memory quantity (`128Mi`, `1G`, `1e9`, `500000k`); None when it
+/// cannot be read.
+pub fn memory_bytes(quantity: &Quantity) -> Option<f64> {
+    let text = quantity.0.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => {
+            10f64.powi(exponent[1..].parse::<i32>().ok()?)
+        }
+        _ => return None,
+    };
+    Some(number * factor)
 }
 
 /// Parse `key=value,key2=value2` into labels; None when malformed.
@@ -158,6 +225,7 @@ mod tests {
                 }),
             }),
             network_isolation: Some(true),
+            pod_security: None,
         });
         env
     }
@@ -179,10 +247,88 @@ mod tests {
         let item = &range.spec.unwrap().limits[0];
         assert_eq!(item.type_, "Container");
         assert_eq!(
-            item.default_request.as_ref().unwrap()["cpu"],
-            Quantity("100m".into())
+            item.default_request,
+            Some(BTreeMap::from([
+                ("cpu".into(), Quantity("100m".into())),
+                ("memory".into(), Quantity("128Mi".into())),
+            ])),
+            "the Environment's cpu request, and Paved's memory request as it sets none"
         );
-        assert!(item.default.is_none());
+        assert_eq!(
+            item.default,
+            Some(BTreeMap::from([(
+                "memory".into(),
+                Quantity("512Mi".into())
+            )]))
+        );
+    }
+
+    fn defaults_of(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> LimitRangeItem {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect()
+        };
+        let mut env = environment("team-a", "a.example.com");
+        env.spec.guardrails = Some(Guardrails {
+            defaults: Some(Defaults {
+                resources: Some(DefaultResources {
+                    requests: map(requests),
+                    limits: map(limits),
+                }),
+            }),
+            ..Guardrails::default()
+        });
+        render_limit_range(&env)
+            .unwrap()
+            .spec
+            .unwrap()
+            .limits
+            .remove(0)
+    }
+
+    #[test]
+    fn every_environment_has_a_default_memory_limit_and_its_own_memory_defaults_win() {
+        let memory = |item: &LimitRangeItem| {
+            let get = |map: &Option<BTreeMap<String, Quantity>>| {
+                map.as_ref()
+                    .and_then(|m| m.get("memory"))
+                    .map(|q| q.0.clone())
+            };
+            (get(&item.default_request), get(&item.default))
+        };
+        let bare = render_limit_range(&environment("team-a", "a.example.com")).unwrap();
+        assert_eq!(bare.metadata.name.as_deref(), Some("paved-defaults"));
+        let item = &bare.spec.unwrap().limits[0];
+        assert_eq!(memory(item), (Some("128Mi".into()), Some("512Mi".into())));
+        // Its own limit: no Paved request (the API server takes the limit, never above it).
+        assert_eq!(
+            memory(&defaults_of(&[], &[("memory", "64Mi")])),
+            (None, Some("64Mi".into()))
+        );
+        // Its own request, above Paved's limit: the limit follows the request.
+        assert_eq!(
+            memory(&defaults_of(&[("memory", "1Gi")], &[])),
+            (Some("1Gi".into()), Some("1Gi".into()))
+        );
+        assert_eq!(
+            memory(&defaults_of(&[("memory", "256Mi")], &[("memory", "2Gi")])),
+            (Some("256Mi".into()), Some("2Gi".into()))
+        );
+    }
+
+    #[test]
+    fn memory_quantities_read_as_bytes() {
+        let bytes = |text: &str| memory_bytes(&Quantity(text.into()));
+        assert_eq!(bytes("128Mi"), Some(128.0 * 1024.0 * 1024.0));
+        assert_eq!(bytes("1G"), Some(1e9));
+        assert_eq!(bytes("1e3"), Some(1000.0));
+        assert_eq!(bytes("1.5Gi"), Some(1.5 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(bytes("512"), Some(512.0));
+        assert!(bytes("2Gi") > bytes("2000Mi"));
+        assert_eq!(bytes("lots"), None);
+        assert_eq!(bytes("1Zi"), None);
     }
 
     #[test]
@@ -211,10 +357,9 @@ mod tests {
     }
 
     #[test]
-    fn without_guardrails_there_is_nothing_to_create() {
+    fn without_guardrails_there_is_no_quota_and_no_network_policy() {
         let env = environment("team-a", "a.example.com");
         assert!(render_resource_quota(&env).is_none());
-        assert!(render_limit_range(&env).is_none());
         assert!(render_network_policy(&env, &BTreeMap::new()).is_none());
     }
 

@@ -31,7 +31,8 @@ pub use config::{
 };
 pub use core_service::render_core_service;
 pub use deployment::{
-    PRODUCTION_DEFAULT_REPLICAS, desired_replicas, environment_stopped, render_deployment,
+    PRODUCTION_DEFAULT_REPLICAS, Probes, check_pod_security, desired_replicas, environment_stopped,
+    probes, render_deployment,
 };
 pub use environment::{
     EnvironmentChildren, Named, environment_child_labels, environment_child_metadata,

@@ -1,4 +1,4 @@
-//! Environment → Namespace.
+//! Environment → Namespace, labelled with the PodSecurity level it enforces.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +12,22 @@ use crate::names::{annotations, labels};
 
 /// The Namespace an Environment owns, labelled `paved.dev/environment=<name>` and
 /// annotated with the Environment's UID, the mark Paved checks before it
-/// touches or deletes a namespace.
+/// touches or deletes a namespace. A `production` Environment, or one with
+/// `guardrails.podSecurity`, also labels it `pod-security.kubernetes.io/enforce`
+/// (and `warn`, so `kubectl apply` of a refused pod says why) with that level.
 pub fn render_namespace(environment: &Environment) -> Namespace {
+    let mut labels_map = BTreeMap::from([
+        (labels::ENVIRONMENT.to_string(), environment.name_any()),
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_PAVED.to_string(),
+        ),
+    ]);
+    if let Some(level) = environment.enforced_pod_security() {
+        for key in [labels::POD_SECURITY_ENFORCE, labels::POD_SECURITY_WARN] {
+            labels_map.insert(key.to_string(), level.as_str().to_string());
+        }
+    }
     let mut annotations_map = BTreeMap::new();
     if let Some(uid) = &environment.metadata.uid {
         annotations_map.insert(annotations::CREATED_BY_ENVIRONMENT.to_string(), uid.clone());
@@ -21,13 +35,7 @@ pub fn render_namespace(environment: &Environment) -> Namespace {
     Namespace {
         metadata: ObjectMeta {
             name: Some(environment.namespace_name()),
-            labels: Some(BTreeMap::from([
-                (labels::ENVIRONMENT.to_string(), environment.name_any()),
-                (
-                    labels::MANAGED_BY.to_string(),
-                    labels::MANAGED_BY_PAVED.to_string(),
-                ),
-            ])),
+            labels: Some(labels_map),
             annotations: Some(annotations_map),
             owner_references: controller_reference(environment).map(|r| vec![r]),
             ..ObjectMeta::default()
@@ -62,6 +70,34 @@ mod tests {
             (owner.kind.as_str(), owner.controller),
             ("Environment", Some(true))
         );
+    }
+
+    #[test]
+    fn production_and_podsecurity_guardrails_label_the_namespace_and_others_do_not() {
+        use crate::api::environment::{EnvironmentType, Guardrails};
+        use crate::api::service::PodSecurityLevel;
+        let enforced = |env: &Environment| {
+            let namespace = render_namespace(env);
+            let labels = namespace.labels();
+            (
+                labels.get("pod-security.kubernetes.io/enforce").cloned(),
+                labels.get("pod-security.kubernetes.io/warn").cloned(),
+            )
+        };
+        let mut env = environment("shop", "shop.example.com");
+        assert_eq!(enforced(&env), (None, None));
+        env.spec.guardrails = Some(Guardrails {
+            pod_security: Some(PodSecurityLevel::Baseline),
+            ..Guardrails::default()
+        });
+        let baseline = Some("baseline".to_string());
+        assert_eq!(enforced(&env), (baseline.clone(), baseline));
+        env.spec.guardrails.as_mut().unwrap().pod_security = Some(PodSecurityLevel::Restricted);
+        let restricted = Some("restricted".to_string());
+        assert_eq!(enforced(&env), (restricted.clone(), restricted.clone()));
+        env.spec.guardrails = None;
+        env.spec.type_ = EnvironmentType::Production;
+        assert_eq!(enforced(&env), (restricted.clone(), restricted));
     }
 
     #[test]

@@ -235,6 +235,7 @@ pub fn service_status(
         url: previous.url.clone(),
         endpoint: previous.endpoint.clone(),
         image: previous.image.clone(),
+        probe: previous.probe,
         ..ServiceStatus::default()
     };
 
@@ -251,6 +252,7 @@ pub fn service_status(
             status.url = applied.url;
             status.endpoint = applied.endpoint;
             status.image = Some(service.spec.image.clone());
+            status.probe = crate::children::probes(&service.spec).kind;
             record_revision(&mut status, &service.spec.image, &applied.config_hash, now);
             let failure = observation
                 .deployment
