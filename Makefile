@@ -5,20 +5,26 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit e2e chart image dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
+.PHONY: build test unit e2e faults chart image dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
 
 build:
 	$(CARGO) build --bin paved
 
 ## test: everything CI runs — unit tests (with the crds/ drift check), then the
-## e2e tests, then the Helm chart's proof (install, upgrade, RBAC sufficient and minimal).
-test: unit e2e chart
+## e2e tests, then the fault tests (failover, split brain, control-plane outages),
+## then the Helm chart's proof (install, upgrade, RBAC sufficient and minimal).
+test: unit e2e faults chart
 
 unit:
 	$(CARGO) test --bins --lib
 
 e2e:
 	e2e/run.sh
+
+## faults: leader failover, the split-brain test, API server and etcd outages
+## (e2e/faults.rs, run alone: they start and stop controller replicas).
+faults:
+	e2e/faults.sh
 
 ## dev: local control plane + CRDs + controller + examples, then the catalog.
 dev:

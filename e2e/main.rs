@@ -21,6 +21,8 @@ mod env_lifecycle;
 mod env_preview;
 mod env_support;
 mod env_tenancy;
+mod faults;
+mod paved_application_deletion;
 mod paved_catalog;
 mod paved_conflicts;
 mod paved_drift;

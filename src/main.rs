@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use paved::runtime::controllers::{self, Settings, stopped};
+use paved::runtime::fence::{Fence, FenceLayer};
 use paved::runtime::http::{self, Health};
 use paved::runtime::leader::{LeaderElector, LeaseConfig};
 use paved::runtime::metrics::Metrics;
@@ -69,9 +70,18 @@ struct RunArgs {
     /// Namespace of the leader Lease (default: POD_NAMESPACE, else "default").
     #[arg(long, env = "PAVED_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
-    /// Seconds after which a Lease that was not renewed can be taken over.
+    /// Seconds a standby waits, after it last saw the Lease renewed, before taking it over.
     #[arg(long, env = "PAVED_LEASE_DURATION", default_value_t = 15)]
     lease_duration: u64,
+    /// Seconds the leader keeps writing after the start of its last successful
+    /// renewal; past them it stops its controllers and competes again. Must be
+    /// shorter than the lease duration.
+    #[arg(long, env = "PAVED_RENEW_DEADLINE", default_value_t = 10.0)]
+    renew_deadline: f64,
+    /// Seconds between two attempts to acquire or renew the Lease (also the
+    /// longest a standby takes to notice a released Lease).
+    #[arg(long, env = "PAVED_RETRY_PERIOD", default_value_t = 2.0)]
+    retry_period: f64,
     /// Identity in the Lease and on Events (default: POD_NAME, else hostname-pid).
     #[arg(long, env = "PAVED_IDENTITY")]
     identity: Option<String>,
@@ -166,6 +176,11 @@ fn render(files: &[PathBuf]) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let lease = args
+        .leader_elect
+        .then(|| lease_config(&args, &identity))
+        .transpose()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -181,68 +196,100 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
     let server = tokio::spawn(http::serve(args.listen, health.clone(), stopped(&stop_rx)));
 
-    let client = kube::Client::try_default().await?;
+    let mut config = kube::Config::infer().await?;
+    // Names this replica in the API server's audit log.
+    config.headers.push((
+        ::http::header::USER_AGENT,
+        ::http::HeaderValue::from_str(&format!("paved/{identity}"))?,
+    ));
+    let client = kube::Client::try_from(config.clone())?;
     let _ = health.catalog_client.set(client.clone());
-    let identity = args.identity.clone().unwrap_or_else(default_identity);
     let settings = Settings {
         concurrency: args.concurrency,
         instance: Some(identity.clone()),
         ingress_namespace_labels: args.ingress_namespace_selector.clone(),
     };
 
-    let elector = args.leader_elect.then(|| {
-        let namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "default".into());
-        let lease_duration = Duration::from_secs(args.lease_duration.max(3));
-        LeaderElector::new(
-            client.clone(),
-            LeaseConfig {
-                name: args.lease_name.clone(),
-                namespace,
-                identity,
-                lease_duration,
-                renew_every: lease_duration / 3,
-            },
-        )
-    });
-
     // A standby replica is healthy and ready: it serves its purpose by waiting.
     health.set_ready(true);
-    let mut lost_leadership = false;
-    if let Some(elector) = &elector {
-        tokio::select! {
-            acquired = elector.acquire() => acquired?,
-            () = stopped(&stop_rx) => {
-                return stop_server(server).await;
-            }
-        }
-        metrics.set_leader(true);
-        let controllers =
-            controllers::run(client.clone(), metrics.clone(), settings, stop_rx.clone());
-        tokio::select! {
-            () = controllers => {}
-            () = elector.hold() => lost_leadership = true,
-            () = grace_expired(&stop_rx) => {}
-        }
-        metrics.set_leader(false);
-        if !lost_leadership {
-            elector.release().await;
-        }
-    } else {
+    let Some(lease) = lease else {
         tokio::select! {
             () = controllers::run(client.clone(), metrics.clone(), settings, stop_rx.clone()) => {}
             () = grace_expired(&stop_rx) => {}
         }
-    }
+        return stop_server(server).await;
+    };
 
-    if lost_leadership {
-        // Never keep reconciling without the lease: exit and come back as a candidate.
-        return Err("lost the leader lease".into());
+    // The controllers write only through the fence, which the elector grants
+    // while this replica's leadership is certain; the elector's own client is not fenced.
+    let fence = Arc::new(Fence::default());
+    let fenced = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&FenceLayer {
+            fence: fence.clone(),
+        })
+        .build();
+    let elector = LeaderElector::new(client.clone(), lease, fence.clone());
+    loop {
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = stopped(&stop_rx) => break,
+        }
+        metrics.set_leader(true);
+        // Boxed, so that dropping it stops the controllers there and then.
+        let mut controllers = Box::pin(controllers::run(
+            fenced.clone(),
+            metrics.clone(),
+            settings.clone(),
+            stop_rx.clone(),
+        ));
+        let shutting_down = tokio::select! {
+            () = &mut controllers => true,
+            () = elector.hold() => false,
+            () = stopped(&stop_rx) => true,
+        };
+        metrics.set_leader(false);
+        if shutting_down {
+            // Hand over at once: no new write, the ones on the wire land, then the Lease goes.
+            fence.revoke();
+            tokio::select! {
+                () = &mut controllers => {}
+                () = fence.drained() => {}
+                () = tokio::time::sleep(WRITES_LAND) => {}
+            }
+            drop(controllers);
+            elector.release().await;
+            break;
+        }
+        // Lost the Lease or could not renew it in time: the fence already refuses
+        // writes; stop the controllers, keep serving /healthz, and compete again.
+        drop(controllers);
+        tracing::warn!("controllers stopped; standing by for the Lease again");
     }
     stop_server(server).await
+}
+
+/// How long a stopping leader waits for its writes on the wire before releasing the Lease.
+const WRITES_LAND: Duration = Duration::from_secs(2);
+
+fn lease_config(args: &RunArgs, identity: &str) -> Result<LeaseConfig, String> {
+    let seconds = |name: &str, value: f64| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| format!("--{name} {value} is not a duration in seconds"))
+    };
+    let config = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into()),
+        identity: identity.to_string(),
+        lease_duration: Duration::from_secs(args.lease_duration),
+        renew_deadline: seconds("renew-deadline", args.renew_deadline)?,
+        retry_period: seconds("retry-period", args.retry_period)?,
+    };
+    config.check()?;
+    Ok(config)
 }
 
 /// Wait for the HTTP endpoints to stop, but not for a scraper's keep-alive connection.

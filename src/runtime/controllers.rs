@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -21,11 +21,12 @@ use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
+use super::watches::watch;
 use super::triggers;
 use crate::api::{Application, Environment, Service};
 use crate::children::config::ConfigKind;
@@ -51,7 +52,8 @@ fn reflect<K>(
     writer: Writer<K>,
     api: Api<K>,
     config: watcher::Config,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+    metrics: &Arc<Metrics>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -61,8 +63,7 @@ where
         + Sync
         + 'static,
 {
-    watcher(api, config)
-        .default_backoff()
+    watch(api, config, metrics)
         .modify(drop_managed_fields)
         .reflect(writer)
         .touched_objects()
@@ -78,7 +79,8 @@ fn drop_managed_fields<K: Resource>(object: &mut K) {
 fn reflect_spec_changes<K>(
     writer: Writer<K>,
     api: Api<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+    metrics: &Arc<Metrics>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -88,8 +90,7 @@ where
         + Sync
         + 'static,
 {
-    watcher(api, watcher::Config::default())
-        .default_backoff()
+    watch(api, watcher::Config::default(), metrics)
         .modify(drop_managed_fields)
         .reflect(writer)
         .applied_objects()
@@ -124,8 +125,11 @@ fn generation_or_stopped(environment: &Environment) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Spec-only changes of a related kind (no store).
-fn spec_changes<K>(api: Api<K>) -> impl Stream<Item = Result<K, watcher::Error>> + Send
+/// Spec changes, deletion and finalizers of a related kind (no store).
+fn spec_changes<K>(
+    api: Api<K>,
+    metrics: &Arc<Metrics>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -135,10 +139,27 @@ where
         + Sync
         + 'static,
 {
-    watcher(api, watcher::Config::default())
-        .default_backoff()
+    watch(api, watcher::Config::default(), metrics)
+        .map_ok(gone_is_a_change)
         .touched_objects()
-        .predicate_filter(predicates::generation, Default::default())
+        .predicate_filter(spec_or_lifecycle::<K>, Default::default())
+}
+
+/// A deletion must trigger even when the object had no finalizer (its last state
+/// then carries no `deletionTimestamp` and the same generation): mark it deleted.
+/// Only for trigger streams, never for a store.
+fn gone_is_a_change<K: Resource>(event: watcher::Event<K>) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Delete(mut object) => {
+            object.meta_mut().deletion_timestamp.get_or_insert_with(|| {
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                )
+            });
+            watcher::Event::Delete(object)
+        }
+        other => other,
+    }
 }
 
 fn error_policy<K>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
@@ -178,19 +199,19 @@ pub async fn run(
         network_policies,
     } = writers;
     let all = || client.clone();
-    let environment_stream = reflect_spec_changes(environments, Api::all(all()));
-    let application_stream = reflect_spec_changes(applications, Api::all(all()));
-    let service_stream = reflect_spec_changes(services, Api::all(all()));
-    let namespace_stream = reflect(namespaces, Api::all(all()), environment_namespaces.clone());
-    let deployment_stream = reflect(deployments, Api::all(all()), managed.clone());
-    let core_service_stream = reflect(core_services, Api::all(all()), managed.clone());
-    let ingress_stream = reflect(ingresses, Api::all(all()), managed.clone());
-    let autoscaler_stream = reflect(autoscalers, Api::all(all()), managed.clone());
-    let disruption_budget_stream = reflect(disruption_budgets, Api::all(all()), managed.clone());
-    let role_binding_stream = reflect(role_bindings, Api::all(all()), managed.clone());
-    let resource_quota_stream = reflect(resource_quotas, Api::all(all()), managed.clone());
-    let limit_range_stream = reflect(limit_ranges, Api::all(all()), managed.clone());
-    let network_policy_stream = reflect(network_policies, Api::all(all()), managed);
+    let environment_stream = reflect_spec_changes(environments, Api::all(all()), &metrics);
+    let application_stream = reflect_spec_changes(applications, Api::all(all()), &metrics);
+    let service_stream = reflect_spec_changes(services, Api::all(all()), &metrics);
+    let namespace_stream = reflect(namespaces, Api::all(all()), environment_namespaces.clone(), &metrics);
+    let deployment_stream = reflect(deployments, Api::all(all()), managed.clone(), &metrics);
+    let core_service_stream = reflect(core_services, Api::all(all()), managed.clone(), &metrics);
+    let ingress_stream = reflect(ingresses, Api::all(all()), managed.clone(), &metrics);
+    let autoscaler_stream = reflect(autoscalers, Api::all(all()), managed.clone(), &metrics);
+    let disruption_budget_stream = reflect(disruption_budgets, Api::all(all()), managed.clone(), &metrics);
+    let role_binding_stream = reflect(role_bindings, Api::all(all()), managed.clone(), &metrics);
+    let resource_quota_stream = reflect(resource_quotas, Api::all(all()), managed.clone(), &metrics);
+    let limit_range_stream = reflect(limit_ranges, Api::all(all()), managed.clone(), &metrics);
+    let network_policy_stream = reflect(network_policies, Api::all(all()), managed, &metrics);
     let stores_loaded = stores_loaded.run();
     let (environments, applications, services) = (
         stores.environments.clone(),
@@ -240,23 +261,21 @@ pub async fn run(
         .owns_stream(network_policy_stream)
         // A preview notices its base being created, changed or deleted.
         .watches_stream(
-            watcher(
+            watch(
                 Api::<Environment>::all(client.clone()),
                 watcher::Config::default(),
+                &metrics,
             )
-            .default_backoff()
             .touched_objects()
             .predicate_filter(spec_or_lifecycle::<Environment>, Default::default()),
             previews_of,
         )
-        .watches(
-            Api::<Application>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(Api::<Application>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
             env_of_app,
         )
-        .watches(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(Api::<Service>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
             env_of_svc,
         )
         .graceful_shutdown_on(stopped(&shutdown))
@@ -271,14 +290,12 @@ pub async fn run(
     let apps = applications.clone();
     let application_controller = Controller::for_stream(application_stream, applications.clone())
         .with_config(aggregate_config)
-        .watches(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(Api::<Service>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
             |s: Service| triggers::application_of(&s),
         )
-        .watches(
-            Api::<Namespace>::all(client.clone()),
-            environment_namespaces.clone(),
+        .watches_stream(
+            watch(Api::<Namespace>::all(client.clone()), environment_namespaces.clone(), &metrics).touched_objects(),
             move |ns: Namespace| triggers::applications_in(&apps.state(), &ns.name_any()),
         )
         .graceful_shutdown_on(stopped(&shutdown))
@@ -309,48 +326,46 @@ pub async fn run(
         .owns_stream(autoscaler_stream)
         .owns_stream(disruption_budget_stream)
         .watches_stream(
-            spec_changes(Api::<Application>::all(client.clone())),
+            spec_changes(Api::<Application>::all(client.clone()), &metrics),
             move |a: Application| triggers::services_of_application(&of_application.state(), &a),
         )
         // Spec changes, and stop/start (status.stopped also moves on a schedule).
         .watches_stream(
-            watcher(
+            watch(
                 Api::<Environment>::all(client.clone()),
                 watcher::Config::default(),
+                &metrics,
             )
-            .default_backoff()
             .touched_objects()
             .predicate_filter(generation_or_stopped, Default::default()),
             move |e: Environment| {
                 triggers::services_in(&in_environment.state(), &e.namespace_name())
             },
         )
-        .watches(
-            Api::<Namespace>::all(client.clone()),
-            environment_namespaces,
+        .watches_stream(
+            watch(Api::<Namespace>::all(client.clone()), environment_namespaces, &metrics).touched_objects(),
             move |n: Namespace| triggers::services_in(&in_namespace.state(), &n.name_any()),
         )
         // Dependents see their dependency's readiness; a released host goes to the next claimant.
-        .watches(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(Api::<Service>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
             move |changed: Service| triggers::services_related_to(&related.state(), &changed),
         )
         .watches_stream(
-            watcher(
+            watch(
                 Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
                 watcher::Config::default(),
+                &metrics,
             )
-            .default_backoff()
             .touched_objects(),
             services_reading::<ConfigMap>(reading_config, ConfigKind::ConfigMap),
         )
         .watches_stream(
-            watcher(
+            watch(
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
                 watcher::Config::default(),
+                &metrics,
             )
-            .default_backoff()
             .touched_objects(),
             services_reading::<Secret>(reading_secret, ConfigKind::Secret),
         )

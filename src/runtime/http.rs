@@ -51,7 +51,10 @@ async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.ready.load(Ordering::Relaxed) {
+    let failing = health.metrics.failing_watches();
+    if failing > 0 {
+        (StatusCode::SERVICE_UNAVAILABLE, "watches failing")
+    } else if health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")

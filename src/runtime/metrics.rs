@@ -8,6 +8,8 @@
 //! | `paved_objects_managed` (gauge) | kind |
 //! | `paved_writes_total` | resource |
 //! | `paved_leader` (gauge) | |
+//! | `paved_watch_errors_total` | resource |
+//! | `paved_watches_failing` (gauge) | |
 
 use std::time::Instant;
 
@@ -46,6 +48,8 @@ pub struct Metrics {
     managed: Family<KindLabel, Gauge>,
     writes: Family<ResourceLabel, Counter>,
     leader: Gauge,
+    watch_errors: Family<ResourceLabel, Counter>,
+    watches_failing: Gauge,
 }
 
 impl Default for Metrics {
@@ -59,6 +63,8 @@ impl Default for Metrics {
         let managed = Family::<KindLabel, Gauge>::default();
         let writes = Family::<ResourceLabel, Counter>::default();
         let leader = Gauge::default();
+        let watch_errors = Family::<ResourceLabel, Counter>::default();
+        let watches_failing = Gauge::default();
         registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -85,6 +91,16 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        registry.register(
+            "watch_errors",
+            "Watch requests that failed (and were retried), by resource",
+            watch_errors.clone(),
+        );
+        registry.register(
+            "watches_failing",
+            "Watches whose last attempt failed; /readyz is not ready while above 0",
+            watches_failing.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -93,6 +109,8 @@ impl Default for Metrics {
             managed,
             writes,
             leader,
+            watch_errors,
+            watches_failing,
         }
     }
 }
@@ -157,6 +175,24 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    pub fn watch_failed(&self, resource: &str) {
+        self.watch_errors
+            .get_or_create(&ResourceLabel {
+                resource: resource.into(),
+            })
+            .inc();
+    }
+
+    /// One more (`1`) or one fewer (`-1`) watch whose last attempt failed.
+    pub fn watches_failing(&self, change: i64) {
+        self.watches_failing.inc_by(change);
+    }
+
+    /// Watches whose last attempt failed.
+    pub fn failing_watches(&self) -> i64 {
+        self.watches_failing.get()
     }
 
     /// OpenMetrics text exposition.

@@ -2,8 +2,10 @@
 //! election, controller wiring, logging. `main.rs` calls into here.
 
 pub mod controllers;
+pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod telemetry;
 pub mod triggers;
+pub mod watches;

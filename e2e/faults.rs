@@ -1,0 +1,697 @@
+//! Faults: leader failover, the split-brain test, and control-plane outages.
+//!
+//! These tests start and stop controller replicas of their own (`$PAVED_BIN
+//! run`, each with its own `/metrics` port and log), kill, stop and terminate
+//! them, and restart control-plane components (`e2e/cluster/restart.sh`). They
+//! must be the only Paved acting on the cluster, so they run from
+//! `e2e/faults.sh` (which sets `PAVED_E2E_FAULTS=1`, one test at a time) and are
+//! skipped otherwise. Each prints its figures (failover and recovery seconds).
+//!
+//! Where the API server writes an audit log of writes (`PAVED_E2E_AUDIT_LOG`,
+//! which faults.sh sets up), "no write" is judged on what the API server
+//! received, by User-Agent (`paved/<identity>`); otherwise on the replicas' own
+//! write logs (DEBUG `paved::write`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::{Value, json};
+
+use crate::paved_support::{
+    TestEnvironment, condition, describe_status, image, is_observed, merge_patch,
+};
+use crate::support::{client, unique, wait_until};
+
+/// Short timings, so that a failover test takes seconds: the same rules as the
+/// defaults (15 s / 10 s / 2 s), scaled down.
+const LEASE_DURATION: u64 = 6;
+const RENEW_DEADLINE: f64 = 4.0;
+const RETRY_PERIOD: f64 = 1.0;
+const LEASE_NAMESPACE: &str = "default";
+
+fn enabled(test: &str) -> bool {
+    if std::env::var_os("PAVED_E2E_FAULTS").is_some() {
+        return true;
+    }
+    eprintln!("skipped {test}: run by e2e/faults.sh (PAVED_E2E_FAULTS=1)");
+    false
+}
+
+/// A controller replica run by the test; killed when dropped.
+struct Replica {
+    identity: String,
+    port: u16,
+    log: PathBuf,
+    child: Child,
+}
+
+fn next_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base: u16 = std::env::var("PAVED_E2E_FAULTS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(18100);
+    base + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Replica {
+    /// A replica with the short test timings.
+    fn start(lease: &str, name: &str) -> Replica {
+        Self::start_with(
+            lease,
+            name,
+            &[
+                ("--lease-duration", LEASE_DURATION.to_string()),
+                ("--renew-deadline", RENEW_DEADLINE.to_string()),
+                ("--retry-period", RETRY_PERIOD.to_string()),
+            ],
+        )
+    }
+
+    fn start_with(lease: &str, name: &str, timings: &[(&str, String)]) -> Replica {
+        let bin = std::env::var("PAVED_BIN").expect("PAVED_BIN (set by e2e/faults.sh)");
+        let identity = format!("{lease}-{name}");
+        let port = next_port();
+        let dir = std::env::var_os("PAVED_E2E_FAULTS_LOGS")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let log = dir.join(format!("{identity}.log"));
+        let file = std::fs::File::create(&log).expect("replica log");
+        let mut command = Command::new(bin);
+        command
+            .args(["run", "--log-format", "json", "--identity", &identity])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--lease-name", lease, "--lease-namespace", LEASE_NAMESPACE]);
+        for (flag, value) in timings {
+            command.args([flag, value.as_str()]);
+        }
+        let child = command
+            .env("RUST_LOG", "info,paved::write=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start a replica");
+        Replica {
+            identity,
+            port,
+            log,
+            child,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {}", self.identity);
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("replica status").is_none()
+    }
+
+    /// `(status code, body)` of a GET on the replica's endpoint, `None` if unreachable.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let address = format!("127.0.0.1:{}", self.port);
+        let mut stream = std::net::TcpStream::connect(&address).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.get("/metrics")
+            .is_some_and(|(_, body)| body.lines().any(|l| l == "paved_leader 1"))
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+        crate::paved_support::metric_sum(&body, name, &[])
+    }
+
+    /// The writes this replica let through its fence, by the time it logged them.
+    fn logged_writes(&self) -> Vec<(Timestamp, String)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|l| l["target"] == "paved::write" && l["fields"]["message"] == "write")
+            .filter_map(|l| {
+                let at = l["timestamp"].as_str()?.parse().ok()?;
+                let what = format!("{} {}", l["fields"]["method"], l["fields"]["path"]);
+                Some((at, what))
+            })
+            .collect()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn holder(lease: &str) -> Option<String> {
+    let leases = Api::<Lease>::namespaced(client().await, LEASE_NAMESPACE);
+    leases
+        .get_opt(lease)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec?.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+async fn wait_holder(lease: &str, replica: &Replica, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    wait_until(
+        &format!("{} to hold the Lease {lease}", replica.identity),
+        timeout,
+        || async {
+            match holder(lease).await {
+                Some(h) if h == replica.identity => Ok(()),
+                other => Err(format!("holder {other:?}")),
+            }
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+async fn wait_healthy(replica: &Replica) {
+    wait_until(
+        &format!("{} to answer /healthz", replica.identity),
+        Duration::from_secs(30),
+        || async {
+            match replica.get("/healthz") {
+                Some((200, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+/// An Environment, an Application and `count` Services `svc-<i>` at tag `1`.
+async fn workload(prefix: &str, count: usize) -> TestEnvironment {
+    let env = TestEnvironment::create(prefix).await;
+    env.apply_application(
+        "shop",
+        json!({"owner": "team-shop", "description": "faults", "lifecycle": "development"}),
+    )
+    .await;
+    for i in 0..count {
+        env.apply_service(
+            &format!("svc-{i}"),
+            json!({"application": "shop", "image": image("svc", "1"), "ports": [{"name": "http", "port": 8080}]}),
+        )
+        .await;
+    }
+    env
+}
+
+/// Sets the image tag of the given Services (a spec change, a new generation).
+async fn change(env: &TestEnvironment, names: &[String], tag: &str) {
+    let api = env.services();
+    for name in names {
+        merge_patch(&api, name, json!({"spec": {"image": image("svc", tag)}})).await;
+    }
+}
+
+fn names(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("svc-{i}")).collect()
+}
+
+fn converged(service: &DynamicObject) -> bool {
+    is_observed(service) && condition(service, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// Waits until every Service of the environment is Ready at its generation;
+/// returns how long that took.
+async fn wait_converged(env: &TestEnvironment, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    let api = env.services();
+    wait_until("every Service Ready at its generation", timeout, || async {
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        match list.items.iter().find(|s| !converged(s)) {
+            None => Ok(()),
+            Some(s) => Err(format!(
+                "{}: {}",
+                s.metadata.name.as_deref().unwrap_or_default(),
+                describe_status(s)
+            )),
+        }
+    })
+    .await;
+    start.elapsed()
+}
+
+// ----------------------------------------------------------------- audit log
+
+/// One write the API server received, from its audit log.
+struct AuditedWrite {
+    received: Timestamp,
+    verb: String,
+    resource: String,
+    name: String,
+    code: i64,
+}
+
+fn audit_log() -> Option<PathBuf> {
+    std::env::var_os("PAVED_E2E_AUDIT_LOG").map(PathBuf::from)
+}
+
+fn audited_writes(path: &PathBuf, user_agent: &str) -> Vec<AuditedWrite> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["userAgent"].as_str().is_some_and(|ua| ua == user_agent))
+        .filter(|e| {
+            matches!(
+                e["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
+        .filter_map(|e| {
+            Some(AuditedWrite {
+                received: e["requestReceivedTimestamp"].as_str()?.parse().ok()?,
+                verb: e["verb"].as_str()?.to_string(),
+                resource: e["objectRef"]["resource"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                name: e["objectRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                code: e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------- leader election
+
+/// SIGKILL of the leader: the standby takes over once the lease duration has
+/// passed, and a change made right after the kill lands.
+#[tokio::test]
+async fn a_killed_leader_is_replaced_within_the_lease_duration_and_a_change_made_right_after_lands()
+{
+    if !enabled("sigkill failover") {
+        return;
+    }
+    let env = workload("faults-kill", 2).await;
+    let lease = unique("faults-kill");
+    let a = Replica::start(&lease, "a");
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let b = Replica::start(&lease, "b");
+    wait_healthy(&b).await;
+    wait_converged(&env, Duration::from_secs(60)).await;
+    assert!(!b.is_leader(), "the standby does not lead");
+
+    let killed = Instant::now();
+    a.signal("KILL");
+    change(&env, &names(1), "2").await;
+    let taken = wait_holder(&lease, &b, Duration::from_secs(LEASE_DURATION * 3)).await;
+    wait_converged(&env, Duration::from_secs(60)).await;
+    let landed = killed.elapsed();
+    println!(
+        "FIGURE sigkill failover: standby took the Lease {:.1}s after the kill (lease duration {LEASE_DURATION}s), the change made right after the kill landed after {:.1}s",
+        taken.as_secs_f64(),
+        landed.as_secs_f64()
+    );
+    let bound = LEASE_DURATION as f64 + 2.0 * RETRY_PERIOD + 1.0;
+    assert!(
+        taken.as_secs_f64() <= bound,
+        "takeover took {taken:?}, more than {bound}s"
+    );
+    assert!(
+        taken.as_secs_f64() >= LEASE_DURATION as f64 - 1.0,
+        "the standby took the Lease after {taken:?}, before it could have expired"
+    );
+    drop(a);
+}
+
+/// SIGTERM of the leader (a rolling update): it releases the Lease at once and
+/// the standby leads within about a second.
+#[tokio::test]
+async fn a_terminated_leader_hands_over_in_about_a_second() {
+    if !enabled("sigterm handover") {
+        return;
+    }
+    let env = workload("faults-term", 1).await;
+    let lease = unique("faults-term");
+    let mut a = Replica::start(&lease, "a");
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let b = Replica::start(&lease, "b");
+    wait_healthy(&b).await;
+    wait_converged(&env, Duration::from_secs(60)).await;
+
+    let terminated = Instant::now();
+    a.signal("TERM");
+    let taken = wait_holder(&lease, &b, Duration::from_secs(LEASE_DURATION * 3)).await;
+    change(&env, &names(1), "2").await;
+    wait_converged(&env, Duration::from_secs(60)).await;
+    println!(
+        "FIGURE sigterm handover: standby took the Lease {:.1}s after SIGTERM (retry period {RETRY_PERIOD}s), a change after it landed after {:.1}s",
+        taken.as_secs_f64(),
+        terminated.elapsed().as_secs_f64()
+    );
+    assert!(
+        taken.as_secs_f64() <= RETRY_PERIOD + 1.5,
+        "handover took {taken:?}: the Lease was not released on SIGTERM"
+    );
+    let exited = wait_until(
+        "the terminated leader to exit",
+        Duration::from_secs(15),
+        || {
+            let status = a.child.try_wait().expect("status");
+            async move { status.ok_or_else(|| "still running".to_string()) }
+        },
+    )
+    .await;
+    assert!(exited.success(), "exit status {exited}\n{}", a.log_tail());
+}
+
+/// The classic split-brain test: the leader, busy writing, is paused (SIGSTOP)
+/// past the lease duration, the standby takes over, the old leader resumes.
+/// From the moment another replica could have taken the Lease, the old leader
+/// must not write a single object; it keeps its process and /healthz, stands
+/// by, and leads again when the new leader goes.
+#[tokio::test]
+async fn a_paused_leader_writes_nothing_once_another_replica_could_lead() {
+    if !enabled("split brain") {
+        return;
+    }
+    let count = 12;
+    let env = workload("faults-stop", count).await;
+    let lease = unique("faults-stop");
+    let mut a = Replica::start(&lease, "a");
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let b = Replica::start(&lease, "b");
+    wait_healthy(&b).await;
+    wait_converged(&env, Duration::from_secs(90)).await;
+
+    // Stop the leader while it is writing: right after its first write of a burst.
+    let before = a.logged_writes().len();
+    change(&env, &names(count), "2").await;
+    wait_until(
+        "the leader to start writing",
+        Duration::from_secs(20),
+        || {
+            let n = a.logged_writes().len();
+            async move { (n > before).then_some(()).ok_or("no write yet".to_string()) }
+        },
+    )
+    .await;
+    a.signal("STOP");
+    let stopped_at = Timestamp::now();
+    wait_holder(&lease, &b, Duration::from_secs(LEASE_DURATION * 3)).await;
+    // The new leader works; the old one's watches queue these events for later.
+    change(&env, &names(count), "3").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.signal("CONT");
+    let resumed_at = Timestamp::now();
+    change(&env, &names(count), "4").await;
+    wait_converged(&env, Duration::from_secs(90)).await;
+    // Time for the resumed replica to misbehave, if it would.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Evidence 1: the writes the old leader logged as let through after it resumed.
+    let logged_late: Vec<_> = a
+        .logged_writes()
+        .into_iter()
+        .filter(|(at, _)| *at >= resumed_at)
+        .collect();
+    // Evidence 2: what the API server received from it, from the audit log.
+    let mut verdict = format!(
+        "the old leader logged {} write(s) after it resumed",
+        logged_late.len()
+    );
+    let mut late = logged_late.len();
+    if let Some(path) = audit_log() {
+        let old = audited_writes(&path, &format!("paved/{}", a.identity));
+        let new = audited_writes(&path, &format!("paved/{}", b.identity));
+        let last_renewal = old
+            .iter()
+            .filter(|w| w.resource == "leases" && w.name == lease && w.code < 300)
+            .filter(|w| w.received <= stopped_at)
+            .map(|w| w.received)
+            .max()
+            .expect("the audit log shows the old leader's renewals");
+        let takeover = new
+            .iter()
+            .filter(|w| w.resource == "leases" && w.name == lease && w.code < 300)
+            .map(|w| w.received)
+            .min()
+            .expect("the audit log shows the new leader taking the Lease");
+        let could_lead = (last_renewal
+            + k8s_openapi::jiff::SignedDuration::from_secs(LEASE_DURATION as i64))
+        .min(takeover);
+        let stale: Vec<&AuditedWrite> = old
+            .iter()
+            .filter(|w| w.resource != "leases" && w.received >= could_lead)
+            .collect();
+        let new_writes = new
+            .iter()
+            .filter(|w| w.resource != "leases" && w.received >= takeover)
+            .count();
+        assert!(
+            new_writes > 0,
+            "the new leader wrote nothing after taking over: the test proves nothing"
+        );
+        verdict = format!(
+            "{verdict}; the API server received {} write(s) from the old leader after {could_lead} (another replica could lead from then; the new one took over at {takeover} and wrote {new_writes} times): {:?}",
+            stale.len(),
+            stale
+                .iter()
+                .take(10)
+                .map(|w| format!(
+                    "{} {} {} at {} ({})",
+                    w.verb, w.resource, w.name, w.received, w.code
+                ))
+                .collect::<Vec<_>>()
+        );
+        late += stale.len();
+    }
+    println!("FIGURE split brain: {verdict}");
+    assert_eq!(late, 0, "{verdict}\n{}", a.log_tail());
+
+    // The old leader kept its process and /healthz, and stands by.
+    assert!(a.alive(), "the paused leader exited:\n{}", a.log_tail());
+    assert_eq!(a.get("/healthz").map(|(c, _)| c), Some(200));
+    assert!(!a.is_leader(), "the old leader still says it leads");
+    // It competes again: when the new leader goes, it leads and converges a change.
+    b.signal("TERM");
+    let back = wait_holder(&lease, &a, Duration::from_secs(LEASE_DURATION * 3)).await;
+    change(&env, &names(1), "5").await;
+    wait_converged(&env, Duration::from_secs(60)).await;
+    println!(
+        "FIGURE split brain: the old leader took the Lease back {:.1}s after the new one stopped, and converged a change",
+        back.as_secs_f64()
+    );
+}
+
+// ----------------------------------------------------------------- control-plane outages
+
+fn cluster_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("cluster")
+        .join(name)
+}
+
+/// Runs `restart.sh` in a thread; the handle gives the instant the component answered again.
+fn restart_in_background(
+    component: &'static str,
+    down_seconds: u64,
+) -> std::thread::JoinHandle<Instant> {
+    std::thread::spawn(move || {
+        let output = Command::new(cluster_script("restart.sh"))
+            .args([component, "--down", &down_seconds.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("restart.sh");
+        assert!(output.status.success(), "restart.sh {component} failed");
+        Instant::now()
+    })
+}
+
+/// One replica (no supervisor), the API server killed and restarted while
+/// changes are in flight: the watches recover each on its own, the replica
+/// never exits, /readyz says not ready while they fail, the errors are
+/// counted, and every change converges within seconds of the return. Run for
+/// an outage shorter than the renew deadline (the controllers keep running) and
+/// for one longer (they stop, and start again once the Lease is renewed).
+#[tokio::test]
+async fn every_change_converges_within_seconds_of_the_api_server_return() {
+    if !enabled("API server restart") {
+        return;
+    }
+    let count = 8;
+    let env = workload("faults-api", count).await;
+    let lease = unique("faults-api");
+    // Default production timings, the renew deadline stretched for the short
+    // outage so that only the watches are under test there.
+    let mut a = Replica::start_with(
+        &lease,
+        "a",
+        &[
+            ("--lease-duration", "40".into()),
+            ("--renew-deadline", "30".into()),
+            ("--retry-period", "2".into()),
+        ],
+    );
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    wait_converged(&env, Duration::from_secs(90)).await;
+    let all = names(count);
+    let (first, second) = all.split_at(count / 2);
+
+    let errors_before = a.metric("paved_watch_errors_total");
+    change(&env, first, "2").await;
+    let outage = Instant::now();
+    let restart = restart_in_background("kube-apiserver", 3);
+    // While it is down, the replica says it is not ready and keeps /healthz.
+    let mut seen_unready = false;
+    while !restart.is_finished() {
+        if let Some((503, _)) = a.get("/readyz") {
+            seen_unready = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let back = restart.join().expect("restart thread");
+    change(&env, second, "3").await;
+    wait_converged(&env, Duration::from_secs(120)).await;
+    let from_return = back.elapsed();
+    println!(
+        "FIGURE API server restart: unavailable {:.1}s in all, every change converged {:.1}s after its return",
+        (back - outage).as_secs_f64(),
+        from_return.as_secs_f64()
+    );
+    assert!(a.alive(), "the replica exited:\n{}", a.log_tail());
+    assert!(seen_unready, "/readyz said ready while the watches failed");
+    assert!(
+        a.metric("paved_watch_errors_total") > errors_before,
+        "watch errors were not counted"
+    );
+    assert!(
+        from_return <= Duration::from_secs(20),
+        "convergence took {from_return:?} after the API server's return"
+    );
+    wait_until(
+        "/readyz to say ready again",
+        Duration::from_secs(20),
+        || {
+            let code = a.get("/readyz").map(|(c, _)| c);
+            async move { (code == Some(200)).then_some(()).ok_or(format!("{code:?}")) }
+        },
+    )
+    .await;
+}
+
+/// An API server outage longer than the renew deadline: the leader stops its
+/// controllers but keeps its process and /healthz, renews the Lease once the
+/// API server is back, and converges the changes made around the outage.
+#[tokio::test]
+async fn a_leader_cut_off_past_its_renew_deadline_stands_by_and_leads_again() {
+    if !enabled("long API server outage") {
+        return;
+    }
+    let count = 4;
+    let env = workload("faults-long", count).await;
+    let lease = unique("faults-long");
+    let mut a = Replica::start(&lease, "a");
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    wait_converged(&env, Duration::from_secs(90)).await;
+
+    change(&env, &names(count), "2").await;
+    let down = (LEASE_DURATION + 6).max(12);
+    let restart = restart_in_background("kube-apiserver", down);
+    let mut healthy_throughout = true;
+    let mut stood_by = false;
+    while !restart.is_finished() {
+        healthy_throughout &= matches!(a.get("/healthz"), Some((200, _)));
+        stood_by |= a
+            .get("/metrics")
+            .is_some_and(|(_, m)| m.lines().any(|l| l == "paved_leader 0"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let back = restart.join().expect("restart thread");
+    change(&env, &names(1), "3").await;
+    wait_converged(&env, Duration::from_secs(120)).await;
+    let from_return = back.elapsed();
+    println!(
+        "FIGURE long API server outage ({down}s down, renew deadline {RENEW_DEADLINE}s): converged {:.1}s after the return",
+        from_return.as_secs_f64()
+    );
+    assert!(a.alive(), "the replica exited:\n{}", a.log_tail());
+    assert!(healthy_throughout, "/healthz failed during the outage");
+    assert!(
+        stood_by,
+        "the leader did not stop leading past its renew deadline"
+    );
+    assert!(a.is_leader(), "the replica did not lead again");
+    assert!(
+        from_return <= Duration::from_secs(30),
+        "took {from_return:?}"
+    );
+}
+
+/// etcd paused (SIGSTOP) for 30 s: nothing is lost and a change made before
+/// the pause, and one right after, converge soon after it resumes.
+#[tokio::test]
+async fn a_paused_etcd_loses_nothing() {
+    if !enabled("etcd pause") {
+        return;
+    }
+    let pid_file = std::env::var("PAVED_E2E_ETCD_PID_FILE").expect("PAVED_E2E_ETCD_PID_FILE");
+    let pid = std::fs::read_to_string(&pid_file).expect("etcd pid");
+    let count = 4;
+    let env = workload("faults-etcd", count).await;
+    let lease = unique("faults-etcd");
+    let mut a = Replica::start_with(&lease, "a", &[]);
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    wait_converged(&env, Duration::from_secs(90)).await;
+
+    change(&env, &names(count), "2").await;
+    let kill = |signal: &str| {
+        let status = Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} etcd");
+    };
+    kill("-STOP");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    kill("-CONT");
+    let resumed = Instant::now();
+    change(&env, &names(1), "3").await;
+    wait_converged(&env, Duration::from_secs(120)).await;
+    let took = resumed.elapsed();
+    println!(
+        "FIGURE etcd paused 30s: every change converged {:.1}s after it resumed",
+        took.as_secs_f64()
+    );
+    assert!(a.alive(), "the replica exited:\n{}", a.log_tail());
+    assert!(took <= Duration::from_secs(60), "took {took:?}");
+}
