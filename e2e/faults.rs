@@ -146,10 +146,10 @@ impl Replica {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|l| l["target"] == "paved::write" && l["fields"]["message"] == "write")
+            .filter(|l| l["target"] == "paved::write" && l["message"] == "write")
             .filter_map(|l| {
                 let at = l["timestamp"].as_str()?.parse().ok()?;
-                let what = format!("{} {}", l["fields"]["method"], l["fields"]["path"]);
+                let what = format!("{} {}", l["method"], l["path"]);
                 Some((at, what))
             })
             .collect()
@@ -215,7 +215,7 @@ async fn workload(prefix: &str, count: usize) -> TestEnvironment {
     let env = TestEnvironment::create(prefix).await;
     env.apply_application(
         "shop",
-        json!({"owner": "team-shop", "description": "faults", "lifecycle": "development"}),
+        json!({"owner": "team-shop", "description": "faults", "lifecycle": "experimental"}),
     )
     .await;
     for i in 0..count {
@@ -321,10 +321,10 @@ async fn a_killed_leader_is_replaced_within_the_lease_duration_and_a_change_made
     if !enabled("sigkill failover") {
         return;
     }
-    let env = workload("faults-kill", 2).await;
     let lease = unique("faults-kill");
     let a = Replica::start(&lease, "a");
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-kill", 2).await;
     let b = Replica::start(&lease, "b");
     wait_healthy(&b).await;
     wait_converged(&env, Duration::from_secs(60)).await;
@@ -360,10 +360,10 @@ async fn a_terminated_leader_hands_over_in_about_a_second() {
     if !enabled("sigterm handover") {
         return;
     }
-    let env = workload("faults-term", 1).await;
     let lease = unique("faults-term");
     let mut a = Replica::start(&lease, "a");
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-term", 1).await;
     let b = Replica::start(&lease, "b");
     wait_healthy(&b).await;
     wait_converged(&env, Duration::from_secs(60)).await;
@@ -405,10 +405,10 @@ async fn a_paused_leader_writes_nothing_once_another_replica_could_lead() {
         return;
     }
     let count = 12;
-    let env = workload("faults-stop", count).await;
     let lease = unique("faults-stop");
     let mut a = Replica::start(&lease, "a");
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-stop", count).await;
     let b = Replica::start(&lease, "b");
     wait_healthy(&b).await;
     wait_converged(&env, Duration::from_secs(90)).await;
@@ -549,7 +549,6 @@ async fn every_change_converges_within_seconds_of_the_api_server_return() {
         return;
     }
     let count = 8;
-    let env = workload("faults-api", count).await;
     let lease = unique("faults-api");
     // Default production timings, the renew deadline stretched for the short
     // outage so that only the watches are under test there.
@@ -563,6 +562,7 @@ async fn every_change_converges_within_seconds_of_the_api_server_return() {
         ],
     );
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-api", count).await;
     wait_converged(&env, Duration::from_secs(90)).await;
     let all = names(count);
     let (first, second) = all.split_at(count / 2);
@@ -618,10 +618,10 @@ async fn a_leader_cut_off_past_its_renew_deadline_stands_by_and_leads_again() {
         return;
     }
     let count = 4;
-    let env = workload("faults-long", count).await;
     let lease = unique("faults-long");
     let mut a = Replica::start(&lease, "a");
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-long", count).await;
     wait_converged(&env, Duration::from_secs(90)).await;
 
     change(&env, &names(count), "2").await;
@@ -667,10 +667,10 @@ async fn a_paused_etcd_loses_nothing() {
     let pid_file = std::env::var("PAVED_E2E_ETCD_PID_FILE").expect("PAVED_E2E_ETCD_PID_FILE");
     let pid = std::fs::read_to_string(&pid_file).expect("etcd pid");
     let count = 4;
-    let env = workload("faults-etcd", count).await;
     let lease = unique("faults-etcd");
     let mut a = Replica::start_with(&lease, "a", &[]);
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-etcd", count).await;
     wait_converged(&env, Duration::from_secs(90)).await;
 
     change(&env, &names(count), "2").await;

@@ -11,7 +11,7 @@
 # etcd): the split-brain test judges "no write" on what the API server received.
 # Knobs: PAVED_FAULTS_TIMEOUT (seconds for all the tests, 600),
 # PAVED_E2E_FAULTS_PORT (first of the replicas' metrics ports, 18100).
-# Extra arguments go to the test binary (e.g. a name filter within faults::).
+# Arguments replace the test filter `faults::` (e.g. faults::a_terminated).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/e2e/cluster
@@ -63,7 +63,7 @@ out=$CLUSTER_DIR/logs/faults.out
 started=$SECONDS
 rc=0
 timeout "${PAVED_FAULTS_TIMEOUT:-600}" \
-  cargo test -p paved-e2e --test e2e -- faults:: --test-threads=1 --nocapture "$@" 2>&1 | tee "$out" || rc=$?
+  cargo test -p paved-e2e --test e2e -- "${@:-faults::}" --test-threads=1 --nocapture 2>&1 | tee "$out" || rc=$?
 log "fault tests took $((SECONDS - started))s; figures:"
 grep '^FIGURE' "$out" >&2 || true
 exit $rc

@@ -16,7 +16,7 @@ async fn deleting_an_application_updates_its_services_status_at_once() {
     let env = TestEnvironment::create("app-delete").await;
     env.apply_application(
         "shop",
-        json!({"owner": "team-shop", "description": "The shop", "lifecycle": "development"}),
+        json!({"owner": "team-shop", "description": "The shop", "lifecycle": "experimental"}),
     )
     .await;
     for name in ["web", "worker"] {
