@@ -65,5 +65,5 @@ rc=0
 timeout "${PAVED_FAULTS_TIMEOUT:-600}" \
   cargo test -p paved-e2e --test e2e -- "${@:-faults::}" --test-threads=1 --nocapture 2>&1 | tee "$out" || rc=$?
 log "fault tests took $((SECONDS - started))s; figures:"
-grep '^FIGURE' "$out" >&2 || true
+grep -o 'FIGURE.*' "$out" >&2 || true
 exit $rc
