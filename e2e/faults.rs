@@ -247,13 +247,25 @@ fn converged(service: &DynamicObject) -> bool {
 /// Waits until every Service of the environment is Ready at its generation;
 /// returns how long that took.
 async fn wait_converged(env: &TestEnvironment, timeout: Duration) -> Duration {
-    wait_services(env, timeout, converged, "every Service Ready at its generation").await
+    wait_services(
+        env,
+        timeout,
+        converged,
+        "every Service Ready at its generation",
+    )
+    .await
 }
 
 /// Waits until Paved has reconciled every Service at its generation (whatever
 /// the rollout, which is the cluster's own business); returns how long that took.
 async fn wait_observed(env: &TestEnvironment, timeout: Duration) -> Duration {
-    wait_services(env, timeout, is_observed, "every Service observed at its generation").await
+    wait_services(
+        env,
+        timeout,
+        is_observed,
+        "every Service observed at its generation",
+    )
+    .await
 }
 
 async fn wait_services(

@@ -26,8 +26,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
-use super::watches::watch;
 use super::triggers;
+use super::watches::watch;
 use crate::api::{Application, Environment, Service};
 use crate::children::config::ConfigKind;
 use crate::error::Error;
@@ -202,14 +202,25 @@ pub async fn run(
     let environment_stream = reflect_spec_changes(environments, Api::all(all()), &metrics);
     let application_stream = reflect_spec_changes(applications, Api::all(all()), &metrics);
     let service_stream = reflect_spec_changes(services, Api::all(all()), &metrics);
-    let namespace_stream = reflect(namespaces, Api::all(all()), environment_namespaces.clone(), &metrics);
+    let namespace_stream = reflect(
+        namespaces,
+        Api::all(all()),
+        environment_namespaces.clone(),
+        &metrics,
+    );
     let deployment_stream = reflect(deployments, Api::all(all()), managed.clone(), &metrics);
     let core_service_stream = reflect(core_services, Api::all(all()), managed.clone(), &metrics);
     let ingress_stream = reflect(ingresses, Api::all(all()), managed.clone(), &metrics);
     let autoscaler_stream = reflect(autoscalers, Api::all(all()), managed.clone(), &metrics);
-    let disruption_budget_stream = reflect(disruption_budgets, Api::all(all()), managed.clone(), &metrics);
+    let disruption_budget_stream = reflect(
+        disruption_budgets,
+        Api::all(all()),
+        managed.clone(),
+        &metrics,
+    );
     let role_binding_stream = reflect(role_bindings, Api::all(all()), managed.clone(), &metrics);
-    let resource_quota_stream = reflect(resource_quotas, Api::all(all()), managed.clone(), &metrics);
+    let resource_quota_stream =
+        reflect(resource_quotas, Api::all(all()), managed.clone(), &metrics);
     let limit_range_stream = reflect(limit_ranges, Api::all(all()), managed.clone(), &metrics);
     let network_policy_stream = reflect(network_policies, Api::all(all()), managed, &metrics);
     let stores_loaded = stores_loaded.run();
@@ -271,11 +282,21 @@ pub async fn run(
             previews_of,
         )
         .watches_stream(
-            watch(Api::<Application>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
+            watch(
+                Api::<Application>::all(client.clone()),
+                watcher::Config::default(),
+                &metrics,
+            )
+            .touched_objects(),
             env_of_app,
         )
         .watches_stream(
-            watch(Api::<Service>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
+            watch(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+                &metrics,
+            )
+            .touched_objects(),
             env_of_svc,
         )
         .graceful_shutdown_on(stopped(&shutdown))
@@ -291,11 +312,21 @@ pub async fn run(
     let application_controller = Controller::for_stream(application_stream, applications.clone())
         .with_config(aggregate_config)
         .watches_stream(
-            watch(Api::<Service>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
+            watch(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+                &metrics,
+            )
+            .touched_objects(),
             |s: Service| triggers::application_of(&s),
         )
         .watches_stream(
-            watch(Api::<Namespace>::all(client.clone()), environment_namespaces.clone(), &metrics).touched_objects(),
+            watch(
+                Api::<Namespace>::all(client.clone()),
+                environment_namespaces.clone(),
+                &metrics,
+            )
+            .touched_objects(),
             move |ns: Namespace| triggers::applications_in(&apps.state(), &ns.name_any()),
         )
         .graceful_shutdown_on(stopped(&shutdown))
@@ -343,12 +374,22 @@ pub async fn run(
             },
         )
         .watches_stream(
-            watch(Api::<Namespace>::all(client.clone()), environment_namespaces, &metrics).touched_objects(),
+            watch(
+                Api::<Namespace>::all(client.clone()),
+                environment_namespaces,
+                &metrics,
+            )
+            .touched_objects(),
             move |n: Namespace| triggers::services_in(&in_namespace.state(), &n.name_any()),
         )
         // Dependents see their dependency's readiness; a released host goes to the next claimant.
         .watches_stream(
-            watch(Api::<Service>::all(client.clone()), watcher::Config::default(), &metrics).touched_objects(),
+            watch(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+                &metrics,
+            )
+            .touched_objects(),
             move |changed: Service| triggers::services_related_to(&related.state(), &changed),
         )
         .watches_stream(

@@ -7,8 +7,7 @@
 //!
 //! The deadline is measured on the monotonic clock, which keeps running while the
 //! process is stopped (SIGSTOP, a VM pause). What the fence cannot prevent is a
-//! write checked just before a pause and sent after it; status patches carry a
-//! resourceVersion precondition so such a write fails instead of overwriting.
+//! write checked just before a pause and sent after it.
 
 use std::future::Future;
 use std::pin::Pin;
