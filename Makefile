@@ -5,18 +5,24 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit e2e faults chart image dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
+.PHONY: build test unit scripts e2e faults chart image dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
 
 build:
 	$(CARGO) build --bin paved
 
-## test: everything CI runs — unit tests (with the crds/ drift check), then the
-## e2e tests, then the fault tests (failover, split brain, control-plane outages),
-## then the Helm chart's proof (install, upgrade, RBAC sufficient and minimal).
-test: unit e2e faults chart
+## test: everything CI runs — unit tests (with the crds/ drift check), the
+## cluster scripts' cold start, then the e2e tests, then the fault tests
+## (failover, split brain, control-plane outages), then the Helm chart's proof
+## (install, upgrade, RBAC sufficient and minimal).
+test: unit scripts e2e faults chart
 
 unit:
 	$(CARGO) test --bins --lib
+
+## scripts: on an empty cache with a stub go, the cluster scripts print on
+## stdout only what their callers capture (the kubeconfig path, kubectl's path).
+scripts:
+	e2e/cluster/test-cold-start.sh
 
 e2e:
 	e2e/run.sh

@@ -118,6 +118,13 @@ if "$HELM" lint "$chart" --strict --kube-version "$kube_version" >"$work/lint.lo
 else
   cat "$work/lint.log" >&2; fail "helm lint --strict"
 fi
+# A user copying the README's helm commands passes no --kube-version: helm's
+# default (set at link time from its client-go) must satisfy the chart's kubeVersion.
+if "$HELM" template t "$chart" >"$work/template.log" 2>&1; then
+  pass "helm template without --kube-version (the chart's kubeVersion $(sed -n 's/^kubeVersion: //p' "$chart/Chart.yaml"))"
+else
+  cat "$work/template.log" >&2; fail "helm template without --kube-version"
+fi
 for bad in replicaCount=0 replicaCount=two crds.enabled=maybe image.pullPolicy=Sometimes \
   controller.logFormat=xml securityContext.readOnlyRootFilesystem=false \
   securityContext.allowPrivilegeEscalation=true podSecurityContext.runAsNonRoot=false \
@@ -160,8 +167,8 @@ if another_controller_active; then
 fi
 
 # Objects of the release that already exist are adopted by it: the CRDs
-# (e2e/run.sh applies crds/) and the two user ClusterRoles (the e2e tests apply
-# config/rbac/user-roles.yaml when they are missing).
+# (e2e/run.sh applies crds/) and the user ClusterRoles and the catalog reader's
+# binding (the e2e tests apply config/rbac/user-roles.yaml when they are missing).
 adopt() { # kind name
   if k get "$1" "$2" >/dev/null 2>&1; then
     k label "$1" "$2" app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
@@ -171,7 +178,8 @@ adopt() { # kind name
 for crd in environments.paved.dev applications.paved.dev services.paved.dev; do adopt crd "$crd"; done
 user_roles_existed=false
 k get clusterrole paved-developer >/dev/null 2>&1 && user_roles_existed=true
-for role in paved-developer paved-viewer; do adopt clusterrole "$role"; done
+for role in paved-developer paved-viewer paved-catalog-reader; do adopt clusterrole "$role"; done
+adopt clusterrolebinding paved-catalog-reader
 if "$HELM" install "$release" "$chart" -n "$release_ns" --create-namespace --wait --timeout 120s >"$work/install.log" 2>&1; then
   pass "helm install (Deployment Available with 2 replicas)"
 else
@@ -210,15 +218,42 @@ else
   pass "PodSecurity admission refuses the same pod with allowPrivilegeEscalation: true (control)"
 fi
 
+# The catalog: by default every authenticated user lists Environments, and
+# nothing else comes with it.
+catalog_user=(--as "catalog-user-$$" --as-group "some-team-$$")
+if [ "$(k auth can-i list environments.paved.dev "${catalog_user[@]}" 2>/dev/null)" = yes ] \
+  && [ "$(k auth can-i get environments.paved.dev/any "${catalog_user[@]}" 2>/dev/null)" = yes ]; then
+  pass "any authenticated user may list and get Environments (paved-catalog-reader)"
+else
+  fail "an authenticated user cannot list Environments"
+fi
+for denied in "list applications.paved.dev -A" "list services.paved.dev -A" "create environments.paved.dev" "update environments.paved.dev/any"; do
+  # shellcheck disable=SC2086
+  if [ "$(k auth can-i $denied "${catalog_user[@]}" 2>/dev/null)" = no ]; then
+    pass "the catalog reader alone may not $denied"
+  else
+    fail "the catalog reader alone may $denied"
+  fi
+done
+
+# The upgrade also unbinds the catalog reader: step 4 and 5 prove the
+# controller's own rules, which a grant to every authenticated user (the
+# controller's ServiceAccount included) would otherwise hide.
 if "$HELM" upgrade "$release" "$chart" -n "$release_ns" --reuse-values --set replicaCount=1 \
   --set metrics.serviceMonitor.enabled=false --set rbac.portalReader.enabled=true \
+  --set-json 'rbac.catalogReader.subjects=[]' \
   --wait --timeout 120s >"$work/upgrade.log" 2>&1; then
-  pass "helm upgrade (replicaCount=1, portal reader on)"
+  pass "helm upgrade (replicaCount=1, portal reader on, catalog reader unbound)"
 else
   cat "$work/upgrade.log" >&2; fail "helm upgrade"
 fi
+if k get clusterrolebinding paved-catalog-reader >/dev/null 2>&1; then
+  fail "rbac.catalogReader.subjects=[] left the ClusterRoleBinding paved-catalog-reader"
+else
+  pass "rbac.catalogReader.subjects=[] removes the ClusterRoleBinding paved-catalog-reader"
+fi
 k get clusterrole "$release-portal-reader" >/dev/null 2>&1 && pass "portal-reader ClusterRole created on upgrade" || fail "portal-reader ClusterRole missing"
-for role in paved-developer paved-viewer; do
+for role in paved-developer paved-viewer paved-catalog-reader; do
   k get clusterrole "$role" >/dev/null 2>&1 && pass "ClusterRole $role" || fail "ClusterRole $role missing"
 done
 # Aggregation: the built-in edit and view roles now carry Paved's kinds.

@@ -6,7 +6,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -18,13 +18,14 @@ use crate::paved_support::{
 };
 use crate::support::{WAIT, client, client_as, unique, wait_until};
 
-/// The ClusterRoles `access` binds. The chart ships them; on a bare test
-/// cluster they come from config/rbac/user-roles.yaml. Created here when
-/// missing and deleted again when the returned guard drops (a later
-/// `helm install` of the chart must not find them), their rules brought up to
-/// date when an older chart left older ones.
+/// The ClusterRoles `access` binds, and the catalog reader's ClusterRole and
+/// binding. The chart ships them; on a bare test cluster they come from
+/// config/rbac/user-roles.yaml. Created here when missing and deleted again
+/// when the returned guard drops (a later `helm install` of the chart must not
+/// find them), their rules brought up to date when an older chart left older ones.
 async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
     let roles: Api<ClusterRole> = Api::all(client.clone());
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     let mut created = Vec::new();
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -32,11 +33,28 @@ async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
     );
     let text = std::fs::read_to_string(path).expect("config/rbac/user-roles.yaml");
     for document in serde_yaml::Deserializer::from_str(&text) {
-        let role: ClusterRole = serde::Deserialize::deserialize(document).expect("a ClusterRole");
+        let value: Value = serde::Deserialize::deserialize(document).expect("a YAML document");
+        if value["kind"] == "ClusterRoleBinding" {
+            let binding: ClusterRoleBinding = serde_json::from_value(value).unwrap();
+            let name = binding.name_any();
+            if bindings.get_opt(&name).await.unwrap().is_none() {
+                bindings
+                    .patch(
+                        &name,
+                        &PatchParams::apply("e2e-rbac").force(),
+                        &Patch::Apply(&binding),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("applying ClusterRoleBinding {name}: {e}"));
+                created.push(("ClusterRoleBinding", name));
+            }
+            continue;
+        }
+        let role: ClusterRole = serde_json::from_value(value).expect("a ClusterRole");
         let name = role.name_any();
         let body = match roles.get_opt(&name).await.unwrap() {
             None => {
-                created.push(name.clone());
+                created.push(("ClusterRole", name.clone()));
                 serde_json::to_value(&role).unwrap()
             }
             Some(live) if live.rules != role.rules => json!({
@@ -57,15 +75,15 @@ async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
     UserRolesGuard { created }
 }
 
-/// Deletes the ClusterRoles [`ensure_user_roles`] created, even after a panic.
+/// Deletes what [`ensure_user_roles`] created, even after a panic.
 struct UserRolesGuard {
-    created: Vec<String>,
+    created: Vec<(&'static str, String)>,
 }
 
 impl Drop for UserRolesGuard {
     fn drop(&mut self) {
-        let names = std::mem::take(&mut self.created);
-        if names.is_empty() || std::env::var_os("PAVED_E2E_KEEP_OBJECTS").is_some() {
+        let created = std::mem::take(&mut self.created);
+        if created.is_empty() || std::env::var_os("PAVED_E2E_KEEP_OBJECTS").is_some() {
             return;
         }
         let _ = std::thread::spawn(move || {
@@ -74,9 +92,20 @@ impl Drop for UserRolesGuard {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let roles: Api<ClusterRole> = Api::all(client().await);
-                for name in names {
-                    let _ = roles.delete(&name, &DeleteParams::default()).await;
+                let client = client().await;
+                let roles: Api<ClusterRole> = Api::all(client.clone());
+                let bindings: Api<ClusterRoleBinding> = Api::all(client);
+                for (kind, name) in created {
+                    let _ = match kind {
+                        "ClusterRoleBinding" => bindings
+                            .delete(&name, &DeleteParams::default())
+                            .await
+                            .map(|_| ()),
+                        _ => roles
+                            .delete(&name, &DeleteParams::default())
+                            .await
+                            .map(|_| ()),
+                    };
                 }
             });
         })
@@ -405,4 +434,127 @@ async fn an_environment_aimed_at_kube_system_stalls_and_leaves_it_untouched() {
         kept.metadata.deletion_timestamp.is_none(),
         "kube-system must never be deleted"
     );
+}
+
+/// `kubectl ARGS` as `user` in `group` (impersonated by the admin kubeconfig),
+/// off the async runtime: (success, stdout + stderr).
+async fn kubectl_as(user: &str, group: &str, args: &[&str]) -> (bool, String) {
+    let kubectl = std::env::var("PAVED_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--as".into(), user.into(), "--as-group".into(), group.into()]);
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&kubectl)
+            .args(&all)
+            .env("KUBECONFIG", crate::support::kubeconfig_path())
+            .output()
+            .unwrap_or_else(|e| panic!("running {kubectl}: {e}"))
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_developer_or_viewer_lists_every_environment_and_reads_only_the_ones_they_are_bound_in() {
+    let admin = client().await;
+    let _roles = ensure_user_roles(&admin).await;
+    let team = unique("team-cat");
+    let watchers = unique("watchers-cat");
+    let mine = TestEnvironment::create_with(
+        "env-cat-mine",
+        json!({"access": [
+            {"group": team, "role": "developer"},
+            {"group": watchers, "role": "viewer"},
+        ]}),
+    )
+    .await;
+    let other = TestEnvironment::create_with(
+        "env-cat-other",
+        json!({"access": [{"group": unique("team-else"), "role": "developer"}]}),
+    )
+    .await;
+    for env in [&mine, &other] {
+        apply(
+            &env.applications(),
+            application_manifest("shop", json!({"owner": "team-shop"})),
+        )
+        .await;
+    }
+    wait_exists(&mine.api::<RoleBinding>(), "paved-developer").await;
+    wait_exists(&mine.api::<RoleBinding>(), "paved-viewer").await;
+
+    for (user, group) in [("dana", team.as_str()), ("vic", watchers.as_str())] {
+        let person = client_as(user, &[group]).await;
+        // The catalog: every Environment, through the API and through kubectl.
+        let names = wait_until(&format!("{user} lists the Environments"), WAIT, || async {
+            environments(&person)
+                .list(&ListParams::default())
+                .await
+                .map(|list| list.items.iter().map(|e| e.name_any()).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        assert!(
+            names.contains(&mine.name) && names.contains(&other.name),
+            "{user} sees both Environments: {names:?}"
+        );
+        code(environments(&person).get(&other.name).await)
+            .expect("an Environment one is not bound in is readable (the catalog)");
+        let (ok, out) = kubectl_as(user, group, &["get", "penv"]).await;
+        assert!(ok && out.contains(&mine.name) && out.contains(&other.name), "kubectl get penv as {user}: {out}");
+
+        // Their own Environment: its Applications (and `kubectl get paved -n`).
+        let (ok, out) = wait_until(&format!("{user} reads {}", mine.namespace), WAIT, || async {
+            let (ok, out) = kubectl_as(user, group, &["get", "paved", "-n", &mine.namespace]).await;
+            if ok { Ok((ok, out)) } else { Err(out) }
+        })
+        .await;
+        assert!(ok && out.contains("application.paved.dev/shop"), "kubectl get paved -n {} as {user}: {out}", mine.namespace);
+        code(applications(&person, &mine.namespace).get("shop").await)
+            .expect("reads the Application where bound");
+
+        // Another Environment's contents, and the whole cluster's, stay closed.
+        assert_eq!(
+            code(applications(&person, &other.namespace).list(&ListParams::default()).await),
+            Err(403),
+            "{user} must not read the Applications of an Environment they are not bound in"
+        );
+        let (ok, out) = kubectl_as(user, group, &["get", "paved", "-n", &other.namespace]).await;
+        assert!(!ok && out.contains("Forbidden"), "kubectl get paved -n {} as {user}: {out}", other.namespace);
+        let (ok, out) = kubectl_as(user, group, &["get", "paved", "-A"]).await;
+        assert!(!ok && out.contains("Forbidden"), "kubectl get paved -A as {user}: {out}");
+        // Reading the catalog is all: no Environment can be created, changed or deleted.
+        assert_eq!(
+            try_apply(
+                &environments(&person),
+                environment_manifest(&unique("env-cat-grab"), json!({})),
+            )
+            .await,
+            Err(403),
+            "{user} must not create an Environment"
+        );
+        assert_eq!(
+            code(
+                environments(&person)
+                    .patch(
+                        &mine.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"access": [{"group": group, "role": "developer"}]}})),
+                    )
+                    .await
+            ),
+            Err(403),
+            "{user} must not change their own Environment's access"
+        );
+        assert_eq!(
+            code(environments(&person).delete(&other.name, &DeleteParams::default()).await),
+            Err(403),
+            "{user} must not delete an Environment"
+        );
+    }
 }

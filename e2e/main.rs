@@ -32,6 +32,7 @@ mod paved_failures;
 mod paved_schema;
 mod paved_security;
 mod paved_service;
+mod readme_tour;
 mod ship_argocd;
 mod ship_kstatus;
 mod ship_port;

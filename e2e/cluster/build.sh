@@ -30,14 +30,34 @@ build_one() { # component
       ldflags=" -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" ;;
     helm)
       module=helm pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION
-      ldflags=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" ;;
+      ldflags=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata="
+      ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+      # As helm's own Makefile does: the default Kubernetes version (what
+      # `helm template` and `helm lint` assume without --kube-version) is the
+      # client-go it is built with, v0.N.M -> v1.N. Unset, it stays v1.20.0,
+      # which charts asking for a newer kubeVersion refuse.
+      local client_go k8s_major k8s_minor_helm
+      client_go=$(cd "$here/modules/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)
+      client_go=${client_go#v}
+      k8s_major=$((${client_go%%.*} + 1)) k8s_minor_helm=${client_go#*.}; k8s_minor_helm=${k8s_minor_helm%%.*}
+      for v in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+        ldflags+=" -X $v.k8sVersionMajor=$k8s_major -X $v.k8sVersionMinor=$k8s_minor_helm"
+      done ;;
     *) echo "unknown component: $name" >&2; return 2 ;;
   esac
   local out; out=$(bin_path "$name")
   [ "$name" != kwok ] || write_kwok_stages "$(dirname "$out")/stages.yaml"
+  # Beside each binary, the link flags it was built with: a binary built with
+  # other flags (an older build.sh) is rebuilt. A helm without that record
+  # predates its Kubernetes-version flags, so it is rebuilt too; the other
+  # components' flags have not changed, so theirs are kept.
+  local stamp=$out.ldflags
   if [ -x "$out" ]; then
-    log "$name $version: cached at $out"
-    return 0
+    if { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$ldflags" ]; } || { [ ! -f "$stamp" ] && [ "$name" != helm ]; }; then
+      log "$name $version: cached at $out"
+      return 0
+    fi
+    log "$name $version: cached at $out, but built with other link flags: rebuilding"
   fi
   mkdir -p "$(dirname "$out")"
   local dir=$here/modules/$module start=$SECONDS total
@@ -52,6 +72,7 @@ build_one() { # component
           printf "  %s: %d/%d packages compiled, %ds\n", name, n, total, now - start; fflush() } }'
   [ "${PIPESTATUS[0]}" -eq 0 ] && [ -x "$out.tmp" ] || { echo "building $name failed" >&2; return 1; }
   mv "$out.tmp" "$out"
+  printf '%s' "$ldflags" > "$stamp"
   log "$name $version: built in $((SECONDS - start))s -> $out"
 }
 

@@ -30,6 +30,10 @@ use super::{Condition, EnvVar};
     printcolumn(name = "Domain", type_ = "string", json_path = ".spec.domain"),
     printcolumn(name = "Services", type_ = "string", json_path = ".status.services.summary"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // `-o wide` only (priority 1): the lifecycle and, for a preview, its base.
+    printcolumn(name = "Stopped", type_ = "boolean", json_path = ".status.stopped", priority = 1),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt", priority = 1),
+    printcolumn(name = "Base", type_ = "string", json_path = ".status.base.environment", priority = 1),
     validation = Rule::new("has(self.spec.__namespace__) || (size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message("the Environment name is used as its namespace: make it a DNS label (lowercase letters, digits and '-', at most 63 characters) or set spec.namespace"),
 )]
 #[serde(rename_all = "camelCase")]

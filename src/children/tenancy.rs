@@ -147,10 +147,37 @@ mod shipped_roles {
         let plain = rules_by_role(&read("config/rbac/user-roles.yaml"));
         let chart = rules_by_role(&read("charts/paved/templates/clusterroles-aggregated.yaml"));
         let names: Vec<&str> = plain.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["paved-developer", "paved-viewer"]);
+        assert_eq!(
+            names,
+            ["paved-developer", "paved-viewer", "paved-catalog-reader"]
+        );
         assert_eq!(
             plain, chart,
             "config/rbac/user-roles.yaml and the chart's clusterroles-aggregated.yaml must grant the same rules"
         );
+    }
+
+    /// The catalog reader reads Environments and nothing else, and both ship
+    /// it bound to every authenticated user (the chart by default).
+    #[test]
+    fn the_catalog_reader_reads_environments_only_and_is_bound_to_every_authenticated_user() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+        let plain = rules_by_role(&read("config/rbac/user-roles.yaml"));
+        let (_, rules) = plain
+            .iter()
+            .find(|(name, _)| name == "paved-catalog-reader")
+            .unwrap();
+        assert_eq!(
+            rules.split_whitespace().collect::<Vec<_>>().join(" "),
+            "- apiGroups: [paved.dev] resources: [environments] verbs: [get, list, watch]"
+        );
+        let subject = r#"- {kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}"#;
+        let plain = read("config/rbac/user-roles.yaml");
+        let binding = plain.split("\n---").find(|d| d.contains("kind: ClusterRoleBinding")).unwrap();
+        assert!(binding.contains("name: paved-catalog-reader") && binding.contains(subject), "{binding}");
+        let values = read("charts/paved/values.yaml");
+        let catalog = values.split_once("catalogReader:").unwrap().1;
+        assert!(catalog.lines().take(3).any(|l| l.trim() == subject), "{catalog}");
     }
 }
