@@ -20,13 +20,13 @@ use crate::support::{WAIT, client, client_as, unique, wait_until};
 
 /// The ClusterRoles `access` binds, and the catalog reader's ClusterRole and
 /// binding. The chart ships them; on a bare test cluster they come from
-/// config/rbac/user-roles.yaml. Created here when missing and deleted again
-/// when the returned guard drops (a later `helm install` of the chart must not
-/// find them), their rules brought up to date when an older chart left older ones.
-async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
+/// config/rbac/user-roles.yaml: applied here when missing, their rules brought
+/// up to date when an older chart left older ones. They stay: tests running at
+/// the same time (and the README's commands) rely on them, and e2e/chart.sh
+/// adopts them into its release.
+async fn ensure_user_roles(client: &Client) {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let mut created = Vec::new();
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../config/rbac/user-roles.yaml"
@@ -46,17 +46,13 @@ async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
                     )
                     .await
                     .unwrap_or_else(|e| panic!("applying ClusterRoleBinding {name}: {e}"));
-                created.push(("ClusterRoleBinding", name));
             }
             continue;
         }
         let role: ClusterRole = serde_json::from_value(value).expect("a ClusterRole");
         let name = role.name_any();
         let body = match roles.get_opt(&name).await.unwrap() {
-            None => {
-                created.push(("ClusterRole", name.clone()));
-                serde_json::to_value(&role).unwrap()
-            }
+            None => serde_json::to_value(&role).unwrap(),
             Some(live) if live.rules != role.rules => json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                 "metadata": {"name": name}, "rules": role.rules,
@@ -71,45 +67,6 @@ async fn ensure_user_roles(client: &Client) -> UserRolesGuard {
             )
             .await
             .unwrap_or_else(|e| panic!("applying ClusterRole {name}: {e}"));
-    }
-    UserRolesGuard { created }
-}
-
-/// Deletes what [`ensure_user_roles`] created, even after a panic.
-struct UserRolesGuard {
-    created: Vec<(&'static str, String)>,
-}
-
-impl Drop for UserRolesGuard {
-    fn drop(&mut self) {
-        let created = std::mem::take(&mut self.created);
-        if created.is_empty() || std::env::var_os("PAVED_E2E_KEEP_OBJECTS").is_some() {
-            return;
-        }
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let client = client().await;
-                let roles: Api<ClusterRole> = Api::all(client.clone());
-                let bindings: Api<ClusterRoleBinding> = Api::all(client);
-                for (kind, name) in created {
-                    let _ = match kind {
-                        "ClusterRoleBinding" => bindings
-                            .delete(&name, &DeleteParams::default())
-                            .await
-                            .map(|_| ()),
-                        _ => roles
-                            .delete(&name, &DeleteParams::default())
-                            .await
-                            .map(|_| ()),
-                    };
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -141,7 +98,7 @@ fn code<T>(result: Result<T, kube::Error>) -> Result<(), u16> {
 #[tokio::test]
 async fn a_developer_of_team_a_works_in_a_and_is_denied_in_team_b() {
     let admin = client().await;
-    let _roles = ensure_user_roles(&admin).await;
+    ensure_user_roles(&admin).await;
     let team_a = unique("team-a");
     let team_b = unique("team-b");
     let auditors = unique("auditors");
@@ -462,7 +419,7 @@ async fn kubectl_as(user: &str, group: &str, args: &[&str]) -> (bool, String) {
 #[tokio::test]
 async fn a_developer_or_viewer_lists_every_environment_and_reads_only_the_ones_they_are_bound_in() {
     let admin = client().await;
-    let _roles = ensure_user_roles(&admin).await;
+    ensure_user_roles(&admin).await;
     let team = unique("team-cat");
     let watchers = unique("watchers-cat");
     let mine = TestEnvironment::create_with(
