@@ -398,7 +398,12 @@ async fn an_environment_aimed_at_kube_system_stalls_and_leaves_it_untouched() {
 async fn kubectl_as(user: &str, group: &str, args: &[&str]) -> (bool, String) {
     let kubectl = std::env::var("PAVED_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(["--as".into(), user.into(), "--as-group".into(), group.into()]);
+    all.extend([
+        "--as".into(),
+        user.into(),
+        "--as-group".into(),
+        group.into(),
+    ]);
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&kubectl)
             .args(&all)
@@ -463,28 +468,51 @@ async fn a_developer_or_viewer_lists_every_environment_and_reads_only_the_ones_t
         code(environments(&person).get(&other.name).await)
             .expect("an Environment one is not bound in is readable (the catalog)");
         let (ok, out) = kubectl_as(user, group, &["get", "penv"]).await;
-        assert!(ok && out.contains(&mine.name) && out.contains(&other.name), "kubectl get penv as {user}: {out}");
+        assert!(
+            ok && out.contains(&mine.name) && out.contains(&other.name),
+            "kubectl get penv as {user}: {out}"
+        );
 
         // Their own Environment: its Applications (and `kubectl get paved -n`).
-        let (ok, out) = wait_until(&format!("{user} reads {}", mine.namespace), WAIT, || async {
-            let (ok, out) = kubectl_as(user, group, &["get", "paved", "-n", &mine.namespace]).await;
-            if ok { Ok((ok, out)) } else { Err(out) }
-        })
+        let (ok, out) = wait_until(
+            &format!("{user} reads {}", mine.namespace),
+            WAIT,
+            || async {
+                let (ok, out) =
+                    kubectl_as(user, group, &["get", "paved", "-n", &mine.namespace]).await;
+                if ok { Ok((ok, out)) } else { Err(out) }
+            },
+        )
         .await;
-        assert!(ok && out.contains("application.paved.dev/shop"), "kubectl get paved -n {} as {user}: {out}", mine.namespace);
+        assert!(
+            ok && out.contains("application.paved.dev/shop"),
+            "kubectl get paved -n {} as {user}: {out}",
+            mine.namespace
+        );
         code(applications(&person, &mine.namespace).get("shop").await)
             .expect("reads the Application where bound");
 
         // Another Environment's contents, and the whole cluster's, stay closed.
         assert_eq!(
-            code(applications(&person, &other.namespace).list(&ListParams::default()).await),
+            code(
+                applications(&person, &other.namespace)
+                    .list(&ListParams::default())
+                    .await
+            ),
             Err(403),
             "{user} must not read the Applications of an Environment they are not bound in"
         );
         let (ok, out) = kubectl_as(user, group, &["get", "paved", "-n", &other.namespace]).await;
-        assert!(!ok && out.contains("Forbidden"), "kubectl get paved -n {} as {user}: {out}", other.namespace);
+        assert!(
+            !ok && out.contains("Forbidden"),
+            "kubectl get paved -n {} as {user}: {out}",
+            other.namespace
+        );
         let (ok, out) = kubectl_as(user, group, &["get", "paved", "-A"]).await;
-        assert!(!ok && out.contains("Forbidden"), "kubectl get paved -A as {user}: {out}");
+        assert!(
+            !ok && out.contains("Forbidden"),
+            "kubectl get paved -A as {user}: {out}"
+        );
         // Reading the catalog is all: no Environment can be created, changed or deleted.
         assert_eq!(
             try_apply(
@@ -501,7 +529,9 @@ async fn a_developer_or_viewer_lists_every_environment_and_reads_only_the_ones_t
                     .patch(
                         &mine.name,
                         &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"access": [{"group": group, "role": "developer"}]}})),
+                        &Patch::Merge(
+                            json!({"spec": {"access": [{"group": group, "role": "developer"}]}})
+                        ),
                     )
                     .await
             ),
@@ -509,7 +539,11 @@ async fn a_developer_or_viewer_lists_every_environment_and_reads_only_the_ones_t
             "{user} must not change their own Environment's access"
         );
         assert_eq!(
-            code(environments(&person).delete(&other.name, &DeleteParams::default()).await),
+            code(
+                environments(&person)
+                    .delete(&other.name, &DeleteParams::default())
+                    .await
+            ),
             Err(403),
             "{user} must not delete an Environment"
         );

@@ -62,10 +62,9 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 fn bash(tools: &Path, command: &str) -> Output {
-    let path = std::env::join_paths(
-        std::iter::once(tools.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(tools.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .unwrap();
     Command::new("bash")
         .args(["-o", "pipefail", "-c", command])
@@ -110,8 +109,7 @@ impl Drop for DeletePreview {
 
 #[test]
 fn the_readme_parser_finds_the_commands_of_sh_blocks_only() {
-    let readme =
-        "```sh\nkubectl get penv   # c\nmake dev\n  paved stop x\n```\n```yaml\nkubectl no\n```\n`kubectl inline`\n```sh\npaved crd\n```\n";
+    let readme = "```sh\nkubectl get penv   # c\nmake dev\n  paved stop x\n```\n```yaml\nkubectl no\n```\n`kubectl inline`\n```sh\npaved crd\n```\n";
     assert_eq!(
         readme_commands(readme),
         ["kubectl get penv   # c", "paved stop x", "paved crd"]

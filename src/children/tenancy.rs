@@ -172,12 +172,22 @@ mod shipped_roles {
             rules.split_whitespace().collect::<Vec<_>>().join(" "),
             "- apiGroups: [paved.dev] resources: [environments] verbs: [get, list, watch]"
         );
-        let subject = r#"- {kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}"#;
+        let subject =
+            r#"- {kind: Group, name: "system:authenticated", apiGroup: rbac.authorization.k8s.io}"#;
         let plain = read("config/rbac/user-roles.yaml");
-        let binding = plain.split("\n---").find(|d| d.contains("kind: ClusterRoleBinding")).unwrap();
-        assert!(binding.contains("name: paved-catalog-reader") && binding.contains(subject), "{binding}");
+        let binding = plain
+            .split("\n---")
+            .find(|d| d.contains("kind: ClusterRoleBinding"))
+            .unwrap();
+        assert!(
+            binding.contains("name: paved-catalog-reader") && binding.contains(subject),
+            "{binding}"
+        );
         let values = read("charts/paved/values.yaml");
         let catalog = values.split_once("catalogReader:").unwrap().1;
-        assert!(catalog.lines().take(3).any(|l| l.trim() == subject), "{catalog}");
+        assert!(
+            catalog.lines().take(3).any(|l| l.trim() == subject),
+            "{catalog}"
+        );
     }
 }
