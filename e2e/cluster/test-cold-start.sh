@@ -6,7 +6,8 @@
 #                    the kubeconfig path and KUBECTL exactly the kubectl path;
 #   up.sh            stdout is exactly the kubeconfig path, cold and warm;
 #   resolve_kubectl  stdout is exactly one path;
-#   build.sh         stdout is empty.
+#   build.sh         stdout is empty;
+#   e2e/tools/build.sh  (e2e/run.sh captures it) stdout is exactly the tools' directory.
 #
 # It runs them with an empty PAVED_CACHE and a stub `go` first on PATH. The
 # stub answers `go list -deps` with package names on stdout, and `go build -v`
@@ -82,7 +83,11 @@ case "${1:-} ${2:-}" in
     downloading
     packages "$pkg" >&2
     name=$(basename "${out%.tmp}")
-    if [ "$name" = kubectl ]; then real=$real_kubectl; else real=$real_cache/bin/$name-$(version_of "$name")/$name; fi
+    case $name in
+      kubectl) real=$real_kubectl ;;
+      etcd|kube-*|kwok) real=$real_cache/bin/$name-$(version_of "$name")/$name ;;
+      *) real=/bin/true ;; # the e2e tools (e2e/tools/build.sh): only their path matters here
+    esac
     [ -x "$real" ] || { echo "stub go: no real $name at $real" >&2; exit 1; }
     printf '#!/bin/sh\nexec %s "$@"\n' "$real" > "$out"
     chmod +x "$out" ;;
@@ -141,3 +146,13 @@ out=$(env "${cold_env[@]}" "$here/up.sh" 2>/dev/null)
 rm -rf "$work/cache/bin/kubectl-$KUBERNETES_VERSION"
 out=$(env "${cold_env[@]}" bash -c 'source "$1/lib.sh"; resolve_kubectl' _ "$here" 2>/dev/null)
 [ "$out" = "$kubectl_path" ] && pass "resolve_kubectl (cold) prints exactly the kubectl path" || fail "resolve_kubectl printed: $(head -c 300 <<<"$out")"
+# 6. e2e/tools/build.sh, cold: the directory of the tools, nothing else.
+tools=$here/../tools
+if [ -x "$tools/build.sh" ]; then
+  out=$(env "${cold_env[@]}" "$tools/build.sh" 2>"$work/logs/tools.err") || { tail -n 20 "$work/logs/tools.err" >&2; fail "e2e/tools/build.sh (cold) failed"; }
+  if [[ "$out" == "$work/cache/bin/e2e-tools-"* ]] && [ "$(wc -l <<<"$out")" -eq 1 ] && [ -x "$out/kstatus" ] && [ -x "$out/argocd-health" ]; then
+    pass "e2e/tools/build.sh (cold) prints exactly the tools' directory"
+  else
+    fail "e2e/tools/build.sh (cold) printed: $(head -c 300 <<<"$out")"
+  fi
+fi
