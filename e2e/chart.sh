@@ -349,7 +349,7 @@ spec:
 apiVersion: paved.dev/v1alpha1
 kind: Environment
 metadata: {name: $expiring}
-spec: {domain: $expiring.example.test, lifecycle: {ttl: 3s}}
+spec: {domain: $expiring.example.test, lifecycle: {ttl: 1m}}
 EOF
   try "preview -> copy of the base's Application" exists -n "$pr" application.paved.dev docs || return 1
   try "preview -> copy of the base's Service" exists -n "$pr" service.paved.dev web || return 1
@@ -380,7 +380,8 @@ EOF
   try "defaults removed -> LimitRange keeps only the memory defaults" field_is -n "$pr" get limitrange paved-defaults -o jsonpath='{.spec.limits[0].defaultRequest}' '{"memory":"128Mi"}' || return 1
   try "LimitRange keeps the default memory limit" field_is -n "$pr" get limitrange paved-defaults -o jsonpath='{.spec.limits[0].default}' '{"memory":"512Mi"}' || return 1
   try "isolation removed -> NetworkPolicy deleted" absent -n "$pr" networkpolicy paved-isolation || return 1
-  try "an Environment whose ttl passed deletes itself" absent environment.paved.dev "$expiring" || return 1
+  # The ttl is at least 1m (schema): wait up to 90 s for this step alone.
+  timeout_s=90 try "an Environment whose ttl passed deletes itself" absent environment.paved.dev "$expiring" || return 1
   k delete environment.paved.dev "$pr" --wait=false >/dev/null
   return 0
 }

@@ -38,3 +38,5 @@ mod ship_kstatus;
 mod ship_port;
 mod ship_portals;
 mod ship_support;
+mod trust_domains;
+mod trust_refused;

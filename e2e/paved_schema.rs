@@ -413,3 +413,162 @@ async fn a_production_environment_cannot_lower_its_pod_security() {
         .await
         .expect("a staging Environment may enforce baseline");
 }
+
+// --- issue 11: DNS limits, quantities, class names, ttl ----------------------
+
+/// `n` labels of `len` characters (`a…a.b…b…`), joined by dots.
+fn host_of(labels: &[usize]) -> String {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, len)| {
+            std::iter::repeat_n((b'a' + (i % 26) as u8) as char, *len).collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[tokio::test]
+async fn a_domain_of_a_single_label_such_as_com_or_localhost_is_rejected() {
+    for domain in ["com", "localhost", "test"] {
+        rejects_environment(|m| m["spec"]["domain"] = json!(domain), &["spec.domain"]).await;
+    }
+}
+
+#[tokio::test]
+async fn a_domain_label_over_63_characters_or_a_domain_over_253_is_rejected() {
+    let long_label = format!("{}.example.test", host_of(&[64]));
+    rejects_environment(
+        |m| m["spec"]["domain"] = json!(long_label),
+        &["spec.domain"],
+    )
+    .await;
+    // 4 labels of 63 + 3 dots = 255 characters.
+    let long_name = host_of(&[63, 63, 63, 63]);
+    rejects_environment(|m| m["spec"]["domain"] = json!(long_name), &["spec.domain"]).await;
+    // The limits themselves are fine: 63 per label, 253 in all.
+    let mut manifest = valid_environment(&unique("pschema-env"));
+    manifest["spec"]["domain"] = json!(host_of(&[63, 63, 63, 61]));
+    assert_eq!(host_of(&[63, 63, 63, 61]).len(), 253);
+    create(&environments(&client().await), &manifest)
+        .await
+        .expect("labels of 63 and a name of 253 are within DNS limits");
+}
+
+#[tokio::test]
+async fn an_exposed_host_with_a_64_character_label_or_254_characters_is_rejected() {
+    let long_label = format!("{}.staging.example.test", host_of(&[64]));
+    rejects_service(
+        |m| m["spec"]["expose"]["host"] = json!(long_label),
+        &["spec.expose.host"],
+    )
+    .await;
+    let long_name = host_of(&[63, 63, 63, 62]);
+    assert_eq!(long_name.len(), 254);
+    rejects_service(
+        |m| m["spec"]["expose"]["host"] = json!(long_name),
+        &["spec.expose.host"],
+    )
+    .await;
+    let mut manifest = valid_service();
+    manifest["spec"]["expose"]["host"] = json!(format!("{}.staging.example.test", host_of(&[63])));
+    create(&services(&client().await, "default"), &manifest)
+        .await
+        .expect("a 63-character label is fine");
+}
+
+#[tokio::test]
+async fn a_quota_or_default_that_is_not_a_quantity_is_rejected() {
+    for (field, value) in [
+        ("cpu", json!("lots")),
+        ("memory", json!("12 GB")),
+        ("memory", json!("-1Gi")),
+        ("pods", json!(-3)),
+    ] {
+        rejects_environment(
+            |m| m["spec"]["guardrails"] = json!({"quota": {field: value}}),
+            &["spec.guardrails.quota", field],
+        )
+        .await;
+    }
+    rejects_environment(
+        |m| {
+            m["spec"]["guardrails"] =
+                json!({"defaults": {"resources": {"requests": {"memory": "a lot"}}}})
+        },
+        &["spec.guardrails.defaults.resources.requests"],
+    )
+    .await;
+    rejects_environment(
+        |m| {
+            m["spec"]["guardrails"] =
+                json!({"defaults": {"resources": {"limits": {"cpu": "1.5.0"}}}})
+        },
+        &["spec.guardrails.defaults.resources.limits"],
+    )
+    .await;
+    let mut manifest = valid_environment(&unique("pschema-env"));
+    manifest["spec"]["guardrails"] = json!({
+        "quota": {"cpu": "4", "memory": "8Gi", "pods": 20},
+        "defaults": {"resources": {"requests": {"cpu": "100m", "memory": "1000Mi"}, "limits": {"memory": "1Gi"}}}
+    });
+    create(&environments(&client().await), &manifest)
+        .await
+        .expect("quantities as strings and integers are fine");
+}
+
+#[tokio::test]
+async fn an_ingress_class_name_that_is_not_a_valid_name_is_rejected() {
+    for class in ["Nginx", "nginx class", "nginx_internal", "-nginx"] {
+        rejects_environment(
+            |m| m["spec"]["ingress"]["className"] = json!(class),
+            &["spec.ingress.className"],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_ttl_under_one_minute_is_rejected() {
+    for ttl in ["0s", "59s", "0d0h0m30s", "00m5s", "0m"] {
+        rejects_environment(
+            |m| m["spec"]["lifecycle"] = json!({"ttl": ttl}),
+            &["spec.lifecycle.ttl", "at least 1m"],
+        )
+        .await;
+    }
+    for ttl in ["1m", "60s", "90s", "1h", "0d1h", "7d"] {
+        let mut manifest = valid_environment(&unique("pschema-env"));
+        manifest["spec"]["lifecycle"] = json!({"ttl": ttl});
+        create(&environments(&client().await), &manifest)
+            .await
+            .unwrap_or_else(|e| panic!("ttl {ttl} is at least 1m: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_production_environment_with_a_ttl_is_rejected() {
+    rejects_environment(
+        |m| {
+            m["spec"]["type"] = json!("production");
+            m["spec"]["lifecycle"] = json!({"ttl": "72h"});
+        },
+        &["production", "ttl"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_delegated_domain_outside_the_environments_domain_is_rejected() {
+    rejects_environment(
+        |m| m["spec"]["delegatedDomains"] = json!(["staging.other.test"]),
+        &["delegatedDomains"],
+    )
+    .await;
+    // Text that merely ends with the domain is not under it.
+    rejects_environment(
+        |m| m["spec"]["delegatedDomains"] = json!(["xstaging.example.test"]),
+        &["delegatedDomains"],
+    )
+    .await;
+}

@@ -69,6 +69,34 @@ pub enum Error {
     InvalidSchedule(String),
 
     #[error(
+        "domain {domain} is a public suffix (Public Suffix List) or a single label: nobody may own every name under it; set spec.domain to a domain of your own, e.g. staging.example.com"
+    )]
+    PublicSuffixDomain { domain: String },
+
+    #[error(
+        "domain {domain} overlaps the domain {holder_domain} of Environment {holder}, which claimed it first; this Environment serves no host until spec.domain is changed, {holder} is deleted, or {holder} delegates it (spec.delegatedDomains)"
+    )]
+    DomainConflict {
+        domain: String,
+        holder: String,
+        holder_domain: String,
+    },
+
+    #[error(
+        "host {host} lies in {delegated}, which this Environment delegates to others (spec.delegatedDomains); choose a host outside it"
+    )]
+    HostInDelegatedDomain { host: String, delegated: String },
+
+    #[error("{}", refused_message(step, object, status, retry_in))]
+    Refused {
+        step: &'static str,
+        object: String,
+        status: Box<kube::core::Status>,
+        /// When the reconciler tries again (per-object backoff), once known.
+        retry_in: Option<std::time::Duration>,
+    },
+
+    #[error(
         "the base Environment {base} of this preview does not exist any more; the copies of its Applications and Services keep running as they were: recreate {base}, point spec.cloneFrom.environment at another Environment, or delete this preview"
     )]
     BaseMissing { base: String },
@@ -124,6 +152,10 @@ impl Error {
             Error::DependencyNotFound { .. } => reasons::DEPENDENCY_NOT_FOUND,
             Error::PodSecurityForbidden { .. } => reasons::POD_SECURITY_FORBIDDEN,
             Error::InvalidSchedule(_) => reasons::INVALID_SCHEDULE,
+            Error::PublicSuffixDomain { .. } => reasons::PUBLIC_SUFFIX_DOMAIN,
+            Error::DomainConflict { .. } => reasons::DOMAIN_CONFLICT,
+            Error::HostInDelegatedDomain { .. } => reasons::HOST_IN_DELEGATED_DOMAIN,
+            Error::Refused { .. } => reasons::WRITE_REFUSED,
             Error::BaseMissing { .. } => reasons::BASE_MISSING,
             Error::ChildConflict { .. } => reasons::CHILD_CONFLICT,
             Error::DependencyCycle { .. } => reasons::DEPENDENCY_CYCLE,
@@ -151,7 +183,24 @@ impl Error {
                 | Error::ChildConflict { .. }
                 | Error::DependencyCycle { .. }
                 | Error::CloneCycle { .. }
+                | Error::PublicSuffixDomain { .. }
+                | Error::DomainConflict { .. }
+                | Error::HostInDelegatedDomain { .. }
+                | Error::Refused { .. }
         )
+    }
+
+    /// A write the API server refused: Stalled, but tried again with backoff
+    /// (the cause may be another object, such as a quota or a policy).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Error::Refused { .. })
+    }
+
+    /// Record when a refused write will be tried again (shown in the message).
+    pub fn set_retry_in(&mut self, after: std::time::Duration) {
+        if let Error::Refused { retry_in, .. } = self {
+            *retry_in = Some(after);
+        }
     }
 
     pub fn kube(
@@ -159,10 +208,24 @@ impl Error {
         object: impl Into<String>,
     ) -> impl FnOnce(kube::Error) -> Error {
         let object = object.into();
-        move |source| Error::Kube {
-            step,
-            object,
-            source,
+        move |source| match source {
+            // A retry of the same request cannot succeed: the API server's
+            // own words become the condition.
+            kube::Error::Api(status)
+                if matches!(status.code, 400 | 403 | 422) && step != "status" =>
+            {
+                Error::Refused {
+                    step,
+                    object,
+                    status,
+                    retry_in: None,
+                }
+            }
+            source => Error::Kube {
+                step,
+                object,
+                source,
+            },
         }
     }
 }
@@ -187,6 +250,50 @@ fn api_message(error: &kube::Error) -> String {
     }
 }
 
+/// One line: what was refused, the API server's reason, message and fields.
+fn refused_message(
+    step: &str,
+    object: &str,
+    status: &kube::core::Status,
+    retry_in: &Option<std::time::Duration>,
+) -> String {
+    const MAX: usize = 1024;
+    let mut message: String = status
+        .message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if message.len() > MAX {
+        let mut end = MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    let fields: Vec<&str> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter_map(|c| (!c.field.is_empty()).then_some(c.field.as_str()))
+        .collect();
+    let mut line = format!(
+        "the API server refused to {step} {object} ({} {}): {message}",
+        status.code, status.reason
+    );
+    if !fields.is_empty() && !fields.iter().all(|f| message.contains(f)) {
+        line.push_str(&format!(" (field {})", fields.join(", ")));
+    }
+    match retry_in {
+        Some(after) => line.push_str(&format!(
+            "; fix the cause, Paved tries again in {}s",
+            after.as_secs()
+        )),
+        None => line.push_str("; fix the cause, Paved tries again later"),
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +307,55 @@ mod tests {
         assert!(error.is_stalled());
         assert_eq!(error.reason(), "HostOutsideDomain");
         assert!(error.to_string().contains("spec.expose.host"));
+    }
+
+    fn api_status(code: u16, reason: &str, message: &str, field: &str) -> kube::Error {
+        let mut status = kube::core::Status::failure(message, reason).with_code(code);
+        status.details = Some(
+            serde_json::from_value(serde_json::json!({
+                "causes": [{"reason": "FieldValueInvalid", "message": "bad", "field": field}]
+            }))
+            .unwrap(),
+        );
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_refused_write_is_stalled_with_the_api_servers_message_on_one_line() {
+        let mut error = Error::kube("apply", "Ingress shop/web")(api_status(
+            422,
+            "Invalid",
+            "Ingress.networking.k8s.io \"web\" is invalid:\n spec.rules[0].host: Invalid value",
+            "spec.rules[0].host",
+        ));
+        assert!(error.is_stalled() && error.is_refused());
+        assert_eq!(error.reason(), "WriteRefused");
+        error.set_retry_in(std::time::Duration::from_secs(20));
+        let message = error.to_string();
+        assert!(!message.contains('\n'), "{message}");
+        assert!(!message.contains("Status {"), "no Debug dump: {message}");
+        assert!(message.contains("422 Invalid"), "{message}");
+        assert!(
+            message.contains("spec.rules[0].host: Invalid value"),
+            "{message}"
+        );
+        assert!(message.contains("tries again in 20s"), "{message}");
+    }
+
+    #[test]
+    fn conflicts_and_server_errors_stay_transient() {
+        for code in [404, 409, 429, 500, 503] {
+            let error = Error::kube("apply", "Deployment a/b")(api_status(code, "X", "m", ""));
+            assert!(!error.is_stalled(), "{code} must be retried as before");
+        }
+        let forbidden = Error::kube("apply", "Ingress a/b")(api_status(
+            403,
+            "Forbidden",
+            "exceeded quota: no-ingress",
+            "",
+        ));
+        assert!(forbidden.is_refused());
+        assert!(forbidden.to_string().contains("exceeded quota: no-ingress"));
     }
 
     #[test]
@@ -222,7 +378,18 @@ mod tests {
             "code": 422
         }))
         .unwrap();
-        let error = Error::kube("apply", "Deployment shop/web")(kube::Error::Api(Box::new(status)));
+        // 422: refused, so Stalled with the API server's message (see Refused).
+        let refused =
+            Error::kube("apply", "Deployment shop/web")(kube::Error::Api(Box::new(status.clone())));
+        assert_eq!(
+            refused.to_string(),
+            "the API server refused to apply Deployment shop/web (422 Invalid): Deployment.apps \"web\" is invalid: spec.selector: Invalid value: field is immutable; fix the cause, Paved tries again later"
+        );
+        // A status a retry may fix stays a transient Kube error, on one line too.
+        let mut conflict = status;
+        conflict.code = 409;
+        let error =
+            Error::kube("apply", "Deployment shop/web")(kube::Error::Api(Box::new(conflict)));
         let message = error.to_string();
         assert_eq!(
             message,

@@ -19,6 +19,8 @@
 //! ├── names.rs             every label, annotation, condition and reason name
 //! ├── error.rs             the one error type; which errors stall, their reasons
 //! ├── resolve.rs           snapshot of the three kinds → ResolvedService, validation
+//! ├── domain.rs            who owns a domain: public suffixes, one Environment per domain
+//! ├── retry.rs             per-object backoff of writes the API server refused
 //! ├── children/            pure builders: CRs → the children Paved writes
 //! │   ├── mod.rs           ServiceChildren (the child set of a Service), shared labels
 //! │   ├── environment.rs   EnvironmentChildren (the child set of an Environment)
@@ -61,11 +63,15 @@ pub mod api;
 pub mod catalog;
 pub mod children;
 pub mod cli;
+pub mod domain;
 pub mod error;
 pub mod lifecycle;
 pub mod names;
+#[cfg(test)]
+mod proptests;
 pub mod reconcile;
 pub mod resolve;
+pub mod retry;
 pub mod runtime;
 pub mod status;
 

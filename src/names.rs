@@ -126,6 +126,15 @@ pub mod reasons {
     pub const DEPENDENCY_CYCLE: &str = "DependencyCycle";
     /// spec.cloneFrom of Environments forms a cycle (a preview cloned from itself, ...).
     pub const CLONE_CYCLE: &str = "CloneCycle";
+    /// The Environment's domain is a public suffix (`com`, `co.uk`, `github.io`).
+    pub const PUBLIC_SUFFIX_DOMAIN: &str = "PublicSuffixDomain";
+    /// Another Environment claimed an equal, parent or child domain first.
+    pub const DOMAIN_CONFLICT: &str = "DomainConflict";
+    /// The host lies in a domain its Environment delegated to others.
+    pub const HOST_IN_DELEGATED_DOMAIN: &str = "HostInDelegatedDomain";
+    /// The API server refused a write for a reason a retry cannot fix (400, 403,
+    /// 422): retried with a growing interval, as the cause may lie elsewhere.
+    pub const WRITE_REFUSED: &str = "WriteRefused";
     /// Event reason: the Environment's ttl has passed and it deletes itself.
     pub const EXPIRED: &str = "Expired";
     // Transient failures (retried).

@@ -170,6 +170,12 @@ pub fn resolve_service<'a>(
     let host = match exposed_host(service, environment) {
         Some(host) => {
             check_host_in_domain(&host, &environment.spec.domain)?;
+            crate::domain::check_host_not_delegated(&host, environment)?;
+            // An Environment that does not hold its domain claims no host.
+            crate::domain::check_domain(
+                snapshot.environments.iter().map(AsRef::as_ref),
+                environment,
+            )?;
             check_host_not_taken(snapshot, service, &host)?;
             Some(host)
         }
@@ -321,6 +327,12 @@ fn check_host_not_taken(snapshot: &Snapshot, service: &Service, host: &str) -> R
                 .is_some_and(|env| {
                     exposed_host(other, env).as_deref() == Some(host)
                         && check_host_in_domain(host, &env.spec.domain).is_ok()
+                        && crate::domain::check_host_not_delegated(host, env).is_ok()
+                        && crate::domain::check_domain(
+                            snapshot.environments.iter().map(AsRef::as_ref),
+                            env,
+                        )
+                        .is_ok()
                 })
         })
         .map(claim_order)

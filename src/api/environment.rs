@@ -40,6 +40,8 @@ use super::{Condition, EnvVar};
 #[x_kube(
     validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__)").message("spec.namespace is immutable: it cannot be added or removed after creation"),
     validation = Rule::new("!(has(self.type) && self.type == 'production' && has(self.guardrails) && has(self.guardrails.podSecurity) && self.guardrails.podSecurity != 'restricted')").message("a production Environment always enforces PodSecurity restricted: remove guardrails.podSecurity or set it to restricted"),
+    validation = Rule::new("!(has(self.type) && self.type == 'production' && has(self.lifecycle) && has(self.lifecycle.ttl))").message("a production Environment cannot have spec.lifecycle.ttl: it would delete itself and its namespace; remove the ttl or use another type"),
+    validation = Rule::new("!has(self.delegatedDomains) || self.delegatedDomains.all(d, d.endsWith('.' + self.domain))").message("every spec.delegatedDomains entry must be a name under spec.domain"),
 )]
 pub struct EnvironmentSpec {
     /// Kind of environment: development, staging, production or preview.
@@ -56,11 +58,35 @@ pub struct EnvironmentSpec {
     pub namespace: Option<String>,
     /// DNS domain of the environment, e.g. staging.example.com. Every exposed host
     /// must be this domain or a name under it; `expose: {}` picks `<service>.<domain>`.
+    /// At least two labels of at most 63 characters, 253 in all, and not a public
+    /// suffix (`com`, `co.uk`, `github.io`: the Public Suffix List). A domain
+    /// belongs to one Environment: the first to claim it (by creationTimestamp,
+    /// then name) keeps it, and another Environment whose domain equals it, or
+    /// lies under or above it, is Stalled (`DomainConflict`) and serves no host,
+    /// unless the upper one delegates it (`delegatedDomains`).
     #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
-        length(min = 1, max = 253)
+        regex(
+            pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$"
+        ),
+        length(min = 3, max = 253)
     )]
     pub domain: String,
+    /// Names under `domain` left to other Environments, e.g.
+    /// `staging.shop.example.com` for staging and `preview.shop.example.com` for
+    /// previews under a production at `shop.example.com`. An Environment whose
+    /// domain is one of these, or under one, does not conflict with this one, and
+    /// this Environment's Services cannot use hosts inside them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(
+                pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$"
+            ),
+            length(min = 3, max = 253)
+        )
+    )]
+    pub delegated_domains: Vec<String>,
     /// How Services of this environment are exposed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSettings>,
@@ -144,17 +170,20 @@ pub struct Guardrails {
 }
 
 /// Upper bounds on the namespace's total resource requests.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Quota {
     /// Total CPU requests, e.g. "20" or 500m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))").message("quota.cpu must be a quantity of at least 0, e.g. \"4\" or 500m"))]
     pub cpu: Option<Quantity>,
     /// Total memory requests, e.g. 40Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))").message("quota.memory must be a quantity of at least 0, e.g. 40Gi"))]
     pub memory: Option<Quantity>,
     /// Number of pods, e.g. "100".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))").message("quota.pods must be a quantity of at least 0, e.g. \"100\""))]
     pub pods: Option<Quantity>,
 }
 
@@ -173,27 +202,38 @@ pub struct Defaults {
 pub struct DefaultResources {
     /// Default requests, e.g. {cpu: 100m, memory: 128Mi}.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])").message("default requests can be set for cpu, memory and ephemeral-storage"))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])").message("default requests can be set for cpu, memory and ephemeral-storage"),
+        validation = Rule::new("self.all(k, type(self[k]) == int ? self[k] >= 0 : isQuantity(string(self[k])) && !quantity(string(self[k])).isLessThan(quantity('0')))").message("default requests must be quantities of at least 0, e.g. 100m or 128Mi"),
+    )]
+    #[schemars(extend("maxProperties" = 3))]
     pub requests: BTreeMap<String, Quantity>,
     /// Default limits, e.g. {memory: 512Mi}.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])").message("default limits can be set for cpu, memory and ephemeral-storage"))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])").message("default limits can be set for cpu, memory and ephemeral-storage"),
+        validation = Rule::new("self.all(k, type(self[k]) == int ? self[k] >= 0 : isQuantity(string(self[k])) && !quantity(string(self[k])).isLessThan(quantity('0')))").message("default limits must be quantities of at least 0, e.g. 512Mi"),
+    )]
+    #[schemars(extend("maxProperties" = 3))]
     pub limits: BTreeMap<String, Quantity>,
 }
 
 /// When the environment expires, and when its workloads are scaled to zero.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentLifecycle {
     /// Time to live, counted from the Environment's creation: days, hours,
-    /// minutes, seconds, e.g. 72h, 7d, 1h30m. When it has passed, the
-    /// Environment deletes itself (and its namespace). Raising it extends the
-    /// life; `status.expiresAt` says when.
+    /// minutes, seconds, e.g. 72h, 7d, 1h30m; at least 1m (a shorter one would
+    /// delete a new Environment, and its namespace, before anything ran in it).
+    /// When it has passed, the Environment deletes itself (and its namespace).
+    /// Raising it extends the life; `status.expiresAt` says when. Not allowed on
+    /// a production Environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^([0-9]{1,5}d)?([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$"),
         length(min = 2, max = 32)
     )]
+    #[x_kube(validation = Rule::new("!self.matches('^(0+d)?(0+h)?(0+m)?(0*[1-5]?[0-9]s)?$')").message("ttl must be at least 1m"))]
     pub ttl: Option<String>,
     /// true: every workload of the environment is scaled to zero (HPAs removed),
     /// nothing deleted; false again restores the declared replicas and HPAs.
@@ -299,8 +339,12 @@ impl EnvironmentType {
 #[serde(rename_all = "camelCase")]
 pub struct IngressSettings {
     /// IngressClass of the generated Ingresses, e.g. nginx. Unset: the cluster's default class.
+    /// The name of an IngressClass: a DNS subdomain (lowercase letters, digits, '-' and '.').
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(min = 1, max = 253)
+    )]
     pub class_name: Option<String>,
     /// Serve exposed hosts over TLS with a certificate from cert-manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]

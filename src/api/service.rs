@@ -272,9 +272,12 @@ pub struct Health {
 pub struct Expose {
     /// Host name; must be the environment's domain or a name under it.
     /// Default `<service>.<domain>`. The first Service to claim a host keeps it.
+    /// A DNS name: labels of at most 63 characters, 253 in all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        regex(
+            pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+        ),
         length(min = 1, max = 253)
     )]
     pub host: Option<String>,

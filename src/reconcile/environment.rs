@@ -69,6 +69,17 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
             .await
             .map(|again| look_again = again);
     }
+    let uid = environment.metadata.uid.clone().unwrap_or_default();
+    let mut retry_in = None;
+    match &mut namespace_outcome {
+        Err(error) if error.is_refused() => {
+            let wait = ctx.backoff.failed(&uid, environment.metadata.generation);
+            error.set_retry_in(wait);
+            retry_in = Some(wait);
+        }
+        Err(_) => {}
+        Ok(()) => ctx.backoff.succeeded(&uid),
+    }
     if let Err(error) = &namespace_outcome {
         if !error.is_stalled() {
             // Transient: report, then let the error policy retry.
@@ -78,7 +89,13 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         ctx.metrics.stalled("Environment", error.reason());
     }
 
-    let mut problem = invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0));
+    let snapshot_environments = ctx.stores.environments.state();
+    let mut problem = crate::domain::check_domain(
+        snapshot_environments.iter().map(AsRef::as_ref),
+        &environment,
+    )
+    .err()
+    .or(invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0)));
     if let (Ok(()), Some(clone_from)) = (&namespace_outcome, &environment.spec.clone_from) {
         let snapshot = ctx.stores.snapshot();
         if let Some(cycle) = crate::resolve::clone_cycle(&snapshot, &environment) {
@@ -110,6 +127,9 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     )
     .await?;
     let mut next = written.requeue(until_next_change(&lifecycle, clock));
+    if let Some(wait) = retry_in {
+        next = next.min(wait);
+    }
     if look_again {
         next = next.min(OWN_WRITE_MEMORY);
     }

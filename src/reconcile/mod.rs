@@ -49,6 +49,8 @@ pub struct Context {
     pub ingress_namespace_labels: BTreeMap<String, String>,
     /// What Paved just wrote (children and status), until the stores have it.
     pub own_writes: converge::OwnWrites,
+    /// Per-object backoff of writes the API server refused.
+    pub backoff: crate::retry::Backoff,
 }
 
 /// One of Paved's own kinds, as the [`prologue`] sees it.

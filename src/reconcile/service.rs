@@ -25,6 +25,7 @@ use crate::children::{
     render_service_children,
 };
 use crate::error::{Error, Result};
+use crate::names::reasons;
 use crate::resolve::{Snapshot, is_ready, resolve_service};
 use crate::status::{AppliedService, ServiceObservation, service_status};
 
@@ -45,7 +46,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         .ok_or_else(|| Error::InvalidObject(service.name_any()))?;
     let snapshot = ctx.stores.snapshot();
 
-    let outcome = match resolve_service(&snapshot, &service) {
+    let mut outcome = match resolve_service(&snapshot, &service) {
         Ok(resolved) => {
             let config =
                 read_referenced_config(&ctx, &namespace, &referenced_config_keys(&resolved))
@@ -71,6 +72,15 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         }
         Err(error) => Err(error),
     };
+
+    let uid = service.metadata.uid.clone().unwrap_or_default();
+    match &mut outcome {
+        Err(error) if error.is_refused() => {
+            error.set_retry_in(ctx.backoff.failed(&uid, service.metadata.generation));
+        }
+        Err(_) => {}
+        Ok(_) => ctx.backoff.succeeded(&uid),
+    }
 
     let deployment_in_store = || {
         ctx.stores
@@ -102,6 +112,13 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             Ok(Action::requeue(
                 children.look_again.map_or(after, |again| again.min(after)),
             ))
+        }
+        Err(Error::Refused {
+            retry_in: Some(wait),
+            ..
+        }) => {
+            ctx.metrics.stalled("Service", reasons::WRITE_REFUSED);
+            Ok(Action::requeue(written.requeue(wait)))
         }
         Err(error) if error.is_stalled() => {
             ctx.metrics.stalled("Service", error.reason());

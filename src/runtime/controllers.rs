@@ -162,9 +162,20 @@ fn gone_is_a_change<K: Resource>(event: watcher::Event<K>) -> watcher::Event<K> 
     }
 }
 
-fn error_policy<K>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+fn error_policy<K: Resource>(
+    kind: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
     move |object, error, ctx| {
-        let _ = &object;
+        if error.is_refused() {
+            // Only a change elsewhere can fix it: back off, per object.
+            let meta = object.meta();
+            let wait = ctx
+                .backoff
+                .failed(meta.uid.as_deref().unwrap_or_default(), meta.generation);
+            ctx.metrics.stalled(kind, error.reason());
+            tracing::warn!(kind, %error, retry_in = wait.as_secs(), "write refused; backing off");
+            return Action::requeue(wait);
+        }
         ctx.metrics.failed(kind, error.reason());
         tracing::warn!(kind, %error, "reconcile failed; retrying");
         Action::requeue(Duration::from_secs(5))
@@ -240,6 +251,7 @@ pub async fn run(
         stores: stores.clone(),
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
         own_writes: Default::default(),
+        backoff: Default::default(),
     });
     // Services fold a burst of their own events (20 ms). Applications and
     // Environments aggregate many Services, but get no debounce: kube-runtime's
@@ -261,8 +273,14 @@ pub async fn run(
         triggers::environments_for_namespace(&envs.state(), &s.namespace().unwrap_or_default())
     };
     let envs = environments.clone();
-    let previews_of =
-        move |base: Environment| triggers::previews_of(&envs.state(), &base.name_any());
+    // A preview follows its base; an Environment waiting for a domain may get it
+    // when any other Environment changes or goes.
+    let previews_of = move |base: Environment| {
+        let all = envs.state();
+        let mut wake = triggers::previews_of(&all, &base.name_any());
+        wake.extend(triggers::environments_waiting_for_a_domain(&all));
+        wake
+    };
     let environment_controller = Controller::for_stream(environment_stream, environments.clone())
         .with_config(aggregate_config.clone())
         .owns_stream(namespace_stream)
@@ -370,7 +388,11 @@ pub async fn run(
             .touched_objects()
             .predicate_filter(generation_or_stopped, Default::default()),
             move |e: Environment| {
-                triggers::services_in(&in_environment.state(), &e.namespace_name())
+                let mut wake = triggers::services_in(&in_environment.state(), &e.namespace_name());
+                wake.extend(triggers::services_waiting_for_a_domain(
+                    &in_environment.state(),
+                ));
+                wake
             },
         )
         .watches_stream(

@@ -3,7 +3,8 @@
 //! | metric | labels |
 //! |---|---|
 //! | `paved_reconciles_total` | kind |
-//! | `paved_reconcile_errors_total` | kind, reason |
+//! | `paved_reconcile_errors_total` | kind, reason (failures retried every 5 s) |
+//! | `paved_reconcile_stalls_total` | kind, reason (reconciles that ended Stalled: only a change can fix them) |
 //! | `paved_reconcile_duration_seconds` (histogram) | kind |
 //! | `paved_objects_managed` (gauge) | kind |
 //! | `paved_writes_total` | resource |
@@ -44,6 +45,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Family<KindLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    stalls: Family<ErrorLabels, Counter>,
     duration: Family<KindLabel, Histogram, fn() -> Histogram>,
     managed: Family<KindLabel, Gauge>,
     writes: Family<ResourceLabel, Counter>,
@@ -57,6 +59,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("paved");
         let reconciles = Family::<KindLabel, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
+        let stalls = Family::<ErrorLabels, Counter>::default();
         let duration = Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
             duration_histogram,
         );
@@ -68,8 +71,13 @@ impl Default for Metrics {
         registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
-            "Reconciles that failed or stalled, by kind and reason",
+            "Reconciles that failed and are retried, by kind and reason",
             errors.clone(),
+        );
+        registry.register(
+            "reconcile_stalls",
+            "Reconciles that ended Stalled (a change from the user, or elsewhere, is needed), by kind and reason",
+            stalls.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -105,6 +113,7 @@ impl Default for Metrics {
             registry,
             reconciles,
             errors,
+            stalls,
             duration,
             managed,
             writes,
@@ -154,9 +163,15 @@ impl Metrics {
             .inc();
     }
 
-    /// A reconcile that ended Stalled is counted as an error with its reason.
+    /// A reconcile that ended Stalled, counted apart from errors: a stalled
+    /// object is looked at again and again, and is no failure of Paved's.
     pub fn stalled(&self, kind: &str, reason: &str) {
-        self.failed(kind, reason);
+        self.stalls
+            .get_or_create(&ErrorLabels {
+                kind: kind.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     pub fn wrote(&self, resource: &str) {
@@ -212,13 +227,15 @@ mod tests {
     fn metrics_are_exposed_under_their_documented_names() {
         let metrics = Metrics::default();
         drop(metrics.reconcile_started("Service"));
-        metrics.failed("Service", "HostConflict");
+        metrics.failed("Service", "ApplyFailed");
+        metrics.stalled("Service", "HostConflict");
         metrics.wrote("Deployment");
         metrics.set_managed("Service", 3);
         let text = metrics.encode();
         for name in [
             "paved_reconciles_total{kind=\"Service\"} 1",
-            "paved_reconcile_errors_total{kind=\"Service\",reason=\"HostConflict\"} 1",
+            "paved_reconcile_errors_total{kind=\"Service\",reason=\"ApplyFailed\"} 1",
+            "paved_reconcile_stalls_total{kind=\"Service\",reason=\"HostConflict\"} 1",
             "paved_reconcile_duration_seconds_bucket",
             "paved_objects_managed{kind=\"Service\"} 3",
             "paved_writes_total{resource=\"Deployment\"} 1",
@@ -226,5 +243,10 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+        assert!(
+            !text
+                .contains("paved_reconcile_errors_total{kind=\"Service\",reason=\"HostConflict\"}"),
+            "a stall is not an error:\n{text}"
+        );
     }
 }

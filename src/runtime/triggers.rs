@@ -50,6 +50,37 @@ pub fn previews_of(environments: &[Arc<Environment>], base: &str) -> Vec<ObjectR
         .collect()
 }
 
+/// When any Environment changes or goes: the Environments stalled on a domain
+/// another one holds (it may just have been released).
+pub fn environments_waiting_for_a_domain(
+    environments: &[Arc<Environment>],
+) -> Vec<ObjectRef<Environment>> {
+    environments
+        .iter()
+        .filter(|e| {
+            e.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.reason == reasons::DOMAIN_CONFLICT)
+            })
+        })
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
+
+/// When any Environment changes or goes: the Services that claim no host because
+/// their Environment's domain is held by another.
+pub fn services_waiting_for_a_domain(services: &[Arc<Service>]) -> Vec<ObjectRef<Service>> {
+    services_where(services, |s| {
+        s.status.as_ref().is_some_and(|status| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.reason == reasons::DOMAIN_CONFLICT)
+        })
+    })
+}
+
 /// When a Service changes (its status included): its Application.
 pub fn application_of(service: &Service) -> Option<ObjectRef<Application>> {
     let namespace = service.namespace()?;
@@ -188,6 +219,40 @@ mod tests {
         assert!(environments_for_namespace(&environments, "kube-system").is_empty());
         assert_eq!(names(previews_of(&environments, "production")), ["pr-2"]);
         assert!(previews_of(&environments, "pr-1").is_empty());
+    }
+
+    #[test]
+    fn any_environment_change_wakes_what_waits_for_a_domain() {
+        let conflict = |reason: &str| Condition {
+            type_: "Stalled".into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: None,
+            observed_generation: None,
+        };
+        let mut waiting = environment("later", "shop.example.test");
+        waiting.status = Some(crate::api::EnvironmentStatus {
+            conditions: vec![conflict("DomainConflict")],
+            ..Default::default()
+        });
+        let mut other = environment("other", "other.example.test");
+        other.status = Some(crate::api::EnvironmentStatus {
+            conditions: vec![conflict("InvalidSchedule")],
+            ..Default::default()
+        });
+        let environments = vec![Arc::new(waiting), Arc::new(other)];
+        assert_eq!(
+            names(environments_waiting_for_a_domain(&environments)),
+            ["later"]
+        );
+        let mut web = service("later", "web", "shop");
+        web.status = Some(crate::api::ServiceStatus {
+            conditions: vec![conflict("DomainConflict")],
+            ..Default::default()
+        });
+        let services = vec![Arc::new(web), Arc::new(service("later", "api", "shop"))];
+        assert_eq!(names(services_waiting_for_a_domain(&services)), ["web"]);
     }
 
     #[test]
