@@ -39,4 +39,5 @@ mod ship_port;
 mod ship_portals;
 mod ship_support;
 mod trust_domains;
+mod trust_dry_run;
 mod trust_refused;

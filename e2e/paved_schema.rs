@@ -286,6 +286,28 @@ async fn a_port_name_that_is_not_a_dns_label_is_rejected() {
     .await;
 }
 
+/// Found by `trust_dry_run`: a DNS label passed the schema, then every
+/// Deployment and core Service write was refused (IANA service names allow no
+/// `--` and need a letter).
+#[tokio::test]
+async fn a_port_name_with_consecutive_hyphens_or_no_letter_is_rejected() {
+    for name in ["a--b", "8080", "-http", "http-"] {
+        rejects_service(
+            |m| m["spec"]["ports"][0]["name"] = json!(name),
+            &["spec.ports[0].name"],
+        )
+        .await;
+        rejects_service(
+            |m| {
+                m["spec"]["ports"][0]["name"] = json!(name);
+                m["spec"]["health"]["port"] = json!(name);
+            },
+            &["spec.health.port"],
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn replicas_together_with_autoscaling_is_rejected() {
     rejects_service(

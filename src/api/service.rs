@@ -196,9 +196,9 @@ pub type DependencyName = String;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Port {
-    /// Port name (IANA service name: lowercase letters, digits and '-', at most 15 characters), e.g. http.
+    /// Port name (IANA service name: lowercase letters, digits and single '-' between them, at least one letter, at most 15 characters), e.g. http.
     #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        regex(pattern = r"^([a-z0-9]+-)*[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$"),
         length(min = 1, max = 15)
     )]
     pub name: String,
@@ -260,7 +260,7 @@ pub struct Health {
     pub path: String,
     /// Name of the port (from spec.ports) serving the path.
     #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        regex(pattern = r"^([a-z0-9]+-)*[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$"),
         length(min = 1, max = 15)
     )]
     pub port: String,
