@@ -43,6 +43,11 @@ pub enum Error {
     HostOutsideDomain { host: String, domain: String },
 
     #[error(
+        "the host {host} would be {length} characters, more than the 253 DNS allows; set a shorter spec.expose.host"
+    )]
+    HostTooLong { host: String, length: usize },
+
+    #[error(
         "host {host} is already used by Service {holder}, which claimed it first; choose another spec.expose.host"
     )]
     HostConflict { host: String, holder: String },
@@ -148,6 +153,7 @@ impl Error {
             Error::NotInEnvironment { .. } => reasons::NOT_IN_ENVIRONMENT,
             Error::ApplicationNotFound { .. } => reasons::APPLICATION_NOT_FOUND,
             Error::HostOutsideDomain { .. } => reasons::HOST_OUTSIDE_DOMAIN,
+            Error::HostTooLong { .. } => reasons::HOST_TOO_LONG,
             Error::HostConflict { .. } => reasons::HOST_CONFLICT,
             Error::DependencyNotFound { .. } => reasons::DEPENDENCY_NOT_FOUND,
             Error::PodSecurityForbidden { .. } => reasons::POD_SECURITY_FORBIDDEN,
@@ -175,6 +181,7 @@ impl Error {
                 | Error::NotInEnvironment { .. }
                 | Error::ApplicationNotFound { .. }
                 | Error::HostOutsideDomain { .. }
+                | Error::HostTooLong { .. }
                 | Error::HostConflict { .. }
                 | Error::DependencyNotFound { .. }
                 | Error::PodSecurityForbidden { .. }

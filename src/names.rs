@@ -102,6 +102,8 @@ pub mod reasons {
     pub const NOT_IN_ENVIRONMENT: &str = "NotInEnvironment";
     pub const APPLICATION_NOT_FOUND: &str = "ApplicationNotFound";
     pub const HOST_OUTSIDE_DOMAIN: &str = "HostOutsideDomain";
+    /// `<service>.<domain>` is longer than DNS allows (253 characters).
+    pub const HOST_TOO_LONG: &str = "HostTooLong";
     pub const HOST_CONFLICT: &str = "HostConflict";
     pub const DEPENDENCY_NOT_FOUND: &str = "DependencyNotFound";
     /// spec.lifecycle.schedule cannot be evaluated (cron or time zone).

@@ -288,10 +288,18 @@ pub fn exposed_host(service: &Service, environment: &Environment) -> Option<Stri
     )
 }
 
-/// A host must be the domain itself or a name under it (`x.domain`), never merely end with it.
+/// A host must be the domain itself or a name under it (`x.domain`), never merely end with it,
+/// and fit DNS (the schema bounds `spec.expose.host`, not `<service>.<domain>`).
 pub fn check_host_in_domain(host: &str, domain: &str) -> Result<()> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if host.len() > 253 {
+        let shown = format!("{}...", &host[..host.len().min(40)]);
+        return Err(Error::HostTooLong {
+            host: shown,
+            length: host.len(),
+        });
+    }
     if host == domain || host.ends_with(&format!(".{domain}")) {
         Ok(())
     } else {
@@ -525,6 +533,24 @@ pub(crate) mod tests {
         assert!(check_host_in_domain("web.shop.example.com", "shop.example.com").is_ok());
         assert!(check_host_in_domain("evilshop.example.com", "shop.example.com").is_err());
         assert!(check_host_in_domain("example.com", "shop.example.com").is_err());
+    }
+
+    #[test]
+    fn a_default_host_longer_than_dns_allows_is_stalled_before_any_write() {
+        let domain = format!("{}.test", vec!["a".repeat(60); 4].join("."));
+        let host = format!("checkout.{domain}");
+        let error = check_host_in_domain(&host, &domain).unwrap_err();
+        assert_eq!((error.reason(), error.is_stalled()), ("HostTooLong", true));
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("{} characters", host.len()))
+        );
+        assert!(
+            !error.to_string().contains(&domain),
+            "the message stays short"
+        );
+        assert!(check_host_in_domain(&domain, &domain).is_ok());
     }
 
     #[test]
