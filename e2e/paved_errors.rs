@@ -15,7 +15,7 @@ use crate::paved_support::TestEnvironment;
 use crate::paved_support::{
     Cleanup, application_manifest, applications, apply, condition, describe_status,
     first_container, holds_for, image, is_absent, service_manifest, services, wait_condition,
-    wait_event, wait_exists, wait_ready,
+    wait_event, wait_exists, wait_object, wait_ready,
 };
 use crate::support::{WAIT, unique, wait_until};
 
@@ -274,11 +274,20 @@ async fn a_dependency_on_a_missing_service_is_refused_until_that_service_exists(
     )
     .await;
     wait_ready(&services, "payments-api").await;
-    let recovered = wait_ready(&services, "checkout").await;
-    assert_eq!(
-        recovered.data["status"]["dependencies"],
-        json!([{"name": "payments-api", "ready": true}])
-    );
+    wait_ready(&services, "checkout").await;
+    // The dependency's readiness follows its own status write: wait for it
+    // rather than race the controller.
+    wait_object(
+        &services,
+        "checkout",
+        "checkout to see payments-api ready",
+        |o| {
+            (o.data["status"]["dependencies"] == json!([{"name": "payments-api", "ready": true}]))
+                .then_some(())
+                .ok_or_else(|| format!("dependencies {}", o.data["status"]["dependencies"]))
+        },
+    )
+    .await;
     let deployment = env.api::<Deployment>().get("checkout").await.unwrap();
     assert!(
         first_container(&deployment)

@@ -88,6 +88,10 @@ async fn a_later_environment_with_an_equal_parent_or_child_domain_is_stalled_and
     first.apply_service("web", web(json!({}))).await;
     wait_ready(&first.services(), "web").await;
 
+    // Claims are ordered by creationTimestamp, which has second precision, then
+    // by name: the later Environments must be created in a later second than
+    // the first, or "tdom-equal" would sort before "tdom-first".
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let mut guard = Cleanup::default();
     let parent_domain = base.clone();
     let equal = environment_with_domain("tdom-equal", &first_domain, &mut guard).await;

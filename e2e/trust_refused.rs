@@ -106,10 +106,10 @@ async fn an_ingress_forbidden_by_a_quota_stalls_the_service_with_the_api_servers
         let message = condition(&object, "Stalled")
             .map(|c| c.message)
             .unwrap_or_default();
-        if let Some(wait) = retry_in(&message) {
-            if waits.last() != Some(&wait) {
-                waits.push(wait);
-            }
+        if let Some(wait) = retry_in(&message)
+            && waits.last() != Some(&wait)
+        {
+            waits.push(wait);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -30,8 +30,8 @@ use crate::runtime::metrics::{Metrics, ReconcileTimer};
 pub use status_writer::{OwnStatus, PROGRESS_INTERVAL, StatusWrite, now, write_status};
 pub use stores::{StoreWriters, Stores, StoresLoaded, new_stores};
 
-/// How soon an Application or Environment that waits on its Services looks
-/// at them again. Their reconciles are triggered by a watch of Services of
+/// How soon an Application or Environment that waits on its Services, or a
+/// Service that waits on a dependency, looks at them again. Their reconciles are triggered by a watch of Services of
 /// their own, which can deliver a Service's last status change before the
 /// shared store that the reconcile reads has it; nothing else would wake them
 /// until the resync. Reading the stores costs no API call; an unchanged status

@@ -88,6 +88,10 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             .get(&ObjectRef::new(&service.name_any()).within(&namespace))
     };
     let dependencies = dependency_statuses(&snapshot, &service, &namespace);
+    // A dependency's readiness reaches this reconcile through a Service watch of
+    // its own, which can deliver the change before the shared store has it:
+    // while a dependency is not ready, look again (store reads, no API call).
+    let waits_on_dependencies = dependencies.iter().any(|d| !d.ready);
     let from_store = deployment_in_store();
     let observation = match &outcome {
         Ok((applied, written)) => ServiceObservation {
@@ -108,7 +112,10 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
 
     match outcome {
         Ok((_, children)) => {
-            let after = written.requeue(RESYNC);
+            let mut after = written.requeue(RESYNC);
+            if waits_on_dependencies {
+                after = after.min(super::AGGREGATE_RECHECK);
+            }
             Ok(Action::requeue(
                 children.look_again.map_or(after, |again| again.min(after)),
             ))
