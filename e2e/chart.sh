@@ -128,7 +128,8 @@ fi
 for bad in replicaCount=0 replicaCount=two crds.enabled=maybe image.pullPolicy=Sometimes \
   controller.logFormat=xml securityContext.readOnlyRootFilesystem=false \
   securityContext.allowPrivilegeEscalation=true podSecurityContext.runAsNonRoot=false \
-  metrics.port=80 unknownKey=1 controller.leaseName=Not_A_Name; do
+  metrics.port=80 unknownKey=1 controller.leaseName=Not_A_Name \
+  controller.leaseDurationSeconds=5 controller.retryPeriodSeconds=10; do
   if "$HELM" template t "$chart" --kube-version "$kube_version" --set "$bad" >/dev/null 2>&1; then
     fail "values.schema.json accepted --set $bad"
   else
@@ -288,7 +289,7 @@ start_controller() { # log-file
   k -n "$release_ns" delete lease "$lease" --ignore-not-found >/dev/null 2>&1 || true
   KUBECONFIG=$impersonating RUST_LOG=info,paved=debug,kube_runtime=debug "$paved_bin" run \
     --listen "127.0.0.1:$port" --lease-namespace "$release_ns" --lease-name "$lease" \
-    --lease-duration 3 --identity "chart-e2e-$run" >"$1" 2>&1 &
+    --lease-duration 3 --renew-deadline 2 --retry-period 0.5 --identity "chart-e2e-$run" >"$1" 2>&1 &
   controller_pid=$!
   wait_controller_ready "127.0.0.1:$port" "$controller_pid" 40
 }
