@@ -73,10 +73,7 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     let mut retry_in = None;
     match &mut namespace_outcome {
         Err(error) if error.is_refused() => {
-            let wait = ctx.backoff.failed(&uid, environment.metadata.generation);
-            // As the error policy logs the refusals it handles: an operator (and
-            // the chart's RBAC proof) reads what the API server refused in the log.
-            tracing::warn!(kind = "Environment", %error, retry_in = wait.as_secs(), "write refused; backing off");
+            let wait = super::back_off_refused(&ctx, "Environment", environment.as_ref(), error);
             error.set_retry_in(wait);
             retry_in = Some(wait);
         }

@@ -38,6 +38,24 @@ pub use stores::{StoreWriters, Stores, StoresLoaded, new_stores};
 /// is not written.
 pub const AGGREGATE_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A write of `object` (of `kind`) that the API server refused: the next wait of
+/// its per-object backoff, logged at WARN with the API server's message (an
+/// operator, and the chart's RBAC proof, read refusals in the log). The one
+/// place for the reconcilers and the error policy alike.
+pub fn back_off_refused<K: kube::Resource>(
+    ctx: &Context,
+    kind: &'static str,
+    object: &K,
+    error: &crate::error::Error,
+) -> std::time::Duration {
+    let meta = object.meta();
+    let wait = ctx
+        .backoff
+        .failed(meta.uid.as_deref().unwrap_or_default(), meta.generation);
+    tracing::warn!(kind, %error, retry_in = wait.as_secs(), "write refused; backing off");
+    wait
+}
+
 /// Shared by all reconciles.
 pub struct Context {
     pub client: Client,

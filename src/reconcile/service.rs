@@ -76,9 +76,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     let uid = service.metadata.uid.clone().unwrap_or_default();
     match &mut outcome {
         Err(error) if error.is_refused() => {
-            let wait = ctx.backoff.failed(&uid, service.metadata.generation);
-            // As the error policy logs the refusals it handles (see environment.rs).
-            tracing::warn!(kind = "Service", %error, retry_in = wait.as_secs(), "write refused; backing off");
+            let wait = super::back_off_refused(&ctx, "Service", service.as_ref(), error);
             error.set_retry_in(wait);
         }
         Err(_) => {}

@@ -168,12 +168,8 @@ fn error_policy<K: Resource>(
     move |object, error, ctx| {
         if error.is_refused() {
             // Only a change elsewhere can fix it: back off, per object.
-            let meta = object.meta();
-            let wait = ctx
-                .backoff
-                .failed(meta.uid.as_deref().unwrap_or_default(), meta.generation);
+            let wait = crate::reconcile::back_off_refused(&ctx, kind, object.as_ref(), error);
             ctx.metrics.stalled(kind, error.reason());
-            tracing::warn!(kind, %error, retry_in = wait.as_secs(), "write refused; backing off");
             return Action::requeue(wait);
         }
         ctx.metrics.failed(kind, error.reason());
