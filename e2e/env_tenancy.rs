@@ -549,3 +549,68 @@ async fn a_developer_or_viewer_lists_every_environment_and_reads_only_the_ones_t
         );
     }
 }
+
+#[tokio::test]
+async fn a_deleted_or_edited_guardrail_comes_back_within_seconds_not_at_the_resync() {
+    let env = TestEnvironment::create_with(
+        "env-guard-drift",
+        json!({"guardrails": {
+            "quota": {"pods": "20"},
+            "defaults": {"resources": {"limits": {"memory": "256Mi"}}},
+        }}),
+    )
+    .await;
+    let ranges = env.api::<LimitRange>();
+    let quotas = env.api::<ResourceQuota>();
+    let range = wait_exists(&ranges, "paved-defaults").await;
+    wait_exists(&quotas, "paved-quota").await;
+
+    // The Environment is cluster-scoped and these children are namespaced: their
+    // events must still reach it (the resync is ten minutes away).
+    let fast = std::time::Duration::from_secs(20);
+    ranges
+        .delete("paved-defaults", &DeleteParams::default())
+        .await
+        .unwrap();
+    let back = wait_until("a new LimitRange paved-defaults", fast, || async {
+        match ranges
+            .get_opt("paved-defaults")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(r) if r.metadata.uid != range.metadata.uid => Ok(r),
+            Some(_) => Err("still the deleted one".to_string()),
+            None => Err("not there".to_string()),
+        }
+    })
+    .await;
+    assert_eq!(
+        back.spec.unwrap().limits[0].default.clone().unwrap()["memory"].0,
+        "256Mi"
+    );
+
+    quotas
+        .patch(
+            "paved-quota",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": "paved-quota"},
+                "spec": {"hard": {"pods": "1000"}}
+            })),
+        )
+        .await
+        .unwrap();
+    wait_until("the quota's pods back at 20", fast, || async {
+        let q = quotas.get("paved-quota").await.map_err(|e| e.to_string())?;
+        let pods = q
+            .spec
+            .and_then(|s| s.hard)
+            .and_then(|h| h.get("pods").cloned());
+        match pods {
+            Some(p) if p.0 == "20" => Ok(()),
+            other => Err(format!("pods {other:?}")),
+        }
+    })
+    .await;
+}

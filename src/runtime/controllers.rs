@@ -280,10 +280,11 @@ pub async fn run(
     let environment_controller = Controller::for_stream(environment_stream, environments.clone())
         .with_config(aggregate_config.clone())
         .owns_stream(namespace_stream)
-        .owns_stream(role_binding_stream)
-        .owns_stream(resource_quota_stream)
-        .owns_stream(limit_range_stream)
-        .owns_stream(network_policy_stream)
+        // Namespaced children of a cluster-scoped owner: mapped by name alone.
+        .watches_stream(role_binding_stream, triggers::controlling_environment)
+        .watches_stream(resource_quota_stream, triggers::controlling_environment)
+        .watches_stream(limit_range_stream, triggers::controlling_environment)
+        .watches_stream(network_policy_stream, triggers::controlling_environment)
         // A preview notices its base being created, changed or deleted.
         .watches_stream(
             watch(

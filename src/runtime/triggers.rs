@@ -181,6 +181,22 @@ fn services_where(
         .collect()
 }
 
+/// When a namespaced child of an Environment changes or goes: the Environment
+/// that controls it. kube-runtime's `owns` would look for the owner in the
+/// child's namespace, but an Environment is cluster-scoped, so the owner's
+/// reference carries no namespace.
+pub fn controlling_environment<K: kube::Resource>(child: K) -> Option<ObjectRef<Environment>> {
+    child
+        .owner_references()
+        .iter()
+        .find(|owner| {
+            owner.controller == Some(true)
+                && owner.kind == "Environment"
+                && owner.api_version.starts_with("paved.dev/")
+        })
+        .map(|owner| ObjectRef::new(&owner.name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +369,27 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_namespaced_child_wakes_its_cluster_scoped_environment_by_name_alone() {
+        let owned: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "paved-owners", "namespace": "shop-prod", "ownerReferences": [
+                {"apiVersion": "paved.dev/v1alpha1", "kind": "Environment", "name": "prod",
+                 "uid": "u1", "controller": true}
+            ]},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+        }))
+        .unwrap();
+        let woken = controlling_environment(owned.clone()).unwrap();
+        assert_eq!((woken.name.as_str(), woken.namespace), ("prod", None));
+
+        // Not controlled by an Environment (another controller, or only an owner): nothing.
+        let mut other = owned.clone();
+        other.metadata.owner_references.as_mut().unwrap()[0].api_version = "example.com/v1".into();
+        assert!(controlling_environment(other).is_none());
+        let mut not_controller = owned;
+        not_controller.metadata.owner_references.as_mut().unwrap()[0].controller = None;
+        assert!(controlling_environment(not_controller).is_none());
     }
 }
