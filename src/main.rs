@@ -41,7 +41,7 @@ enum Command {
     },
     /// Print the Kubernetes objects Paved would create for the given manifests (no cluster needed).
     Render {
-        /// Multi-document YAML file(s) with Environments, Applications and Services ('-' for stdin).
+        /// Multi-document YAML file(s) or directories of them with Environments, Applications and Services ('-' for stdin).
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
@@ -138,24 +138,13 @@ fn main() -> ExitCode {
 }
 
 fn render(files: &[PathBuf]) -> ExitCode {
-    let mut input = String::new();
-    for file in files {
-        let text = if file.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
-        } else {
-            std::fs::read_to_string(file)
-        };
-        match text {
-            Ok(text) => {
-                input.push_str(&text);
-                input.push_str("\n---\n");
-            }
-            Err(error) => {
-                eprintln!("paved render: {}: {error}", file.display());
-                return ExitCode::FAILURE;
-            }
+    let input = match paved::cli::render::read_manifests(files) {
+        Ok(input) => input,
+        Err(error) => {
+            eprintln!("paved render: {error}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
     let snapshot = match paved::cli::render::parse(&input) {
         Ok(snapshot) => snapshot,
         Err(error) => {

@@ -1,4 +1,4 @@
-//! `paved render -f FILE`: the objects Paved would create for some manifests,
+//! `paved render -f FILE|DIR`: the objects Paved would create for some manifests,
 //! without a cluster. Same resolve/validate/build code as the controller; the
 //! only differences are that every Environment is assumed to own its namespace,
 //! Secret/ConfigMap data is unknown (the config hash covers the references only)
@@ -22,6 +22,45 @@ use crate::resolve::{Snapshot, resolve_service};
 pub struct Rendered {
     pub yaml: String,
     pub problems: Vec<String>,
+}
+
+/// The text of `-f` arguments, as kubectl reads them: a file, `-` for stdin, or a
+/// directory, whose `.yaml`, `.yml` and `.json` files are read in name order
+/// (not recursively). Documents of different files are kept apart.
+pub fn read_manifests(paths: &[std::path::PathBuf]) -> Result<String, String> {
+    let mut input = String::new();
+    for path in paths {
+        let files = if path.is_dir() {
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut files: Vec<_> = entries
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|file| {
+                    file.is_file()
+                        && file
+                            .extension()
+                            .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("{}: no .yaml, .yml or .json files", path.display()));
+            }
+            files
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&file)
+            };
+            input.push_str(&text.map_err(|e| format!("{}: {e}", file.display()))?);
+            input.push_str("\n---\n");
+        }
+    }
+    Ok(input)
 }
 
 /// Parse a multi-document YAML stream of Environments, Applications and Services.
@@ -205,5 +244,38 @@ spec: {application: shop, image: busybox}
             "{}",
             rendered.yaml
         );
+    }
+
+    #[test]
+    fn a_directory_reads_its_manifests_in_name_order_and_skips_other_files() {
+        let dir = std::env::temp_dir().join(format!("paved-render-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        std::fs::write(dir.join("b.yml"), "second: 2").unwrap();
+        std::fs::write(dir.join("a.yaml"), "first: 1").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not: read").unwrap();
+        std::fs::write(dir.join("nested/c.yaml"), "nested: 3").unwrap();
+        let text = read_manifests(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(text, "first: 1\n---\nsecond: 2\n---\n");
+        let empty = dir.join("nested/empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let error = read_manifests(&[empty]).unwrap_err();
+        assert!(error.ends_with("no .yaml, .yml or .json files"), "{error}");
+        let missing = read_manifests(&[dir.join("missing.yaml")]).unwrap_err();
+        assert!(missing.contains("missing.yaml"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_examples_render_from_their_directories_without_problems() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let text = read_manifests(&[
+            root.join("00-environments.yaml"),
+            root.join("production"),
+            root.join("staging"),
+        ])
+        .unwrap();
+        let rendered = render(&parse(&text).unwrap());
+        assert!(rendered.problems.is_empty(), "{:?}", rendered.problems);
+        assert!(rendered.yaml.contains("kind: Deployment"));
     }
 }
