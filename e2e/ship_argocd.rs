@@ -423,3 +423,62 @@ fn argocd_health_checks_give_each_captured_fixture_its_health() {
     }
     assert!(checked >= 11, "only {checked} fixtures in {FIXTURES}");
 }
+
+/// The object a user's `kubectl apply` gets back, before Paved looked at it:
+/// the API server fills in the CRDs' default status (not Ready, Reconciling,
+/// observedGeneration 0), so kstatus (kpt, Flux, cli-utils) says InProgress
+/// instead of Current, and Argo CD says Progressing, until Paved writes.
+#[tokio::test]
+async fn a_brand_new_object_is_in_progress_for_kstatus_and_argo_cd_until_paved_first_writes_its_status()
+ {
+    let client = client().await;
+    let mut cleanup = Cleanup::default();
+    let name = unique("ship-new");
+    cleanup.environments.push(name.clone());
+    let domain = format!("{name}.example.test");
+    let environment = apply(
+        &environments(&client),
+        environment_manifest(&name, json!({"type": "development", "domain": domain})),
+    )
+    .await;
+    crate::paved_support::wait_exists(&Api::<Namespace>::all(client.clone()), &name).await;
+    let application = apply(
+        &applications(&client, &name),
+        application_manifest("shop", json!({"owner": "team-shop"})),
+    )
+    .await;
+    let service = apply(
+        &services(&client, &name),
+        service_manifest(
+            "web",
+            json!({"application": "shop", "image": image("web", "1")}),
+        ),
+    )
+    .await;
+    let created: Vec<(&str, Value)> = vec![
+        ("Environment", object_json(&environment)),
+        ("Application", object_json(&application)),
+        ("Service", object_json(&service)),
+    ];
+    let objects: Vec<Value> = created.iter().map(|(_, o)| o.clone()).collect();
+    for ((kind, object), (status, message)) in
+        created.iter().zip(crate::ship_support::kstatus(&objects))
+    {
+        assert_eq!(
+            object["status"]["observedGeneration"], 0,
+            "{kind} as created: {}",
+            object["status"]
+        );
+        assert_eq!(status, "InProgress", "kstatus on a new {kind}: {message}");
+        let (health, message) = argocd_health(kind, object);
+        assert_eq!(health, "Progressing", "Argo CD on a new {kind}: {message}");
+    }
+    // Then Paved's own status replaces the default entirely.
+    let web = wait_ready(&services(&client, &name), "web").await;
+    let conditions = web.data["status"]["conditions"].as_array().unwrap().clone();
+    assert!(
+        conditions.iter().all(|c| c["reason"] != "Pending"),
+        "no default condition left: {conditions:?}"
+    );
+    drop(cleanup);
+}

@@ -11,6 +11,43 @@ use crate::api::{Application, Environment, Service};
 /// All CRDs, in apply order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![Environment::crd(), Application::crd(), Service::crd()]
+        .into_iter()
+        .map(with_pending_status)
+        .collect()
+}
+
+/// What an object's status reads before Paved first wrote it.
+pub const PENDING_MESSAGE: &str =
+    "Paved has not reconciled this object yet; if this lasts, check that the paved controller runs";
+
+/// The API server fills an absent `status` with this default on every read, so
+/// an object Paved has not reconciled yet (just created, or no controller
+/// running) reads as `Reconciling` and not Ready, observedGeneration 0. Without
+/// it, kstatus (kpt, Flux, cli-utils) calls a brand-new object `Current`, and
+/// `kubectl wait` or a GitOps sync would pass before Paved looked at it. Defaults
+/// are not stored: Paved's first status write replaces the whole of `status`.
+fn with_pending_status(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let pending = |type_: &str, status: &str| serde_json::json!({"type": type_, "status": status, "reason": "Pending", "message": PENDING_MESSAGE});
+    let default = serde_json::json!({
+        "observedGeneration": 0,
+        "conditions": [pending("Ready", "False"), pending("Reconciling", "True")],
+    });
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    default.clone(),
+                ),
+            );
+        }
+    }
+    crd
 }
 
 /// One CRD as a YAML document (with the `---` separator).
@@ -87,6 +124,34 @@ mod tests {
             "x-kubernetes-list-type: map",
         ] {
             assert!(yaml.contains(rule), "missing {rule}");
+        }
+    }
+
+    #[test]
+    fn an_object_paved_has_not_reconciled_yet_reads_as_reconciling_and_not_ready() {
+        for crd in all() {
+            let schema = crd.spec.versions[0].schema.clone().unwrap();
+            let status = &schema.open_api_v3_schema.unwrap().properties.unwrap()["status"];
+            let default = status.default.clone().expect("a default status").0;
+            assert_eq!(default["observedGeneration"], 0, "{:?}", crd.metadata.name);
+            let conditions = default["conditions"].as_array().unwrap();
+            let find = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap();
+            assert_eq!(find("Ready")["status"], "False");
+            assert_eq!(find("Reconciling")["status"], "True");
+            assert_eq!(find("Reconciling")["reason"], "Pending");
+            // It deserializes as Paved's own status, so the reconcile reads it.
+            match crd.spec.names.kind.as_str() {
+                "Service" => {
+                    drop(serde_json::from_value::<crate::api::ServiceStatus>(default).unwrap())
+                }
+                "Application" => {
+                    drop(serde_json::from_value::<crate::api::ApplicationStatus>(default).unwrap())
+                }
+                "Environment" => {
+                    drop(serde_json::from_value::<crate::api::EnvironmentStatus>(default).unwrap())
+                }
+                other => panic!("unexpected kind {other}"),
+            }
         }
     }
 }
