@@ -236,3 +236,62 @@ async fn a_delegated_subdomain_is_the_childs_and_the_parent_cannot_serve_hosts_i
     .await;
     assert!(is_absent(&parent.api::<Ingress>(), "web").await);
 }
+
+#[tokio::test]
+async fn an_older_environment_that_moves_its_domain_onto_a_held_one_is_stalled_and_the_holder_keeps_its_hosts()
+ {
+    let base = format!("{}.example.test", unique("tdom-move"));
+    let shop_domain = format!("shop.{base}");
+    // The mover exists first, with a domain of its own: older in creation order.
+    let mover =
+        TestEnvironment::create_with("tdom-mover", json!({"domain": format!("mover.{base}")}))
+            .await;
+    let api = environments(&mover.client);
+    wait_ready(&api, &mover.name).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let holder = TestEnvironment::create_with("tdom-holder", json!({"domain": shop_domain})).await;
+    holder
+        .apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    holder.apply_service("web", web(json!({}))).await;
+    wait_ready(&holder.services(), "web").await;
+    let held = wait_ready(&api, &holder.name).await;
+    let claim = held.data["status"]["domain"].clone();
+    assert_eq!(claim["name"], shop_domain, "{claim}");
+
+    // The capture attempt: the older Environment takes the holder's domain.
+    crate::paved_support::merge_patch(&api, &mover.name, json!({"spec": {"domain": shop_domain}}))
+        .await;
+    let object = wait_condition(&api, &mover.name, "Stalled", "True", Some("DomainConflict")).await;
+    let stalled = condition(&object, "Stalled").unwrap();
+    assert!(
+        stalled
+            .message
+            .contains(&format!("Environment {}", holder.name)),
+        "{stalled:?}"
+    );
+    assert!(
+        object.data["status"]["domain"].is_null(),
+        "the mover holds nothing"
+    );
+    let after = wait_ready(&api, &holder.name).await;
+    assert_eq!(
+        after.data["status"]["domain"], claim,
+        "the claim keeps its time"
+    );
+    mover
+        .apply_application("shop", json!({"owner": "team-evil"}))
+        .await;
+    mover.apply_service("web", web(json!({}))).await;
+    wait_condition(
+        &mover.services(),
+        "web",
+        "Stalled",
+        "True",
+        Some("DomainConflict"),
+    )
+    .await;
+    assert!(is_absent(&mover.api::<Ingress>(), "web").await);
+    let ingress = wait_exists(&holder.api::<Ingress>(), "web").await;
+    assert_eq!(ingress_host(&ingress), Some(format!("web.{shop_domain}")));
+}

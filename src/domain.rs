@@ -5,14 +5,16 @@
 //!   the Public Suffix List compiled into the `psl` crate (no network), nor a
 //!   single label (the schema refuses those too; `paved render` has no schema).
 //! - A domain belongs to one Environment. Environments are taken in claim
-//!   order (creationTimestamp, then name, as hosts are): each holds its domain
-//!   unless an earlier holder's domain equals it, lies under it or above it.
+//!   order: those that hold their current domain already, by when they got
+//!   it (`status.domain.since`), then the others by creationTimestamp, then
+//!   name. Each holds its domain unless an earlier holder's domain equals it,
+//!   lies under it or above it.
 //!   The upper of two Environments may leave a subtree to others with
 //!   `spec.delegatedDomains`; its own Services then cannot use hosts there.
 //!
 //! An Environment that does not hold its domain is Stalled and its Services
-//! claim no host, so an Environment created later can never capture the hosts
-//! of one created before it.
+//! claim no host, so neither an Environment created later nor an older one that
+//! moves its `spec.domain` can capture the hosts of one that holds them.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -61,8 +63,19 @@ fn overlap(a: &Environment, b: &Environment) -> bool {
     false
 }
 
-fn claim_order(e: &Environment) -> (Option<&Time>, &str) {
+/// The order of claims: Environments that already hold their current domain
+/// first, by the time they got it (`status.domain.since`); then the others (new,
+/// or whose `spec.domain` changed), by creationTimestamp; then by name.
+fn claim_order(e: &Environment) -> (bool, Option<&str>, Option<&Time>, &str) {
+    let held_since = e
+        .status
+        .as_ref()
+        .and_then(|s| s.domain.as_ref())
+        .filter(|claim| claim.name == e.spec.domain)
+        .map(|claim| claim.since.as_str());
     (
+        held_since.is_none(),
+        held_since,
         e.metadata.creation_timestamp.as_ref(),
         e.metadata.name.as_deref().unwrap_or_default(),
     )
@@ -257,6 +270,53 @@ mod tests {
         let mut lower_taker = env("lower", "a.shop.example.com", 11);
         lower_taker.spec.delegated_domains = vec!["b.a.shop.example.com".into()];
         assert!(check_domain(&[production.clone(), lower_taker.clone()], &lower_taker).is_err());
+    }
+
+    fn holding(mut e: Environment, since: &str) -> Environment {
+        e.status = Some(crate::api::EnvironmentStatus {
+            domain: Some(crate::api::environment::DomainClaim {
+                name: e.spec.domain.clone(),
+                since: since.into(),
+            }),
+            ..Default::default()
+        });
+        e
+    }
+
+    #[test]
+    fn an_older_environment_that_moves_onto_a_held_domain_does_not_capture_it() {
+        // `old` was created first, with another domain; `shop` holds shop.example.com.
+        let shop = holding(env("shop", "shop.example.com", 10), "2026-01-02T00:00:00Z");
+        let mut old = holding(env("old", "old.example.com", 0), "2026-01-01T00:00:00Z");
+        old.spec.domain = "shop.example.com".into();
+        let all = [shop.clone(), old.clone()];
+        assert!(check_domain(&all, &shop).is_ok(), "the holder keeps it");
+        match check_domain(&all, &old) {
+            Err(Error::DomainConflict { holder, .. }) => assert_eq!(holder, "shop"),
+            other => panic!("{other:?}"),
+        }
+        // Moving onto a parent of the held domain does not capture it either.
+        old.spec.domain = "example.com".into();
+        assert!(check_domain(&[shop.clone(), old.clone()], &old).is_err());
+        // Once the holder is gone, the mover gets the domain, and keeps it
+        // against an even older newcomer.
+        old.spec.domain = "shop.example.com".into();
+        assert!(check_domain(&[old.clone()], &old).is_ok());
+        let old = holding(old, "2026-03-01T00:00:00Z");
+        let older = env("older", "shop.example.com", -100);
+        assert!(check_domain(&[old.clone(), older.clone()], &old).is_ok());
+        assert!(check_domain(&[old, older.clone()], &older).is_err());
+    }
+
+    #[test]
+    fn without_recorded_claims_the_creation_order_decides_as_before() {
+        let first = env("first", "shop.example.com", 0);
+        let second = holding(env("second", "x.example.com", 5), "2026-01-01T00:00:00Z");
+        let mut moved = second.clone();
+        moved.spec.domain = "shop.example.com".into();
+        // `second` holds x.example.com, not its new spec.domain: it queues by creation.
+        assert!(check_domain(&[first.clone(), moved.clone()], &first).is_ok());
+        assert!(check_domain(&[first, moved.clone()], &moved).is_err());
     }
 
     proptest! {

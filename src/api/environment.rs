@@ -407,6 +407,20 @@ pub struct EnvironmentStatus {
     /// the ResourceQuota `paved-quota` reports them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<QuotaUsage>,
+    /// The domain this Environment holds, and since when. Claims are ordered by
+    /// this time, so an Environment that moves its `spec.domain` onto a domain
+    /// another one holds queues behind it, however old it is. Absent while the
+    /// Environment holds no domain (DomainConflict, PublicSuffixDomain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainClaim>,
+}
+
+/// A domain held, and since when (RFC 3339).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainClaim {
+    pub name: String,
+    pub since: String,
 }
 
 /// Requested resources against the quota, e.g. hard {requests.cpu: "4"}, used {requests.cpu: 250m}.

@@ -90,12 +90,14 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     }
 
     let snapshot_environments = ctx.stores.environments.state();
-    let mut problem = crate::domain::check_domain(
+    let domain = crate::domain::check_domain(
         snapshot_environments.iter().map(AsRef::as_ref),
         &environment,
-    )
-    .err()
-    .or(invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0)));
+    );
+    observation.holds_domain = domain.is_ok();
+    let mut problem = domain
+        .err()
+        .or(invalid_schedule.map(|invalid| Error::InvalidSchedule(invalid.0)));
     if let (Ok(()), Some(clone_from)) = (&namespace_outcome, &environment.spec.clone_from) {
         let snapshot = ctx.stores.snapshot();
         if let Some(cycle) = crate::resolve::clone_cycle(&snapshot, &environment) {

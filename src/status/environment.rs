@@ -104,6 +104,8 @@ pub struct EnvironmentObservation<'a> {
     /// A problem only the user can fix that does not stop the namespace from
     /// working (a schedule that cannot be evaluated, a missing base): Stalled.
     pub problem: Option<&'a Error>,
+    /// Whether the Environment holds its `spec.domain` ([`crate::domain::check_domain`]).
+    pub holds_domain: bool,
 }
 
 /// [`environment_status`] plus lifecycle (`expiresAt`, `stopped`,
@@ -125,6 +127,20 @@ pub fn environment_status_observed(
     status.next_transition = lifecycle.next_transition.map(rfc3339);
     status.base = observation.base;
     status.quota = observation.quota;
+    status.domain = observation.holds_domain.then(|| {
+        let domain = &environment.spec.domain;
+        // Held since it was first granted; a new domain is held from now.
+        let since = environment
+            .status
+            .as_ref()
+            .and_then(|s| s.domain.as_ref())
+            .filter(|claim| &claim.name == domain)
+            .map_or_else(|| now.to_string(), |claim| claim.since.clone());
+        crate::api::environment::DomainClaim {
+            name: domain.clone(),
+            since,
+        }
+    });
     if namespace_ok {
         let previous = environment.status.clone().unwrap_or_default();
         let generation = environment.metadata.generation;
@@ -249,5 +265,32 @@ mod tests {
                 ("Stalled", "True", "BaseMissing")
             ]
         );
+    }
+
+    #[test]
+    fn a_held_domain_keeps_the_time_it_was_first_granted_and_a_new_one_starts_now() {
+        let snapshot = shop();
+        let mut env = (*snapshot.environments[0]).clone();
+        let observed = |env: &crate::api::Environment, holds_domain: bool, now: &str| {
+            let observation = EnvironmentObservation {
+                holds_domain,
+                ..Default::default()
+            };
+            environment_status_observed(env, &snapshot, Ok(()), observation, now).domain
+        };
+        let first = observed(&env, true, "t1").unwrap();
+        assert_eq!(
+            (first.name.as_str(), first.since.as_str()),
+            (env.spec.domain.as_str(), "t1")
+        );
+        env.status = Some(crate::api::EnvironmentStatus {
+            domain: Some(first.clone()),
+            ..Default::default()
+        });
+        assert_eq!(observed(&env, true, "t2"), Some(first));
+        // Not held (a conflict): no claim. A changed domain is held from now.
+        assert_eq!(observed(&env, false, "t2"), None);
+        env.spec.domain = "other.example.test".into();
+        assert_eq!(observed(&env, true, "t3").unwrap().since, "t3");
     }
 }
