@@ -121,6 +121,11 @@ pub enum Error {
     DependencyCycle { cycle: Vec<String> },
 
     #[error(
+        "Environment {environment} exposes Services through Gateway API (spec.gateway), but this cluster does not serve HTTPRoute (gateway.networking.k8s.io/v1): install the Gateway API CRDs (Paved notices them without a restart) or expose through spec.ingress"
+    )]
+    GatewayApiMissing { environment: String },
+
+    #[error(
         "spec.cloneFrom forms a cycle: {}; a preview cannot be cloned from itself or from an Environment cloned from it, point spec.cloneFrom.environment at an Environment outside the cycle", cycle.join(" -> ")
     )]
     CloneCycle { cycle: Vec<String> },
@@ -166,6 +171,7 @@ impl Error {
             Error::ChildConflict { .. } => reasons::CHILD_CONFLICT,
             Error::DependencyCycle { .. } => reasons::DEPENDENCY_CYCLE,
             Error::CloneCycle { .. } => reasons::CLONE_CYCLE,
+            Error::GatewayApiMissing { .. } => reasons::GATEWAY_API_MISSING,
             Error::Kube { step, .. } if step.starts_with("apply") => reasons::APPLY_FAILED,
             Error::Kube { .. } => reasons::KUBERNETES_ERROR,
             Error::InvalidObject(_) | Error::Serialization { .. } => reasons::INVALID_OBJECT,
@@ -190,6 +196,7 @@ impl Error {
                 | Error::ChildConflict { .. }
                 | Error::DependencyCycle { .. }
                 | Error::CloneCycle { .. }
+                | Error::GatewayApiMissing { .. }
                 | Error::PublicSuffixDomain { .. }
                 | Error::DomainConflict { .. }
                 | Error::HostInDelegatedDomain { .. }

@@ -97,6 +97,8 @@ pub mod reasons {
     pub const SERVICES_NOT_READY: &str = "ServicesNotReady";
     /// Scaling to zero because the Environment stopped; pods still terminating.
     pub const STOPPING: &str = "Stopping";
+    /// The HTTPRoute is written; no Gateway has reported on it yet.
+    pub const WAITING_FOR_GATEWAY: &str = "WaitingForGateway";
     // Stalled=True: needs a change from the user.
     pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
     pub const NOT_IN_ENVIRONMENT: &str = "NotInEnvironment";
@@ -134,6 +136,12 @@ pub mod reasons {
     pub const DOMAIN_CONFLICT: &str = "DomainConflict";
     /// The host lies in a domain its Environment delegated to others.
     pub const HOST_IN_DELEGATED_DOMAIN: &str = "HostInDelegatedDomain";
+    /// An Environment exposes through Gateway API, but the cluster has no HTTPRoute CRD.
+    pub const GATEWAY_API_MISSING: &str = "GatewayApiMissing";
+    /// No Gateway the HTTPRoute names accepts it (its `Accepted` condition is False).
+    pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
+    /// A Gateway accepted the HTTPRoute but cannot resolve its backend (`ResolvedRefs` False).
+    pub const ROUTE_REFS_NOT_RESOLVED: &str = "RouteRefsNotResolved";
     /// The API server refused a write for a reason a retry cannot fix (400, 403,
     /// 422): retried with a growing interval, as the cause may lie elsewhere.
     pub const WRITE_REFUSED: &str = "WriteRefused";

@@ -42,6 +42,7 @@ use super::{Condition, EnvVar};
     validation = Rule::new("!(has(self.type) && self.type == 'production' && has(self.guardrails) && has(self.guardrails.podSecurity) && self.guardrails.podSecurity != 'restricted')").message("a production Environment always enforces PodSecurity restricted: remove guardrails.podSecurity or set it to restricted"),
     validation = Rule::new("!(has(self.type) && self.type == 'production' && has(self.lifecycle) && has(self.lifecycle.ttl))").message("a production Environment cannot have spec.lifecycle.ttl: it would delete itself and its namespace; remove the ttl or use another type"),
     validation = Rule::new("!has(self.delegatedDomains) || self.delegatedDomains.all(d, d.endsWith('.' + self.domain))").message("every spec.delegatedDomains entry must be a name under spec.domain"),
+    validation = Rule::new("!(has(self.ingress) && has(self.gateway))").message("set either spec.ingress (Ingresses) or spec.gateway (Gateway API HTTPRoutes), not both"),
 )]
 pub struct EnvironmentSpec {
     /// Kind of environment: development, staging, production or preview.
@@ -87,9 +88,15 @@ pub struct EnvironmentSpec {
         )
     )]
     pub delegated_domains: Vec<String>,
-    /// How Services of this environment are exposed.
+    /// Expose Services through Ingresses (the default when `gateway` is unset).
+    /// Exclusive with `gateway`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSettings>,
+    /// Expose Services through Gateway API instead: each exposed Service gets an
+    /// HTTPRoute attached to these shared Gateways, which own the listeners and
+    /// TLS. Exclusive with `ingress`. Needs the Gateway API CRDs in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySettings>,
     /// Who may work in the environment: each entry becomes a RoleBinding in its
     /// namespace to the ClusterRole `paved-developer` or `paved-viewer`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -349,6 +356,43 @@ pub struct IngressSettings {
     /// Serve exposed hosts over TLS with a certificate from cert-manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
+}
+
+/// Gateway API exposure: the Gateways every exposed Service's HTTPRoute attaches to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySettings {
+    /// Gateways (or listeners of a Gateway) the routes attach to, usually one
+    /// shared Gateway run by the platform team. Each at most once.
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("self.all(a, self.filter(b, a.namespace == b.namespace && a.name == b.name && (has(a.sectionName) ? (has(b.sectionName) && a.sectionName == b.sectionName) : !has(b.sectionName))).size() == 1)").message("every spec.gateway.parentRefs entry must name a different Gateway (or listener): namespace, name and sectionName"))]
+    pub parent_refs: Vec<GatewayParentRef>,
+}
+
+/// A Gateway (`gateway.networking.k8s.io/v1`) an HTTPRoute attaches to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    /// Namespace of the Gateway. Its listeners must allow routes from this
+    /// environment's namespace (`allowedRoutes`).
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
+    pub namespace: String,
+    /// Name of the Gateway.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+    /// One listener of the Gateway (its `name`); unset: every listener that accepts the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(min = 1, max = 253)
+    )]
+    pub section_name: Option<String>,
 }
 
 /// TLS through cert-manager.

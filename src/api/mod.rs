@@ -1,5 +1,6 @@
 //! The three custom resources of `paved.dev/v1alpha1`, one file per kind, plus the
-//! pieces they share (environment variables, conditions).
+//! pieces they share (environment variables, conditions), and the one foreign kind
+//! Paved writes that k8s-openapi lacks ([`gateway_api::HttpRoute`]).
 //!
 //! Types, schema attributes, printer columns and CEL rules only: no I/O here.
 //! Everything the apiserver can reject by itself is declared on these types, so
@@ -7,6 +8,7 @@
 
 pub mod application;
 pub mod environment;
+pub mod gateway_api;
 pub mod service;
 
 pub use application::{Application, ApplicationSpec, ApplicationStatus};

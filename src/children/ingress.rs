@@ -1,4 +1,5 @@
-//! Service + Environment → Ingress, when the Service is exposed.
+//! Service + Environment → Ingress, when the Service is exposed and its
+//! Environment exposes through Ingresses (no `spec.gateway`).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,12 @@ use super::child_metadata;
 use crate::names::annotations;
 use crate::resolve::ResolvedService;
 
-/// The Ingress for an exposed Service; `None` when not exposed (or without ports).
+/// The Ingress for an exposed Service; `None` when not exposed, without ports, or
+/// when the Environment exposes through a Gateway (then it gets an HTTPRoute).
 pub fn render_ingress(resolved: &ResolvedService<'_>) -> Option<Ingress> {
+    if resolved.environment.spec.gateway.is_some() {
+        return None;
+    }
     let host = resolved.host.clone()?;
     let port = resolved.service.spec.ports.first()?;
     let name = resolved.service.name_any();
@@ -70,7 +75,7 @@ pub fn render_ingress(resolved: &ResolvedService<'_>) -> Option<Ingress> {
     })
 }
 
-fn expose_path(resolved: &ResolvedService<'_>) -> String {
+pub(super) fn expose_path(resolved: &ResolvedService<'_>) -> String {
     resolved
         .service
         .spec
@@ -80,17 +85,14 @@ fn expose_path(resolved: &ResolvedService<'_>) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// `https://host/path` (http without TLS), for status.
+/// `https://host/path` (http for an Ingress without TLS), for status. Behind a
+/// Gateway the scheme is https: its listeners terminate TLS.
 pub fn public_url(resolved: &ResolvedService<'_>) -> Option<String> {
     let host = resolved.host.as_ref()?;
     resolved.service.spec.ports.first()?;
-    let tls = resolved
-        .environment
-        .spec
-        .ingress
-        .as_ref()
-        .and_then(|i| i.tls.as_ref())
-        .is_some();
+    let spec = &resolved.environment.spec;
+    let tls =
+        spec.gateway.is_some() || spec.ingress.as_ref().and_then(|i| i.tls.as_ref()).is_some();
     let scheme = if tls { "https" } else { "http" };
     let path = expose_path(resolved);
     let path = if path == "/" { String::new() } else { path };

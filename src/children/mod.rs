@@ -6,7 +6,8 @@
 //! | Environment | [`render_namespace`] | Namespace |
 //! | Service (+ Application, Environment, dependencies, config) | [`render_deployment`] | Deployment |
 //! | Service | [`render_core_service`] | core/v1 Service (when it has ports) |
-//! | Service + Environment | [`render_ingress`] | Ingress (when exposed) |
+//! | Service + Environment | [`render_ingress`] | Ingress (when exposed, Environment with `ingress`) |
+//! | Service + Environment | [`render_http_route`] | Gateway API HTTPRoute (when exposed, Environment with `gateway`) |
 //! | Service | [`render_autoscaler`] | HorizontalPodAutoscaler (when autoscaling, not stopped) |
 //! | Environment (`access`) | [`tenancy::render_role_binding`] | RoleBindings to `paved-developer` / `paved-viewer` |
 //! | Environment (`guardrails`) | [`guardrails`] | ResourceQuota, LimitRange, NetworkPolicy |
@@ -23,6 +24,7 @@ pub mod guardrails;
 mod ingress;
 mod namespace;
 mod pdb;
+mod route;
 pub mod tenancy;
 
 pub use autoscaler::render_autoscaler;
@@ -41,6 +43,7 @@ pub use environment::{
 pub use ingress::{public_url, render_ingress};
 pub use namespace::{is_created_by, render_namespace};
 pub use pdb::render_disruption_budget;
+pub use route::render_http_route;
 
 use std::collections::BTreeMap;
 
@@ -53,6 +56,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 
 use crate::api::Service;
+use crate::api::gateway_api::HttpRoute;
 use crate::names::{annotations, labels};
 use crate::resolve::ResolvedService;
 
@@ -61,7 +65,10 @@ use crate::resolve::ResolvedService;
 pub struct ServiceChildren {
     pub deployment: Deployment,
     pub core_service: Option<CoreService>,
+    /// Environments with `ingress` (the default).
     pub ingress: Option<Ingress>,
+    /// Environments with `gateway`: the Gateway API route instead of an Ingress.
+    pub http_route: Option<HttpRoute>,
     /// Absent while the Environment is stopped: the Deployment is held at zero.
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     /// Production environments only.
@@ -81,6 +88,7 @@ pub fn render_service_children(
         deployment: render_deployment(resolved, env, &config_hash),
         core_service: render_core_service(resolved),
         ingress: render_ingress(resolved),
+        http_route: render_http_route(resolved),
         autoscaler: if environment_stopped(resolved.environment) {
             None
         } else {

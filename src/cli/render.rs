@@ -150,6 +150,7 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
                     deployment,
                     core_service,
                     ingress,
+                    http_route,
                     autoscaler,
                     disruption_budget,
                     config_hash: _,
@@ -160,6 +161,9 @@ pub fn render(snapshot: &Snapshot) -> Rendered {
                 }
                 if let Some(ingress) = &ingress {
                     push(body_with_digest(ingress).expect("serializable"));
+                }
+                if let Some(route) = &http_route {
+                    push(body_with_digest(route).expect("serializable"));
                 }
                 if let Some(hpa) = &autoscaler {
                     push(body_with_digest(hpa).expect("serializable"));

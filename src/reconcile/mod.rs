@@ -69,6 +69,9 @@ pub struct Context {
     pub own_writes: converge::OwnWrites,
     /// Per-object backoff of writes the API server refused.
     pub backoff: crate::retry::Backoff,
+    /// Whether the cluster serves Gateway API's HTTPRoute (rediscovered by
+    /// `runtime::gateway_api`, so CRDs installed later are noticed).
+    pub gateway_api: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One of Paved's own kinds, as the [`prologue`] sees it.

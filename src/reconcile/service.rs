@@ -15,9 +15,10 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::converge::{OWN_WRITE_MEMORY, Owner, converge};
+use super::converge::{Converged, OWN_WRITE_MEMORY, Owner, converge};
 use super::{Context, Start, now, prologue, write_status};
 use crate::api::Service;
+use crate::api::gateway_api::HttpRoute;
 use crate::api::service::DependencyStatus;
 use crate::children::config::{ConfigKind, missing_config, value_digest};
 use crate::children::{
@@ -65,6 +66,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
                 stopped_by: environment_stopped(resolved.environment)
                     .then(|| resolved.environment.name_any()),
                 missing_config: missing_config(&resolved, &config),
+                route_expected: children.http_route.is_some(),
             };
             apply_children(&ctx, &service, &namespace, children)
                 .await
@@ -94,16 +96,22 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     // while a dependency is not ready, look again (store reads, no API call).
     let waits_on_dependencies = dependencies.iter().any(|d| !d.ready);
     let from_store = deployment_in_store();
+    let route_in_store = ctx
+        .stores
+        .http_routes
+        .get(&ObjectRef::new(&service.name_any()).within(&namespace));
     let observation = match &outcome {
         Ok((applied, written)) => ServiceObservation {
             outcome: Ok(applied.clone()),
             deployment: written.deployment.as_ref().or(from_store.as_deref()),
             dependencies,
+            route: written.http_route.as_ref().or(route_in_store.as_deref()),
         },
         Err(error) => ServiceObservation {
             outcome: Err(error),
             deployment: from_store.as_deref(),
             dependencies,
+            route: None,
         },
     };
     let status = service_status(&service, observation, &now());
@@ -151,6 +159,7 @@ async fn apply_children(
         deployment,
         core_service,
         ingress,
+        http_route,
         autoscaler,
         disruption_budget,
         config_hash: _,
@@ -158,75 +167,118 @@ async fn apply_children(
     let name = service.name_any();
     let owner = Owner::of(service);
     let stores = &ctx.stores;
-    let (deployment, core_service, ingress, autoscaler, disruption_budget) = futures::try_join!(
+    // Without the Gateway API CRDs no route can exist, and none can be written:
+    // everything else is applied, and a Service that needs one says so.
+    let gateway_api = *ctx.gateway_api.borrow();
+    let route = async {
+        if !gateway_api {
+            return Ok(Converged {
+                written: None,
+                look_again: false,
+            });
+        }
         converge(
             ctx,
             &owner,
             namespace,
             &name,
-            Some(&deployment),
+            http_route.as_ref(),
             stores
-                .deployments
-                .get(&ObjectRef::new(&name).within(namespace))
-        ),
-        converge(
-            ctx,
-            &owner,
-            namespace,
-            &name,
-            core_service.as_ref(),
-            stores
-                .core_services
-                .get(&ObjectRef::new(&name).within(namespace))
-        ),
-        converge(
-            ctx,
-            &owner,
-            namespace,
-            &name,
-            ingress.as_ref(),
-            stores
-                .ingresses
-                .get(&ObjectRef::new(&name).within(namespace))
-        ),
-        converge(
-            ctx,
-            &owner,
-            namespace,
-            &name,
-            autoscaler.as_ref(),
-            stores
-                .autoscalers
-                .get(&ObjectRef::new(&name).within(namespace))
-        ),
-        converge(
-            ctx,
-            &owner,
-            namespace,
-            &name,
-            disruption_budget.as_ref(),
-            stores
-                .disruption_budgets
-                .get(&ObjectRef::new(&name).within(namespace))
-        ),
-    )?;
+                .http_routes
+                .get(&ObjectRef::new(&name).within(namespace)),
+        )
+        .await
+    };
+    let (deployment, core_service, ingress, http_route_converged, autoscaler, disruption_budget) =
+        futures::try_join!(
+            converge(
+                ctx,
+                &owner,
+                namespace,
+                &name,
+                Some(&deployment),
+                stores
+                    .deployments
+                    .get(&ObjectRef::new(&name).within(namespace))
+            ),
+            converge(
+                ctx,
+                &owner,
+                namespace,
+                &name,
+                core_service.as_ref(),
+                stores
+                    .core_services
+                    .get(&ObjectRef::new(&name).within(namespace))
+            ),
+            converge(
+                ctx,
+                &owner,
+                namespace,
+                &name,
+                ingress.as_ref(),
+                stores
+                    .ingresses
+                    .get(&ObjectRef::new(&name).within(namespace))
+            ),
+            route,
+            converge(
+                ctx,
+                &owner,
+                namespace,
+                &name,
+                autoscaler.as_ref(),
+                stores
+                    .autoscalers
+                    .get(&ObjectRef::new(&name).within(namespace))
+            ),
+            converge(
+                ctx,
+                &owner,
+                namespace,
+                &name,
+                disruption_budget.as_ref(),
+                stores
+                    .disruption_budgets
+                    .get(&ObjectRef::new(&name).within(namespace))
+            ),
+        )?;
     let look_again = [
         deployment.look_again,
         core_service.look_again,
         ingress.look_again,
+        http_route_converged.look_again,
         autoscaler.look_again,
         disruption_budget.look_again,
     ];
+    if http_route.is_some() && !gateway_api {
+        return Err(Error::GatewayApiMissing {
+            environment: service_environment(ctx, namespace),
+        });
+    }
     Ok(ChildrenWritten {
         deployment: deployment.written,
+        http_route: http_route_converged.written,
         look_again: look_again.contains(&true).then_some(OWN_WRITE_MEMORY),
     })
+}
+
+/// Name of the Environment that owns `namespace`, for messages.
+fn service_environment(ctx: &Context, namespace: &str) -> String {
+    ctx.stores
+        .snapshot()
+        .owned_namespaces
+        .get(namespace)
+        .cloned()
+        .unwrap_or_else(|| namespace.to_string())
 }
 
 /// What [`apply_children`] did.
 struct ChildrenWritten {
     /// The Deployment, when it was written (fresher than the store).
     deployment: Option<Deployment>,
+    /// The HTTPRoute, when it was written.
+    http_route: Option<HttpRoute>,
     /// Set when a child missing from the store was taken as Paved's own recent
     /// write (look again once that memory runs out, in case it was deleted since),
     /// or a child's name is still held by an earlier owner's child.

@@ -17,6 +17,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::api::gateway_api::HttpRoute;
 use crate::api::{Application, Environment, Service};
 use crate::names::annotations;
 use crate::resolve::Snapshot;
@@ -88,6 +89,9 @@ stores! {
     deployments: Deployment,
     core_services: CoreService,
     ingresses: Ingress,
+    /// Gateway API routes. On a cluster without the Gateway API CRDs this store
+    /// is loaded empty, and filled once discovery finds them.
+    http_routes: HttpRoute,
     autoscalers: HorizontalPodAutoscaler,
     disruption_budgets: PodDisruptionBudget,
     /// Children of Environments (access and guardrails), same label.

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | Environment | its own generation/finalizer changes; its Namespace, RoleBindings, ResourceQuota, LimitRange, NetworkPolicy; any Application or Service in its namespace, or in the namespace of its base (previews); its base's generation/deletion |
 //! | Application | its own generation changes; any change of its Services (status included); its namespace |
-//! | Service | its own generation changes; its children (drift); its Application and Environment (generation, stopped); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets |
+//! | Service | its own generation changes; its children (drift; an HTTPRoute's status too); the Gateway API CRDs appearing; its Application and Environment (generation, stopped); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets |
 //!
 //! Status-only changes of an object never trigger its own reconcile (predicate on
 //! generation), so writing status cannot loop; changes of children and of
@@ -48,7 +48,7 @@ pub struct Settings {
 
 /// A reflector: the store of `writer` kept current by a watch; returns the stream
 /// that feeds it (which must be polled, here by a controller).
-fn reflect<K>(
+pub(super) fn reflect<K>(
     writer: Writer<K>,
     api: Api<K>,
     config: watcher::Config,
@@ -198,6 +198,7 @@ pub async fn run(
         deployments,
         core_services,
         ingresses,
+        http_routes,
         autoscalers,
         disruption_budgets,
         role_bindings,
@@ -218,6 +219,17 @@ pub async fn run(
     let deployment_stream = reflect(deployments, Api::all(all()), managed.clone(), &metrics);
     let core_service_stream = reflect(core_services, Api::all(all()), managed.clone(), &metrics);
     let ingress_stream = reflect(ingresses, Api::all(all()), managed.clone(), &metrics);
+    // Only once the cluster serves HTTPRoute (it may never, or later).
+    let (gateway_api_served, gateway_api) = tokio::sync::watch::channel(false);
+    let (gateway_api_appeared, gateway_api_appeared_rx) = tokio::sync::watch::channel(false);
+    let http_route_stream = super::gateway_api::reflect_when_served(
+        http_routes,
+        all(),
+        managed.clone(),
+        metrics.clone(),
+        gateway_api_served,
+        gateway_api_appeared,
+    );
     let autoscaler_stream = reflect(autoscalers, Api::all(all()), managed.clone(), &metrics);
     let disruption_budget_stream = reflect(
         disruption_budgets,
@@ -248,6 +260,7 @@ pub async fn run(
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
         own_writes: Default::default(),
         backoff: Default::default(),
+        gateway_api,
     });
     // Services fold a burst of their own events (20 ms). Applications and
     // Environments aggregate many Services, but get no debounce: kube-runtime's
@@ -369,6 +382,7 @@ pub async fn run(
         .owns_stream(deployment_stream)
         .owns_stream(core_service_stream)
         .owns_stream(ingress_stream)
+        .owns_stream(http_route_stream)
         .owns_stream(autoscaler_stream)
         .owns_stream(disruption_budget_stream)
         .watches_stream(
@@ -429,6 +443,8 @@ pub async fn run(
             .touched_objects(),
             services_reading::<Secret>(reading_secret, ConfigKind::Secret),
         )
+        // Gateway API CRDs installed while Paved runs: every Service looks again.
+        .reconcile_all_on(super::gateway_api::appeared(gateway_api_appeared_rx))
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
             reconcile::service::reconcile,

@@ -3,6 +3,7 @@
 
 pub mod controllers;
 pub mod fence;
+pub mod gateway_api;
 pub mod http;
 pub mod leader;
 pub mod metrics;

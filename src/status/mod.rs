@@ -15,7 +15,9 @@ pub use application::application_status;
 pub use environment::{EnvironmentObservation, environment_status, environment_status_observed};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
 
+use crate::api::gateway_api::{HttpRoute, ParentReference};
 use crate::api::service::{DependencyStatus, ReplicaCounts, RevisionRecord};
 use crate::api::{Condition, Service, ServiceStatus};
 use crate::error::Error;
@@ -137,6 +139,8 @@ pub struct ServiceObservation<'a> {
     pub deployment: Option<&'a Deployment>,
     /// Dependencies and their readiness (best effort when stalled).
     pub dependencies: Vec<DependencyStatus>,
+    /// The HTTPRoute as the cluster reports it (Environments with `spec.gateway`).
+    pub route: Option<&'a HttpRoute>,
 }
 
 /// What was applied for a Service.
@@ -150,6 +154,119 @@ pub struct AppliedService {
     /// Referenced Secret/ConfigMap keys that do not exist (and are not optional),
     /// as `Secret db key password`.
     pub missing_config: Vec<String>,
+    /// An HTTPRoute was applied: the Service is Ready only once a Gateway accepts it.
+    pub route_expected: bool,
+}
+
+/// What the Gateways report on a Service's HTTPRoute (`status.parents`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteState {
+    /// A Gateway it names accepts it and resolves its backend.
+    Accepted,
+    /// No Gateway has reported on the current generation yet.
+    Pending(String),
+    /// Refused: no Gateway accepts it, or one cannot resolve its backend. The
+    /// message carries the Gateway's own words.
+    Refused(&'static str, String),
+}
+
+/// [`RouteState`] of a live route, from the conditions its parents' controllers
+/// wrote for its current generation (older ones describe an earlier spec).
+pub fn route_state(route: Option<&HttpRoute>) -> RouteState {
+    let Some(route) = route else {
+        return RouteState::Pending("waiting for the HTTPRoute to be created".into());
+    };
+    let namespace = route.namespace().unwrap_or_default();
+    let name = format!("HTTPRoute {namespace}/{}", route.name_any());
+    let generation = route.metadata.generation;
+    let parents = route
+        .status
+        .as_ref()
+        .map(|s| s.parents.as_slice())
+        .unwrap_or_default();
+    let gateway = |parent: &ParentReference| {
+        format!(
+            "Gateway {}/{}{}",
+            parent.namespace.as_deref().unwrap_or(&namespace),
+            parent.name,
+            parent
+                .section_name
+                .as_ref()
+                .map(|s| format!(" (listener {s})"))
+                .unwrap_or_default()
+        )
+    };
+    let mut accepted = false;
+    let mut refused = Vec::new();
+    let mut unresolved = Vec::new();
+    for parent in &route.spec.parent_refs {
+        let conditions = parents
+            .iter()
+            .filter(|p| p.parent_ref.same_parent(parent, &namespace))
+            .flat_map(|p| &p.conditions)
+            .filter(|c| {
+                generation.is_none()
+                    || c.observed_generation.is_none()
+                    || c.observed_generation >= generation
+            });
+        let mut parent_accepted = false;
+        let mut parent_unresolved = None;
+        for condition in conditions {
+            let words = || {
+                format!(
+                    "{}: {}: {}",
+                    gateway(parent),
+                    condition.reason,
+                    one_line(&condition.message)
+                )
+            };
+            match (condition.type_.as_str(), condition.status.as_str()) {
+                ("Accepted", "True") => parent_accepted = true,
+                ("Accepted", "False") => refused.push(words()),
+                ("ResolvedRefs", "False") => parent_unresolved = Some(words()),
+                _ => {}
+            }
+        }
+        if parent_accepted {
+            accepted = true;
+            unresolved.extend(parent_unresolved);
+        }
+    }
+    if !unresolved.is_empty() {
+        return RouteState::Refused(
+            reasons::ROUTE_REFS_NOT_RESOLVED,
+            format!(
+                "{name} is accepted but its backend is not resolved: {}; check the Service's ports and the Gateway's permissions",
+                unresolved.join("; ")
+            ),
+        );
+    }
+    if accepted {
+        return RouteState::Accepted;
+    }
+    if !refused.is_empty() {
+        return RouteState::Refused(
+            reasons::ROUTE_NOT_ACCEPTED,
+            format!(
+                "no Gateway accepts {name}: {}; change spec.expose.host or the Environment's spec.gateway, or ask the Gateway's owner to allow it",
+                refused.join("; ")
+            ),
+        );
+    }
+    let waiting: Vec<String> = route.spec.parent_refs.iter().map(gateway).collect();
+    RouteState::Pending(format!(
+        "waiting for {} to accept {name} (no status from its controller yet: is the Gateway there, and its GatewayClass's controller running?)",
+        waiting.join(", ")
+    ))
+}
+
+/// The first line of a message from another controller, for a one-line condition.
+fn one_line(message: &str) -> &str {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
 }
 
 /// Why a Deployment's rollout cannot progress, as Kubernetes reports it on the
@@ -258,6 +375,11 @@ pub fn service_status(
                 .deployment
                 .filter(|_| !complete)
                 .and_then(rollout_failure);
+            let route = if applied.route_expected {
+                route_state(observation.route)
+            } else {
+                RouteState::Accepted
+            };
             if !applied.missing_config.is_empty() {
                 stalled_because(
                     reasons::CONFIG_NOT_FOUND,
@@ -271,6 +393,10 @@ pub fn service_status(
                 stopped_conditions(environment, complete)
             } else if let Some((reason, message)) = failure {
                 stalled_because(reason, message)
+            } else if let RouteState::Refused(reason, message) = route {
+                stalled_because(reason, message)
+            } else if let (true, RouteState::Pending(message)) = (complete, &route) {
+                reconciling(reasons::WAITING_FOR_GATEWAY, message.clone())
             } else if complete {
                 ready(
                     reasons::AVAILABLE,
@@ -394,6 +520,7 @@ mod tests {
             endpoint: Some("api.staging.svc.cluster.local:8080".into()),
             stopped_by: None,
             missing_config: vec![],
+            route_expected: false,
         }
     }
 
@@ -409,6 +536,7 @@ mod tests {
                 outcome: Ok(applied()),
                 deployment: Some(&running),
                 dependencies: vec![],
+                route: None,
             },
             "2026-01-01T00:00:00Z",
         );
@@ -427,6 +555,7 @@ mod tests {
                 outcome: Ok(stopped.clone()),
                 deployment: Some(&terminating),
                 dependencies: vec![],
+                route: None,
             },
             "2026-01-01T00:01:00Z",
         );
@@ -446,6 +575,7 @@ mod tests {
                 outcome: Ok(stopped),
                 deployment: Some(&gone),
                 dependencies: vec![],
+                route: None,
             },
             "2026-01-01T00:02:00Z",
         );
@@ -473,6 +603,7 @@ mod tests {
                 outcome: Ok(applied()),
                 deployment: Some(&rolling),
                 dependencies: vec![],
+                route: None,
             },
             "2026-01-01T00:00:00Z",
         );
@@ -496,6 +627,7 @@ mod tests {
                 outcome: Ok(applied()),
                 deployment: Some(&done),
                 dependencies: vec![],
+                route: None,
             },
             "2026-01-01T00:01:00Z",
         );
@@ -534,6 +666,7 @@ mod tests {
                     outcome: Ok(applied()),
                     deployment: Some(d),
                     dependencies: vec![],
+                    route: None,
                 },
                 "2026-01-01T00:00:00Z",
             )
@@ -598,6 +731,7 @@ mod tests {
                 }),
                 deployment: Some(&done),
                 dependencies: vec![],
+                route: None,
             },
             "t",
         );
@@ -668,6 +802,7 @@ mod tests {
             outcome: Ok(applied()),
             deployment: Some(&done),
             dependencies: vec![],
+            route: None,
         };
         let first = service_status(&api, observe(), "2026-01-01T00:00:00Z");
         api.status = Some(first.clone());
@@ -687,6 +822,7 @@ mod tests {
                     outcome: Ok(applied()),
                     deployment: Some(&done),
                     dependencies: vec![],
+                    route: None,
                 },
                 &format!("2026-01-01T00:00:{version:02}Z"),
             );
@@ -712,6 +848,7 @@ mod tests {
                 outcome: Err(&error),
                 deployment: None,
                 dependencies: vec![],
+                route: None,
             },
             "2026-01-01T00:00:00Z",
         );
@@ -737,5 +874,153 @@ mod tests {
         assert_eq!(same[0].last_transition_time.as_deref(), Some("t1"));
         let changed = merge_conditions(&same, reconciling("RollingOut", "x"), Some(2), "t3");
         assert_eq!(changed[0].last_transition_time.as_deref(), Some("t3"));
+    }
+
+    fn route(generation: i64, parents: Vec<(&str, &str, &str, i64)>) -> HttpRoute {
+        use crate::api::gateway_api::{HttpRouteSpec, HttpRouteStatus, RouteParentStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let gateway = ParentReference {
+            group: Some("gateway.networking.k8s.io".into()),
+            kind: Some("Gateway".into()),
+            namespace: Some("infra".into()),
+            name: "shared".into(),
+            section_name: None,
+        };
+        let mut route = HttpRoute::new(
+            "web",
+            HttpRouteSpec {
+                parent_refs: vec![gateway.clone()],
+                ..Default::default()
+            },
+        );
+        route.metadata.namespace = Some("staging".into());
+        route.metadata.generation = Some(generation);
+        let conditions = parents
+            .into_iter()
+            .map(|(type_, status, reason, observed)| Condition {
+                type_: type_.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: format!("{reason} said the gateway.\nsecond line"),
+                observed_generation: Some(observed),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            })
+            .collect();
+        route.status = Some(HttpRouteStatus {
+            parents: vec![RouteParentStatus {
+                // As a controller writes it back: group and kind left to their defaults.
+                parent_ref: ParentReference {
+                    group: None,
+                    kind: None,
+                    ..gateway
+                },
+                controller_name: "paved.dev/e2e-gateway".into(),
+                conditions,
+            }],
+        });
+        route
+    }
+
+    #[test]
+    fn a_route_no_gateway_accepts_is_refused_with_the_gateways_own_words_on_one_line() {
+        let refused = route(
+            2,
+            vec![
+                ("Accepted", "False", "NotAllowedByListeners", 2),
+                ("ResolvedRefs", "True", "ResolvedRefs", 2),
+            ],
+        );
+        let RouteState::Refused(reason, message) = route_state(Some(&refused)) else {
+            panic!("refused");
+        };
+        assert_eq!(reason, "RouteNotAccepted");
+        assert!(message.contains("Gateway infra/shared: NotAllowedByListeners: NotAllowedByListeners said the gateway"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn an_accepted_route_with_an_unresolved_backend_is_refused_and_an_accepted_one_is_not() {
+        let unresolved = route(
+            1,
+            vec![
+                ("Accepted", "True", "Accepted", 1),
+                ("ResolvedRefs", "False", "BackendNotFound", 1),
+            ],
+        );
+        assert!(matches!(
+            route_state(Some(&unresolved)),
+            RouteState::Refused("RouteRefsNotResolved", _)
+        ));
+        let accepted = route(
+            1,
+            vec![
+                ("Accepted", "True", "Accepted", 1),
+                ("ResolvedRefs", "True", "ResolvedRefs", 1),
+            ],
+        );
+        assert_eq!(route_state(Some(&accepted)), RouteState::Accepted);
+    }
+
+    #[test]
+    fn conditions_about_an_older_generation_of_the_route_count_as_no_answer_yet() {
+        // Accepted for generation 1; the host moved (generation 2) and nobody answered yet.
+        let stale = route(2, vec![("Accepted", "True", "Accepted", 1)]);
+        assert!(matches!(route_state(Some(&stale)), RouteState::Pending(_)));
+        assert!(matches!(route_state(None), RouteState::Pending(_)));
+    }
+
+    #[test]
+    fn a_service_whose_route_is_refused_is_stalled_and_one_waiting_for_a_gateway_is_reconciling() {
+        let mut api = service("staging", "api", "shop");
+        api.metadata.generation = Some(1);
+        let running = deployment(2, 2, 1, 1);
+        let applied = AppliedService {
+            route_expected: true,
+            ..applied()
+        };
+        let refused = route(
+            1,
+            vec![("Accepted", "False", "NoMatchingListenerHostname", 1)],
+        );
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(applied.clone()),
+                deployment: Some(&running),
+                dependencies: vec![],
+                route: Some(&refused),
+            },
+            "2026-01-01T00:00:00Z",
+        );
+        let ready = &status.conditions[0];
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "False")
+        );
+        assert_eq!(ready.reason, "RouteNotAccepted");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True")
+        );
+
+        let status = service_status(
+            &api,
+            ServiceObservation {
+                outcome: Ok(applied),
+                deployment: Some(&running),
+                dependencies: vec![],
+                route: None,
+            },
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(status.conditions[0].reason, "WaitingForGateway");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Reconciling" && c.status == "True")
+        );
     }
 }
