@@ -22,6 +22,7 @@ stop_controller() {
 
 if [ "${1:-}" = "--down" ]; then
   stop_controller
+  stop_test_gateway
   "$here/down.sh"
   exit 0
 fi
@@ -30,8 +31,14 @@ use_cluster
 cd "$root"
 log "building the controller"
 cargo build --bin paved --quiet
+cargo build -p paved-e2e --bin paved-test-gateway --quiet
 log "installing the CRDs"
 install_crds crds/
+# The examples expose through Gateway API: its CRDs, a stand-in controller that
+# sets route status (no data plane) and the shared Gateway they attach to.
+log "installing the Gateway API CRDs ($GATEWAY_API_VERSION) and starting the test gateway"
+install_gateway_api_crds
+start_test_gateway
 
 stop_controller # a rebuilt binary replaces the running one
 log "starting the controller; logs in $CLUSTER_DIR/logs/paved-dev.log, metrics on http://$LISTEN/metrics"

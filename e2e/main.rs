@@ -21,6 +21,7 @@ mod env_lifecycle;
 mod env_preview;
 mod env_support;
 mod env_tenancy;
+mod expose_gateway;
 mod faults;
 mod paved_application_deletion;
 mod paved_catalog;

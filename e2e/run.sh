@@ -32,12 +32,16 @@ trap cleanup EXIT
 cd "$root"
 cargo build --bin paved --quiet
 cargo test -p paved-e2e --test e2e --no-run --quiet
+cargo build -p paved-e2e --bin paved-test-gateway --quiet
 # The Go tools the shipping tests run (Argo CD's Lua engine, the kstatus
 # library): built once per version of e2e/tools/, cached outside the repository.
 PAVED_E2E_TOOLS=$("$root/e2e/tools/build.sh")
 export PAVED_E2E_TOOLS
 log "installing the CRDs"
 install_crds crds/
+log "installing the Gateway API CRDs ($GATEWAY_API_VERSION) and starting the test gateway"
+install_gateway_api_crds
+start_test_gateway
 
 # The controller under test must be the only one acting on the cluster: stop a
 # `make dev` controller, and take a Lease of our own so that no stale holder

@@ -4,6 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
+stop_test_gateway
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   c=${COMPONENTS[$i]}
   if pid=$(pid_of "$c"); then log "stopping $c (pid $pid)"; fi

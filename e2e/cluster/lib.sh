@@ -80,6 +80,44 @@ install_crds() {
   "$KUBECTL" wait --for condition=Established --timeout 60s -f "$1" >&2
 }
 
+# Gateway API's standard-channel CRDs at $GATEWAY_API_VERSION, from the Go module
+# sigs.k8s.io/gateway-api (its zip holds config/crd/standard/*.yaml): fetched once
+# into the module cache like the other components, then applied. Everything on stderr.
+install_gateway_api_crds() {
+  local dir
+  dir=$(cd "$PAVED_CACHE" 2>/dev/null || cd /tmp; GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir/config/crd/standard" ] || { log "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION has no config/crd/standard"; return 1; }
+  local crds=()
+  # The CRDs only (not the ValidatingAdmissionPolicy beside them).
+  for f in "$dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    grep -q '^kind: CustomResourceDefinition' "$f" && crds+=(-f "$f")
+  done
+  "$KUBECTL" apply --server-side --force-conflicts "${crds[@]}" >&2
+  "$KUBECTL" wait --for condition=Established --timeout 60s "${crds[@]}" >&2
+}
+
+# The stand-in Gateway API controller (e2e/test_gateway.rs, no data plane) and
+# its GatewayClass `paved-e2e`, plus the shared Gateway the examples use
+# (e2e/gateway.yaml). Built by the caller (cargo build -p paved-e2e --bin
+# paved-test-gateway); restarted when already running. Log: logs/test-gateway.log.
+start_test_gateway() {
+  local pidfile=$CLUSTER_DIR/pids/test-gateway.pid pid
+  if [ -f "$pidfile" ] && pid=$(cat "$pidfile") && kill -0 "$pid" 2>/dev/null; then kill "$pid"; fi
+  KUBECONFIG=$KUBECONFIG setsid "$TARGET_DIR"/debug/paved-test-gateway >> "$CLUSTER_DIR/logs/test-gateway.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  local root; root=$(cd "$here/../.." && pwd)
+  "$KUBECTL" apply --server-side -f "$root/e2e/gateway.yaml" >&2
+}
+
+stop_test_gateway() {
+  local pidfile=$CLUSTER_DIR/pids/test-gateway.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
 # Wait until the controller (process $2) answers on http://$1/readyz, trying
 # $3 times (default 120) every 0.25 s; fails at once if the process is gone.
 wait_controller_ready() { # address pid [tries]

@@ -365,7 +365,7 @@ pub struct GatewaySettings {
     /// Gateways (or listeners of a Gateway) the routes attach to, usually one
     /// shared Gateway run by the platform team. Each at most once.
     #[schemars(length(min = 1, max = 32))]
-    #[x_kube(validation = Rule::new("self.all(a, self.filter(b, a.namespace == b.namespace && a.name == b.name && (has(a.sectionName) ? (has(b.sectionName) && a.sectionName == b.sectionName) : !has(b.sectionName))).size() == 1)").message("every spec.gateway.parentRefs entry must name a different Gateway (or listener): namespace, name and sectionName"))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, a.name == b.name && a.__namespace__ == b.__namespace__ && ((!has(a.sectionName) && !has(b.sectionName)) || (has(a.sectionName) && has(b.sectionName) && a.sectionName == b.sectionName))))").message("every spec.gateway.parentRefs entry must name a different Gateway (or listener): namespace, name and sectionName"))]
     pub parent_refs: Vec<GatewayParentRef>,
 }
 
