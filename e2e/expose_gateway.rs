@@ -29,7 +29,7 @@ fn routes_resource() -> ApiResource {
     )
 }
 
-fn routes(env: &TestEnvironment) -> Api<DynamicObject> {
+pub(crate) fn routes(env: &TestEnvironment) -> Api<DynamicObject> {
     Api::namespaced_with(env.client.clone(), &env.namespace, &routes_resource())
 }
 
@@ -47,7 +47,7 @@ fn gateways(client: &Client, namespace: &str) -> Api<DynamicObject> {
 /// A platform team's shared Gateway in a namespace of its own (deleted with the
 /// returned guard): class `paved-e2e`, one HTTP listener for `hostname`,
 /// admitting routes from every namespace.
-async fn shared_gateway(hostname: &str) -> (String, Cleanup) {
+pub(crate) async fn shared_gateway(hostname: &str) -> (String, Cleanup) {
     let client = client().await;
     let namespace = unique("gw");
     let cleanup = Cleanup {
@@ -80,16 +80,16 @@ fn gateway_manifest(hostname: &str) -> Value {
     })
 }
 
-fn gateway_spec(gateway_namespace: &str) -> Value {
+pub(crate) fn gateway_spec(gateway_namespace: &str) -> Value {
     json!({"gateway": {"parentRefs": [{"namespace": gateway_namespace, "name": "edge"}]}})
 }
 
-async fn shop(env: &TestEnvironment) {
+pub(crate) async fn shop(env: &TestEnvironment) {
     env.apply_application("shop", json!({"owner": "team-shop"}))
         .await;
 }
 
-fn web(expose: Value) -> Value {
+pub(crate) fn web(expose: Value) -> Value {
     json!({
         "application": "shop",
         "image": image("web", "1"),

@@ -22,7 +22,12 @@ const ARGOCD_CM: &str = "examples/gitops/argocd-cm.yaml";
 
 fn health_script(kind: &str) -> String {
     let config = yaml_file_as_json(ARGOCD_CM);
-    let key = format!("resource.customizations.health.paved.dev_{kind}");
+    let group = if kind == "HTTPRoute" {
+        "gateway.networking.k8s.io"
+    } else {
+        "paved.dev"
+    };
+    let key = format!("resource.customizations.health.{group}_{kind}");
     config["data"][&key]
         .as_str()
         .unwrap_or_else(|| panic!("{ARGOCD_CM} has no {key}"))
@@ -481,4 +486,56 @@ async fn a_brand_new_object_is_in_progress_for_kstatus_and_argo_cd_until_paved_f
         "no default condition left: {conditions:?}"
     );
     drop(cleanup);
+}
+
+/// The HTTPRoute of a Service behind a Gateway: Healthy once its Gateway accepts
+/// it, Degraded with the Gateway's own words when refused, Progressing before any
+/// answer or when the answer is about an older generation.
+#[tokio::test]
+async fn argocd_health_of_an_http_route_follows_what_its_gateway_says() {
+    use crate::expose_gateway::{gateway_spec, routes, shared_gateway, shop, web};
+
+    let (accepting, _accepting) = shared_gateway("*.example.test").await;
+    let env = TestEnvironment::create_with("ship-argo-gw", gateway_spec(&accepting)).await;
+    shop(&env).await;
+    env.apply_service("web", web(json!({}))).await;
+    wait_ready(&env.services(), "web").await;
+    let route = object_json(&routes(&env).get("web").await.unwrap());
+    assert_eq!(
+        argocd_health("HTTPRoute", &route).0,
+        "Healthy",
+        "{}",
+        route["status"]
+    );
+    let mut ahead = route.clone();
+    ahead["metadata"]["generation"] = json!(route["metadata"]["generation"].as_i64().unwrap() + 1);
+    assert_eq!(
+        argocd_health("HTTPRoute", &ahead).0,
+        "Progressing",
+        "a newer generation"
+    );
+    let mut unwritten = route.clone();
+    unwritten.as_object_mut().unwrap().remove("status");
+    assert_eq!(
+        argocd_health("HTTPRoute", &unwritten).0,
+        "Progressing",
+        "no status"
+    );
+
+    let (refusing, _refusing) = shared_gateway("*.elsewhere.example.org").await;
+    let refused_env = TestEnvironment::create_with("ship-argo-gwr", gateway_spec(&refusing)).await;
+    shop(&refused_env).await;
+    refused_env.apply_service("web", web(json!({}))).await;
+    wait_condition(
+        &refused_env.services(),
+        "web",
+        "Stalled",
+        "True",
+        Some("RouteNotAccepted"),
+    )
+    .await;
+    let refused = object_json(&routes(&refused_env).get("web").await.unwrap());
+    let (status, message) = argocd_health("HTTPRoute", &refused);
+    assert_eq!(status, "Degraded", "{message}");
+    assert!(message.contains("NoMatchingListenerHostname"), "{message}");
 }
