@@ -45,6 +45,8 @@ fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
 die() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); exit 1; }
 
 use_cluster
+# The scenarios expose a Service through Gateway API too (the httproutes rules).
+install_gateway_api_crds
 "$here/build.sh" helm >&2
 HELM=$(bin_path helm)
 k() { "$KUBECTL" "$@"; }
@@ -479,6 +481,12 @@ EOF
   try "a problem becomes an Event" event_count_at_least "$env" flaky HostOutsideDomain 1 || return 1
   k -n "$env" patch service.paved.dev flaky --type merge -p "{\"spec\":{\"expose\":{\"host\":\"flaky.$domain\"}}}" >/dev/null
   try "fixed host -> Ready" condition_is service.paved.dev flaky "$env" Ready True || return 1
+  # Gateway API: the Environment switches to a Gateway (nobody serves it here:
+  # the route is enough), then back to Ingresses.
+  k patch environment.paved.dev "$env" --type merge -p "{\"spec\":{\"gateway\":{\"parentRefs\":[{\"namespace\":\"$env\",\"name\":\"edge\"}]}}}" >/dev/null
+  try "gateway Environment -> HTTPRoute" exists -n "$env" httproute flaky || return 1
+  k patch environment.paved.dev "$env" --type merge -p '{"spec":{"gateway":null}}' >/dev/null
+  try "ingress Environment -> HTTPRoute deleted" absent -n "$env" httproute flaky || return 1
   k -n "$env" patch service.paved.dev flaky --type merge -p '{"spec":{"expose":{"host":"flaky.elsewhere.test"}}}' >/dev/null
   try "the same problem again is counted on its Event" event_count_at_least "$env" flaky HostOutsideDomain 2 || return 1
 

@@ -99,7 +99,7 @@ async fn backstage_custom_resources_name_served_paved_resources() {
     plurals.sort();
     assert_eq!(
         plurals,
-        ["applications", "environments", "services"],
-        "every Paved kind is listed"
+        ["applications", "environments", "httproutes", "services"],
+        "every Paved kind is listed, and the HTTPRoutes of Services behind a Gateway"
     );
 }
