@@ -727,3 +727,138 @@ async fn a_paused_etcd_loses_nothing() {
     assert!(a.alive(), "the replica exited:\n{}", a.log_tail());
     assert!(took <= Duration::from_secs(60), "took {took:?}");
 }
+
+/// A cluster without the Gateway API CRDs: Paved starts and is ready (no watch
+/// on the missing kind), a Service of a gateway Environment says what is
+/// missing, and once the CRDs are installed Paved notices them without a
+/// restart and writes the route. The HTTPRoute CRD is deleted and put back as
+/// it was, so this runs alone (faults.sh).
+#[tokio::test]
+async fn gateway_api_crds_installed_while_paved_runs_are_noticed_without_a_restart() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DeleteParams, PostParams};
+
+    if !enabled("gateway api installed later") {
+        return;
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client().await);
+    const HTTPROUTES: &str = "httproutes.gateway.networking.k8s.io";
+    let original = crds
+        .get(HTTPROUTES)
+        .await
+        .expect("faults.sh installs the Gateway API CRDs first");
+    crds.delete(HTTPROUTES, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        "the HTTPRoute CRD to be gone",
+        Duration::from_secs(60),
+        || async {
+            match crds.get_opt(HTTPROUTES).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|c| c.is_some()))),
+            }
+        },
+    )
+    .await;
+
+    let lease = unique("faults-gwapi");
+    let paved = Replica::start(&lease, "a");
+    wait_until(
+        "/readyz without the Gateway API",
+        Duration::from_secs(30),
+        || async {
+            match paved.get("/readyz") {
+                Some((200, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let env = TestEnvironment::create_with(
+        "faults-gwapi",
+        json!({"gateway": {"parentRefs": [{"namespace": "paved-gateway", "name": "shared"}]}}),
+    )
+    .await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    env.apply_service(
+        "web",
+        json!({"application": "shop", "image": image("web", "1"),
+               "ports": [{"name": "http", "port": 8080}], "expose": {}}),
+    )
+    .await;
+    let missing = wait_until(
+        "web Stalled on GatewayApiMissing",
+        Duration::from_secs(60),
+        || async {
+            let web = env.services().get("web").await.map_err(|e| e.to_string())?;
+            match condition(&web, "Stalled") {
+                Some(c) if c.reason == "GatewayApiMissing" && is_observed(&web) => Ok(c),
+                _ => Err(describe_status(&web)),
+            }
+        },
+    )
+    .await;
+    assert!(
+        missing.message.contains("install the Gateway API CRDs"),
+        "{}",
+        missing.message
+    );
+    // Everything but the route is there.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = env.api();
+    assert!(deployments.get_opt("web").await.unwrap().is_some());
+    assert!(
+        matches!(paved.get("/readyz"), Some((200, _))),
+        "still ready"
+    );
+
+    let installed = Instant::now();
+    let mut again = original.clone();
+    again.metadata = kube::api::ObjectMeta {
+        name: original.metadata.name.clone(),
+        labels: original.metadata.labels.clone(),
+        annotations: original.metadata.annotations.clone(),
+        ..Default::default()
+    };
+    again.status = None;
+    crds.create(&PostParams::default(), &again).await.unwrap();
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        &env.namespace,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        ),
+    );
+    wait_until(
+        "web's HTTPRoute, without a restart",
+        Duration::from_secs(60),
+        || async {
+            match routes.get_opt("web").await {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{:?}", other.map(|r| r.is_some()))),
+            }
+        },
+    )
+    .await;
+    let noticed = installed.elapsed();
+    wait_until(
+        "web no longer GatewayApiMissing",
+        Duration::from_secs(30),
+        || async {
+            let web = env.services().get("web").await.map_err(|e| e.to_string())?;
+            let ready = condition(&web, "Ready").ok_or("no Ready")?;
+            (ready.reason != "GatewayApiMissing")
+                .then_some(())
+                .ok_or(describe_status(&web))
+        },
+    )
+    .await;
+    println!(
+        "FIGURE gateway api installed later: the route was written {:.1}s after the HTTPRoute CRD was created",
+        noticed.as_secs_f64()
+    );
+    let mut paved = paved;
+    assert!(paved.alive(), "the same process, no restart");
+}

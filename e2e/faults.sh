@@ -31,6 +31,7 @@ cd "$root"
 cargo build --bin paved --quiet
 cargo test -p paved-e2e --test e2e --no-run --quiet
 install_crds crds/
+install_gateway_api_crds   # a test deletes the HTTPRoute CRD and puts it back
 
 dev_pid_file=$CLUSTER_DIR/pids/paved-dev.pid
 if [ -f "$dev_pid_file" ] && kill -0 "$(cat "$dev_pid_file")" 2>/dev/null; then

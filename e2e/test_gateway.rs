@@ -418,7 +418,7 @@ fn resolved_refs(
     {
         for backend in rule["backendRefs"].as_array().cloned().unwrap_or_default() {
             let name = backend["name"].as_str().unwrap_or_default();
-            if backend["group"].as_str().unwrap_or("") != ""
+            if !backend["group"].as_str().unwrap_or("").is_empty()
                 || backend["kind"].as_str().unwrap_or("Service") != "Service"
             {
                 return (
