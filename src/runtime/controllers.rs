@@ -109,14 +109,22 @@ fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// An Environment's generation (spec, including `lifecycle.stopped`) and
-/// `status.stopped` (which a schedule moves): what its Services are built from.
-/// A stop by hand thus triggers twice, on the spec and on the status write,
-/// which also covers a reconcile that ran before the store saw the spec.
+/// An Environment's generation (spec, including `lifecycle.stopped`),
+/// `status.stopped` (which a schedule moves) and `status.observedGeneration`:
+/// what its Services are built from. A change of spec thus triggers twice, on
+/// the spec and on the Environment's status write that observes it. This watch
+/// can deliver the spec before the Environment store has it (a switch from
+/// ingress to gateway was then missed until the resync); the second trigger
+/// comes after the Environment's own reconcile, which reads that store.
 fn generation_or_stopped(environment: &Environment) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     environment.metadata.generation.hash(&mut hasher);
+    environment
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .hash(&mut hasher);
     environment
         .status
         .as_ref()
