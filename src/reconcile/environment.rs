@@ -42,13 +42,17 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         Start::Deleting(environment) => return finalize(&ctx, &api, &environment).await,
         Start::Nothing => return Ok(Action::await_change()),
     };
-    if !environment
+    let environment = if environment
         .finalizers()
         .iter()
         .any(|f| f == ENVIRONMENT_FINALIZER)
     {
-        add_finalizer(&api, &environment).await?;
-    }
+        environment
+    } else {
+        // The API server's copy after the write: the status write below is
+        // conditional on its resourceVersion.
+        Arc::new(add_finalizer(&api, &environment).await?)
+    };
 
     // Computed from the object and the clock only, so a restart changes nothing.
     let clock = jiff::Timestamp::now();
@@ -332,7 +336,8 @@ async fn write_status(
 /// Add Paved's finalizer with server-side apply: `metadata.finalizers` is a set, so
 /// this needs no resourceVersion and leaves other finalizers alone. (It cannot
 /// resurrect a deleted Environment: an apply without `spec` fails validation.)
-async fn add_finalizer(api: &Api<Environment>, environment: &Environment) -> Result<()> {
+/// Returns the Environment as the API server returned it.
+async fn add_finalizer(api: &Api<Environment>, environment: &Environment) -> Result<Environment> {
     let patch = json!({
         "apiVersion": Environment::api_version(&()),
         "kind": Environment::kind(&()),
@@ -347,8 +352,7 @@ async fn add_finalizer(api: &Api<Environment>, environment: &Environment) -> Res
     .map_err(Error::kube(
         "finalizer",
         format!("Environment {}", environment.name_any()),
-    ))?;
-    Ok(())
+    ))
 }
 
 /// Drop Paved's finalizer, guarded by resourceVersion so a concurrent change of the

@@ -106,7 +106,8 @@ reconciled!(
 /// Where a reconcile goes after the [`prologue`].
 pub enum Start<K> {
     /// Reconcile this object: the store's copy, with Paved's own last status
-    /// write in place of an older one the store still shows.
+    /// write (and the resourceVersion it left) in place of an older one the
+    /// store still shows.
     Reconcile(Arc<K>),
     /// The object is being deleted.
     Deleting(Arc<K>),
@@ -137,8 +138,13 @@ pub async fn prologue<'a, K: Reconciled>(
     let key = status_writer::status_key(object.as_ref());
     let object = match status_writer::newer_status(&ctx.own_writes, &key, object.status()) {
         Some(own) => {
+            // The copy as Paved's own write left it: its status, and its version
+            // (the precondition of the next status write).
             let mut bridged = (*object).clone();
-            *bridged.status_mut() = Some(own);
+            *bridged.status_mut() = Some(own.status);
+            if own.resource_version.is_some() {
+                bridged.meta_mut().resource_version = own.resource_version;
+            }
             Arc::new(bridged)
         }
         None => object,

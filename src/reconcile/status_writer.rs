@@ -1,6 +1,14 @@
 //! Writing the status of Paved's own kinds: only when it differs, progress paced,
 //! bridged over the store's lag behind Paved's own last write (the one own-write
 //! memory of [`super::converge::OwnWrites`]), an Event on a Ready transition.
+//!
+//! Every status write carries the resourceVersion of the copy it was computed
+//! from, so the API server refuses it (409) once the object has changed since:
+//! a stale writer (a paused old leader, a request held up in the network) never
+//! overwrites a newer status. A bridged copy computes from Paved's own last
+//! write, so it carries the resourceVersion that write returned. A refused
+//! write is no error: the reconcile looks again in [`CONFLICT_RETRY`], from the
+//! store's fresh copy.
 
 use std::time::Duration;
 
@@ -43,6 +51,18 @@ own_status!(
 /// busy object costs at most one progress write per interval, not one per event.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How soon a reconcile whose status write was refused as stale looks again:
+/// long enough for the store to receive the newer object.
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
+/// A status Paved wrote, and the resourceVersion the API server gave the object
+/// for it: the copy a reconcile bridged to this status stands for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrittenStatus<S> {
+    pub status: S,
+    pub resource_version: Option<String>,
+}
+
 /// The key of an object's status in the own-write memory: by UID, so a new
 /// object of the same name never inherits what Paved wrote for an old one.
 pub fn status_key<K: Resource<DynamicType = ()>>(object: &K) -> ObjectKey {
@@ -60,7 +80,7 @@ fn status_key_of<K: Resource<DynamicType = ()>>(uid: &str) -> ObjectKey {
 /// How long a progress-only write must still wait (None: write now): paces
 /// progress writes to one per [`PROGRESS_INTERVAL`].
 fn progress_wait<S: Send + Sync + 'static>(own: &OwnWrites, key: &ObjectKey) -> Option<Duration> {
-    let (since, _) = own.last::<S>(key)?;
+    let (since, _) = own.last::<WrittenStatus<S>>(key)?;
     PROGRESS_INTERVAL
         .checked_sub(since)
         .filter(|d| !d.is_zero())
@@ -71,17 +91,25 @@ fn progress_wait<S: Send + Sync + 'static>(own: &OwnWrites, key: &ObjectKey) -> 
 /// its status, so then the store has not caught up yet: an event of a child can
 /// overtake the event of the status write. Starting from the store's copy would
 /// write the same status again (and restart its history with a new timestamp).
-pub fn newer_status<S>(own: &OwnWrites, key: &ObjectKey, seen: Option<&S>) -> Option<S>
+///
+/// Should the store's copy be newer after all (another writer's status), the
+/// bridged copy's resourceVersion is then stale: its write is refused, which
+/// drops the bridge, and the next reconcile starts from the store.
+pub fn newer_status<S>(
+    own: &OwnWrites,
+    key: &ObjectKey,
+    seen: Option<&S>,
+) -> Option<WrittenStatus<S>>
 where
     S: OwnStatus + Clone + Send + Sync + 'static,
 {
-    let (since, written) = own.last::<S>(key)?;
+    let (since, written) = own.last::<WrittenStatus<S>>(key)?;
     if since >= OWN_WRITE_MEMORY {
         return None;
     }
     match seen {
-        Some(seen) if *seen == *written => None,
-        Some(seen) if seen.observed_generation() > written.observed_generation() => None,
+        Some(seen) if *seen == written.status => None,
+        Some(seen) if seen.observed_generation() > written.status.observed_generation() => None,
         _ => Some((*written).clone()),
     }
 }
@@ -108,6 +136,9 @@ pub enum StatusWrite {
     Written,
     /// Progress only, written too recently: reconcile again after this long.
     Deferred(Duration),
+    /// Refused (409): the object changed after the copy the status was computed
+    /// from. Reconcile again in [`CONFLICT_RETRY`].
+    Stale,
 }
 
 impl StatusWrite {
@@ -115,20 +146,43 @@ impl StatusWrite {
     pub fn requeue(&self, otherwise: Duration) -> Duration {
         match self {
             StatusWrite::Deferred(wait) => (*wait).min(otherwise),
+            StatusWrite::Stale => CONFLICT_RETRY.min(otherwise),
             _ => otherwise,
         }
     }
 }
 
-/// Write `status` when it differs from `before`, paced by [`PROGRESS_INTERVAL`];
-/// publishes an Event on a Ready transition.
+/// The status write: a JSON patch that sets the whole of `status` (`add`
+/// replaces an existing member), the same result as a forced server-side apply
+/// of it, as Paved is the only writer of status, at a fraction of the API
+/// server's cost (no YAML decoding of the body, no field-by-field merge).
 ///
-/// The write is a JSON patch that sets the whole of `status` (`add` replaces an
-/// existing member): the same result as a forced server-side apply of it, as
-/// Paved is the only writer of status, at a fraction of the API server's cost
-/// (no YAML decoding of the body, no field-by-field merge). Status is written
-/// about once per Service, so this is a good part of what Paved adds to the
-/// children's own cost.
+/// With the `resource_version` of the copy it was computed from, the patch sets
+/// `metadata.resourceVersion` too, which makes it conditional: the API server
+/// refuses it with 409 Conflict unless the object is still at that version
+/// (a `test` operation would fail with an unspecific 422 instead).
+fn status_patch(status: serde_json::Value, resource_version: Option<&str>) -> json_patch::Patch {
+    let add = |tokens: &[&str], value| {
+        json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::from_tokens(tokens.iter().copied()),
+            value,
+        })
+    };
+    let precondition =
+        resource_version.map(|version| add(&["metadata", "resourceVersion"], version.into()));
+    json_patch::Patch(
+        precondition
+            .into_iter()
+            .chain([add(&["status"], status)])
+            .collect(),
+    )
+}
+
+/// Write `status` when it differs from `before`, paced by [`PROGRESS_INTERVAL`],
+/// on the condition that `object` is still at the resourceVersion it was read
+/// at; publishes an Event on a Ready transition. Status is written about once
+/// per Service, so this is a good part of what Paved adds to the children's own
+/// cost.
 pub async fn write_status<K, S>(
     ctx: &Context,
     api: &Api<K>,
@@ -153,27 +207,43 @@ where
         object: format!("{} {}", K::kind(&()), object.name_any()),
         source,
     })?;
-    let patch = json_patch::Patch(vec![json_patch::PatchOperation::Add(
-        json_patch::AddOperation {
-            path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
-            value,
-        },
-    )]);
+    let patch = status_patch(value, object.meta().resource_version.as_deref());
     let name = object.name_any();
+    let described = match object.namespace() {
+        Some(namespace) => format!("{} {namespace}/{name}", K::kind(&())),
+        None => format!("{} {name}", K::kind(&())),
+    };
     let params = kube::api::PatchParams {
         field_manager: Some(crate::names::FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch_status(&name, &params, &Patch::<()>::Json(patch))
+    let written = match api
+        .patch_status(&name, &params, &Patch::<()>::Json(patch))
         .await
-        .map_err(Error::kube(
-            "status",
-            match object.namespace() {
-                Some(namespace) => format!("{} {namespace}/{name}", K::kind(&())),
-                None => format!("{} {name}", K::kind(&())),
-            },
-        ))?;
-    ctx.own_writes.remember(key, status.clone());
+    {
+        Ok(written) => written,
+        Err(kube::Error::Api(refusal)) if refusal.code == 409 => {
+            // Whatever the bridge held is older than the object now: start over
+            // from the store.
+            ctx.own_writes.forget(&key);
+            ctx.metrics.status_conflict(&K::kind(&()));
+            tracing::info!(
+                object = %described,
+                read_at = object.meta().resource_version.as_deref().unwrap_or_default(),
+                retry_in_ms = CONFLICT_RETRY.as_millis() as u64,
+                "status not written: the object changed after the copy it was computed from"
+            );
+            return Ok(StatusWrite::Stale);
+        }
+        Err(source) => return Err(Error::kube("status", described)(source)),
+    };
+    ctx.own_writes.remember(
+        key,
+        WrittenStatus {
+            status: status.clone(),
+            resource_version: written.meta().resource_version.clone(),
+        },
+    );
     ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
     publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
     Ok(StatusWrite::Written)
@@ -233,7 +303,10 @@ mod tests {
             None,
             "never written: write now"
         );
-        own.remember(a.clone(), status(1, "False", "RollingOut", ""));
+        own.remember(
+            a.clone(),
+            written(status(1, "False", "RollingOut", ""), "7"),
+        );
         let wait = progress_wait::<ServiceStatus>(&own, &a).expect("just written: wait");
         assert!(wait <= PROGRESS_INTERVAL && wait > Duration::ZERO);
         assert_eq!(
@@ -247,9 +320,11 @@ mod tests {
     fn a_store_behind_its_own_last_write_is_bridged_by_that_write() {
         let own = OwnWrites::default();
         let (a, b) = (key("uid-a"), key("uid-b"));
-        let written = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        let status_written = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        let written = written(status_written.clone(), "7");
         own.remember(a.clone(), written.clone());
-        // The store has not seen the write yet: no status, or an older one.
+        // The store has not seen the write yet: no status, or an older one. The
+        // bridged copy stands for the object as the write left it (version 7).
         assert_eq!(
             newer_status::<ServiceStatus>(&own, &a, None),
             Some(written.clone())
@@ -257,10 +332,53 @@ mod tests {
         let older = status(0, "False", "RollingOut", "");
         assert_eq!(newer_status(&own, &a, Some(&older)), Some(written.clone()));
         // Caught up, or a newer generation seen: the store is right.
-        assert_eq!(newer_status(&own, &a, Some(&written)), None);
+        assert_eq!(newer_status(&own, &a, Some(&status_written)), None);
         let newer = status(2, "False", "RollingOut", "");
         assert_eq!(newer_status(&own, &a, Some(&newer)), None);
         assert_eq!(newer_status::<ServiceStatus>(&own, &b, None), None);
+    }
+
+    fn written(status: ServiceStatus, resource_version: &str) -> WrittenStatus<ServiceStatus> {
+        WrittenStatus {
+            status,
+            resource_version: Some(resource_version.into()),
+        }
+    }
+
+    #[test]
+    fn a_status_write_is_conditional_on_the_resource_version_it_was_computed_from() {
+        let status = serde_json::json!({"observedGeneration": 3});
+        let patch = serde_json::to_value(status_patch(status.clone(), Some("4711"))).unwrap();
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                {"op": "add", "path": "/metadata/resourceVersion", "value": "4711"},
+                {"op": "add", "path": "/status", "value": {"observedGeneration": 3}},
+            ])
+        );
+        // Applied to the object as the API server holds it, the patch keeps the
+        // version it was computed from: the server refuses it (409) when that is
+        // no longer the object's.
+        let mut moved_on = serde_json::json!({"metadata": {"resourceVersion": "4712"}, "status": {"observedGeneration": 4}});
+        json_patch::patch(&mut moved_on, &status_patch(status.clone(), Some("4711"))).unwrap();
+        assert_eq!(moved_on["metadata"]["resourceVersion"], "4711");
+        assert_eq!(moved_on["status"], status);
+        // A copy without a version (never one from the API server) writes unconditionally.
+        let unconditional = serde_json::to_value(status_patch(status, None)).unwrap();
+        assert_eq!(unconditional.as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn a_refused_stale_write_looks_again_within_a_second() {
+        assert_eq!(
+            StatusWrite::Stale.requeue(Duration::from_secs(600)),
+            CONFLICT_RETRY
+        );
+        assert!(CONFLICT_RETRY <= Duration::from_secs(1));
+        assert_eq!(
+            StatusWrite::Stale.requeue(Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `paved_reconcile_duration_seconds` (histogram) | kind |
 //! | `paved_objects_managed` (gauge) | kind |
 //! | `paved_writes_total` | resource |
+//! | `paved_status_conflicts_total` | kind (status writes refused: computed from a copy the object has since left behind) |
 //! | `paved_leader` (gauge) | |
 //! | `paved_watch_errors_total` | resource |
 //! | `paved_watches_failing` (gauge) | |
@@ -49,6 +50,7 @@ pub struct Metrics {
     duration: Family<KindLabel, Histogram, fn() -> Histogram>,
     managed: Family<KindLabel, Gauge>,
     writes: Family<ResourceLabel, Counter>,
+    status_conflicts: Family<KindLabel, Counter>,
     leader: Gauge,
     watch_errors: Family<ResourceLabel, Counter>,
     watches_failing: Gauge,
@@ -65,6 +67,7 @@ impl Default for Metrics {
         );
         let managed = Family::<KindLabel, Gauge>::default();
         let writes = Family::<ResourceLabel, Counter>::default();
+        let status_conflicts = Family::<KindLabel, Counter>::default();
         let leader = Gauge::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
         let watches_failing = Gauge::default();
@@ -95,6 +98,11 @@ impl Default for Metrics {
             writes.clone(),
         );
         registry.register(
+            "status_conflicts",
+            "Status writes the API server refused (409) because the object changed after the copy they were computed from; recomputed from the fresh copy, not errors",
+            status_conflicts.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader Lease",
             leader.clone(),
@@ -117,6 +125,7 @@ impl Default for Metrics {
             duration,
             managed,
             writes,
+            status_conflicts,
             leader,
             watch_errors,
             watches_failing,
@@ -182,6 +191,13 @@ impl Metrics {
             .inc();
     }
 
+    /// A status write refused because the object changed since it was read.
+    pub fn status_conflict(&self, kind: &str) {
+        self.status_conflicts
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
     pub fn set_managed(&self, kind: &str, count: usize) {
         self.managed
             .get_or_create(&KindLabel { kind: kind.into() })
@@ -230,6 +246,7 @@ mod tests {
         metrics.failed("Service", "ApplyFailed");
         metrics.stalled("Service", "HostConflict");
         metrics.wrote("Deployment");
+        metrics.status_conflict("Service");
         metrics.set_managed("Service", 3);
         let text = metrics.encode();
         for name in [
@@ -238,6 +255,7 @@ mod tests {
             "paved_reconcile_stalls_total{kind=\"Service\",reason=\"HostConflict\"} 1",
             "paved_reconcile_duration_seconds_bucket",
             "paved_objects_managed{kind=\"Service\"} 3",
+            "paved_status_conflicts_total{kind=\"Service\"} 1",
             "paved_writes_total{resource=\"Deployment\"} 1",
             "paved_leader 0",
         ] {
