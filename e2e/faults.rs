@@ -50,6 +50,12 @@ struct Replica {
     child: Child,
 }
 
+fn logs_dir() -> PathBuf {
+    std::env::var_os("PAVED_E2E_FAULTS_LOGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 fn next_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let base: u16 = std::env::var("PAVED_E2E_FAULTS_PORT")
@@ -62,27 +68,51 @@ fn next_port() -> u16 {
 impl Replica {
     /// A replica with the short test timings.
     fn start(lease: &str, name: &str) -> Replica {
-        Self::start_with(
-            lease,
-            name,
-            &[
-                ("--lease-duration", LEASE_DURATION.to_string()),
-                ("--renew-deadline", RENEW_DEADLINE.to_string()),
-                ("--retry-period", RETRY_PERIOD.to_string()),
-            ],
-        )
+        Self::start_with(lease, name, &Self::short_timings())
     }
 
     fn start_with(lease: &str, name: &str, timings: &[(&str, String)]) -> Replica {
+        Self::spawn(lease, name, name, timings, None)
+    }
+
+    /// A replica with the short test timings that reaches the API server
+    /// through `relay`.
+    fn start_through(lease: &str, name: &str, relay: &Relay) -> Replica {
+        let timings = Self::short_timings();
+        Self::spawn(lease, name, name, &timings, Some(&relay.kubeconfig))
+    }
+
+    /// The replica `name` once more, after a crash: the same identity (a
+    /// container restarted in its pod), its own log `<name>-<run>`.
+    fn restart(lease: &str, name: &str, run: usize) -> Replica {
+        let timings = Self::short_timings();
+        Self::spawn(lease, name, &format!("{name}-{run}"), &timings, None)
+    }
+
+    fn short_timings() -> [(&'static str, String); 3] {
+        [
+            ("--lease-duration", LEASE_DURATION.to_string()),
+            ("--renew-deadline", RENEW_DEADLINE.to_string()),
+            ("--retry-period", RETRY_PERIOD.to_string()),
+        ]
+    }
+
+    fn spawn(
+        lease: &str,
+        name: &str,
+        log_name: &str,
+        timings: &[(&str, String)],
+        kubeconfig: Option<&PathBuf>,
+    ) -> Replica {
         let bin = std::env::var("PAVED_BIN").expect("PAVED_BIN (set by e2e/faults.sh)");
         let identity = format!("{lease}-{name}");
         let port = next_port();
-        let dir = std::env::var_os("PAVED_E2E_FAULTS_LOGS")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let log = dir.join(format!("{identity}.log"));
+        let log = logs_dir().join(format!("{lease}-{log_name}.log"));
         let file = std::fs::File::create(&log).expect("replica log");
         let mut command = Command::new(bin);
+        if let Some(kubeconfig) = kubeconfig {
+            command.env("KUBECONFIG", kubeconfig);
+        }
         command
             .args(["run", "--log-format", "json", "--identity", &identity])
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -861,4 +891,224 @@ async fn gateway_api_crds_installed_while_paved_runs_are_noticed_without_a_resta
     );
     let mut paved = paved;
     assert!(paved.alive(), "the same process, no restart");
+}
+
+// ----------------------------------------------------------------- stale status writes
+
+/// A TCP relay between one replica and the API server whose replica-to-server
+/// direction can be held: a network stall of that replica alone. Its requests
+/// wait in the relay (TLS passes through untouched) and reach the API server,
+/// in order, when released; what the API server sends still reaches it.
+struct Relay {
+    kubeconfig: PathBuf,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    /// A relay to the cluster's API server, and a kubeconfig `<name>.kubeconfig`
+    /// (in the logs directory) that goes through it.
+    fn start(name: &str) -> Relay {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::AtomicBool;
+
+        let original =
+            std::fs::read_to_string(crate::support::kubeconfig_path()).expect("kubeconfig");
+        let server = original
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .expect("a server in the kubeconfig")
+            .trim()
+            .to_string();
+        let upstream = server
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay port");
+        let port = listener.local_addr().expect("relay address").port();
+        let kubeconfig = logs_dir().join(format!("{name}.kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            original.replace(&server, &format!("https://127.0.0.1:{port}")),
+        )
+        .expect("relay kubeconfig");
+        let held = std::sync::Arc::new(AtomicBool::new(false));
+        let held_by_relay = held.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (Ok(mut from_server), Ok(mut to_client)) =
+                    (server.try_clone(), client.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Write);
+                });
+                let held = held_by_relay.clone();
+                let (mut from_client, mut to_server) = (client, server);
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 16 * 1024];
+                    loop {
+                        let n = match from_client.read(&mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        while held.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        if to_server.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Relay { kubeconfig, held }
+    }
+
+    fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The status writes of a Service this replica let through its fence.
+fn status_writes(replica: &Replica, service: &str) -> usize {
+    let path = format!("/services/{service}/status");
+    replica
+        .logged_writes()
+        .iter()
+        .filter(|(_, what)| what.contains(&path))
+        .count()
+}
+
+/// A leader computes a status, sends it, and is paused (SIGSTOP: a VM pause)
+/// while the write is still on its way (held up in the network). The fence
+/// cannot stop it: the write was allowed when it left. The standby takes over
+/// and writes a newer status; then the old write arrives. It carries the
+/// resourceVersion it was computed from, so the API server refuses it (409),
+/// and the newer status stays.
+#[tokio::test]
+async fn a_status_write_held_up_past_a_failover_is_refused_and_the_newer_status_stays() {
+    if !enabled("stale status write") {
+        return;
+    }
+    let audit = audit_log().expect("PAVED_E2E_AUDIT_LOG (set by e2e/faults.sh): the test judges on what the API server received");
+    let lease = unique("faults-stale");
+    let relay = Relay::start(&lease);
+    let a = Replica::start_through(&lease, "a", &relay);
+    wait_holder(&lease, &a, Duration::from_secs(30)).await;
+    let env = workload("faults-stale", 0).await;
+    // An Application that does not exist: Stalled, with no child to write, so
+    // a change of the Service makes a reconcile whose only write is its status.
+    let name = "late";
+    let spec = |application: &str, tag: &str| json!({"application": application, "image": image("svc", tag), "ports": [{"name": "http", "port": 8080}]});
+    env.apply_service(name, spec("missing", "1")).await;
+    let services = env.services();
+    wait_services(
+        &env,
+        Duration::from_secs(60),
+        is_observed,
+        "the Service observed",
+    )
+    .await;
+    let b = Replica::start(&lease, "b");
+    wait_healthy(&b).await;
+
+    // Hold A's requests, then change the Service: A, still leading (its fence
+    // valid), computes the status of generation 2 and sends it into the stall.
+    let sent_before = status_writes(&a, name);
+    relay.hold();
+    let held_at = Instant::now();
+    merge_patch(
+        &services,
+        name,
+        json!({"spec": {"application": "still-missing"}}),
+    )
+    .await;
+    wait_until(
+        "the leader to send the Service's status into the stall",
+        Duration::from_secs(3),
+        || {
+            let sent = status_writes(&a, name);
+            async move {
+                (sent > sent_before)
+                    .then_some(())
+                    .ok_or("not sent yet".to_string())
+            }
+        },
+    )
+    .await;
+    // A is paused with its write in flight (so it cannot give up on it either).
+    a.signal("STOP");
+    // B takes the Lease A cannot renew, and converges a newer generation.
+    wait_holder(&lease, &b, Duration::from_secs(LEASE_DURATION * 3)).await;
+    merge_patch(&services, name, json!({"spec": spec("shop", "2")})).await;
+    wait_converged(&env, Duration::from_secs(60)).await;
+    let generation = services
+        .get(name)
+        .await
+        .expect("the Service")
+        .metadata
+        .generation;
+
+    // The network delivers A's held write.
+    let released_at = Timestamp::now();
+    relay.release();
+    let held_for = held_at.elapsed();
+    let late = |path: &PathBuf| {
+        audited_writes(path, &format!("paved/{}", a.identity))
+            .into_iter()
+            .filter(|w| w.resource == "services" && w.name == name && w.received >= released_at)
+            .map(|w| w.code)
+            .filter(|code| *code != 0)
+            .collect::<Vec<_>>()
+    };
+    let answered = wait_until(
+        "the API server to answer the held status write",
+        Duration::from_secs(10),
+        || {
+            let codes = late(&audit);
+            async move {
+                (!codes.is_empty())
+                    .then_some(codes)
+                    .ok_or("not yet".to_string())
+            }
+        },
+    )
+    .await;
+    crate::paved_support::holds_for("the newer status to stay", Duration::from_secs(3), || {
+        let services = services.clone();
+        async move {
+            let now = services.get(name).await.map_err(|e| e.to_string())?;
+            let observed = now.data["status"]["observedGeneration"].as_i64();
+            if observed == generation && converged(&now) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "observedGeneration {observed:?} of generation {generation:?}: {}",
+                    describe_status(&now)
+                ))
+            }
+        }
+    })
+    .await;
+    a.signal("CONT");
+    println!(
+        "FIGURE stale status write: held {:.1}s across the failover; the API server answered the old leader's late status write(s) {answered:?}",
+        held_for.as_secs_f64()
+    );
+    assert!(
+        answered.iter().all(|code| *code == 409),
+        "the held status write was not refused with 409 Conflict: {answered:?}"
+    );
+    drop(relay);
 }

@@ -2,7 +2,9 @@
 # Proves what Paved does when things go wrong, on the local control plane:
 # leader failover (SIGKILL, SIGTERM), the split-brain test (the leader paused
 # past its lease, then resumed), the API server killed and restarted (briefly,
-# and past the renew deadline) and etcd paused for 30 s. The tests are in
+# and past the renew deadline), etcd paused for 30 s, a status write held up in
+# the network past a failover, and SIGKILLs while a few hundred Services
+# converge (crash consistency). The tests are in
 # e2e/faults.rs; they start and stop controller replicas of their own, so this
 # must be the only Paved acting on the cluster (run after e2e/run.sh, as
 # `make test` does). Prints FIGURE lines: failover and recovery seconds.
