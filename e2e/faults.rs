@@ -1112,3 +1112,479 @@ async fn a_status_write_held_up_past_a_failover_is_refused_and_the_newer_status_
     );
     drop(relay);
 }
+
+// ----------------------------------------------------------------- crash consistency
+
+/// Environments and Services per Environment of the crash-consistency test.
+const CRASH_ENVIRONMENTS: usize = 3;
+const CRASH_SERVICES: usize = 50;
+
+/// What the test declared for one Service: the image tags it set, in order,
+/// whether it asked for an Ingress, whether it deleted the Service.
+struct Declared {
+    tags: Vec<&'static str>,
+    exposed: bool,
+    deleted: bool,
+}
+
+fn crash_spec(exposed: bool, tag: &str) -> Value {
+    let mut spec = json!({"application": "shop", "image": image("svc", tag), "ports": [{"name": "http", "port": 8080}]});
+    if exposed {
+        spec["expose"] = json!({});
+    }
+    spec
+}
+
+/// One Environment of the test, and what was declared in it, by Service name.
+struct CrashEnvironment {
+    env: TestEnvironment,
+    declared: std::collections::BTreeMap<String, Declared>,
+}
+
+impl CrashEnvironment {
+    async fn create(count: usize) -> CrashEnvironment {
+        let env = workload("faults-crash", 0).await;
+        let declared = (0..count)
+            .map(|i| {
+                let declared = Declared {
+                    tags: vec!["1"],
+                    exposed: i % 3 == 0,
+                    deleted: false,
+                };
+                (format!("svc-{i}"), declared)
+            })
+            .collect();
+        let mut this = CrashEnvironment { env, declared };
+        let names: Vec<String> = this.declared.keys().cloned().collect();
+        this.apply(&names).await;
+        this
+    }
+
+    /// Applies the declared spec of `names`, a few at a time.
+    async fn apply(&mut self, names: &[String]) {
+        use futures::StreamExt;
+        let env = &self.env;
+        let declared = &self.declared;
+        futures::stream::iter(names.iter().map(|name| {
+            let d = &declared[name];
+            env.apply_service(name, crash_spec(d.exposed, d.tags.last().expect("a tag")))
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    }
+
+    /// A new tag for the Services whose index `pick` selects.
+    async fn retag(&mut self, tag: &'static str, pick: fn(usize) -> bool) {
+        let names: Vec<String> = self
+            .declared
+            .iter_mut()
+            .filter(|(name, d)| !d.deleted && pick(index(name)))
+            .map(|(name, d)| {
+                d.tags.push(tag);
+                name.clone()
+            })
+            .collect();
+        self.apply(&names).await;
+    }
+
+    async fn delete(&mut self, pick: fn(usize) -> bool) {
+        let api = self.env.services();
+        for (name, d) in self.declared.iter_mut() {
+            if !d.deleted && pick(index(name)) {
+                d.deleted = true;
+                api.delete(name, &Default::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+            }
+        }
+    }
+
+    async fn add(&mut self, from: usize, count: usize) {
+        let names: Vec<String> = (from..from + count).map(|i| format!("svc-{i}")).collect();
+        for (i, name) in (from..).zip(&names) {
+            self.declared.insert(
+                name.clone(),
+                Declared {
+                    tags: vec!["1"],
+                    exposed: i % 3 == 0,
+                    deleted: false,
+                },
+            );
+        }
+        self.apply(&names).await;
+    }
+}
+
+fn index(name: &str) -> usize {
+    name.trim_start_matches("svc-").parse().expect("svc-<i>")
+}
+
+/// Waits until the replica has sent `more` writes (`resource`: of that kind
+/// only) since `from`; false if it did not within the timeout (it may have had
+/// nothing left to write).
+async fn wait_writes(replica: &Replica, resource: Option<&str>, more: f64) -> bool {
+    let written = || {
+        let body = replica.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+        match resource {
+            Some(resource) => crate::paved_support::metric_sum(
+                &body,
+                "paved_writes_total",
+                &[("resource", resource)],
+            ),
+            None => crate::paved_support::metric_sum(&body, "paved_writes_total", &[]),
+        }
+    };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if written() >= more {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// What is wrong with the Services of one Environment and their children, once
+/// converged: one line per problem.
+async fn crash_audit(crash: &CrashEnvironment) -> Vec<String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service as CoreService;
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::ResourceExt;
+    let env = &crash.env;
+    let mut problems = Vec::new();
+    let services = env
+        .services()
+        .list(&ListParams::default())
+        .await
+        .expect("list Services")
+        .items;
+    let live: std::collections::BTreeMap<String, &DynamicObject> =
+        services.iter().map(|s| (s.name_any(), s)).collect();
+    let uids: std::collections::BTreeMap<String, String> = services
+        .iter()
+        .map(|s| (s.metadata.uid.clone().unwrap_or_default(), s.name_any()))
+        .collect();
+    for (name, declared) in &crash.declared {
+        match (live.get(name), declared.deleted) {
+            (Some(_), true) => problems.push(format!("{name}: deleted, still there")),
+            (None, false) => problems.push(format!("{name}: missing")),
+            (Some(service), false) => problems.extend(
+                history_problems(service, declared)
+                    .into_iter()
+                    .map(|p| format!("{name}: {p}")),
+            ),
+            (None, true) => {}
+        }
+    }
+    // Children, by controller owner and by label; `expected` says which
+    // Services should have one.
+    fn children<K>(
+        problems: &mut Vec<String>,
+        kind: &str,
+        objects: &[K],
+        uids: &std::collections::BTreeMap<String, String>,
+        expected: &dyn Fn(&str) -> bool,
+        declared: &std::collections::BTreeMap<String, Declared>,
+    ) where
+        K: kube::Resource,
+    {
+        use kube::ResourceExt;
+        let mut by_owner: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut by_label: std::collections::BTreeMap<String, usize> = Default::default();
+        for object in objects {
+            let labels = object.labels();
+            if labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
+                != Some("paved")
+            {
+                continue;
+            }
+            let owner = object
+                .owner_references()
+                .iter()
+                .find(|r| r.controller == Some(true));
+            match owner.and_then(|o| uids.get(&o.uid)) {
+                Some(service) => *by_owner.entry(service.clone()).or_default() += 1,
+                None => problems.push(format!(
+                    "orphan {kind} {} (controller {:?})",
+                    object.name_any(),
+                    owner.map(|o| format!("{} {} {}", o.kind, o.name, o.uid))
+                )),
+            }
+            if let Some(service) = labels.get("paved.dev/service") {
+                *by_label.entry(service.clone()).or_default() += 1;
+            }
+        }
+        for (name, d) in declared {
+            let want = usize::from(!d.deleted && expected(name));
+            let owned = by_owner.get(name).copied().unwrap_or_default();
+            let labelled = by_label.get(name).copied().unwrap_or_default();
+            if (owned, labelled) != (want, want) {
+                problems.push(format!(
+                    "{name}: {owned} {kind}(s) by owner and {labelled} by label, expected {want}"
+                ));
+            }
+        }
+    }
+    let list = ListParams::default();
+    let deployments = env
+        .api::<Deployment>()
+        .list(&list)
+        .await
+        .expect("Deployments")
+        .items;
+    let core = env
+        .api::<CoreService>()
+        .list(&list)
+        .await
+        .expect("Services")
+        .items;
+    let ingresses = env
+        .api::<Ingress>()
+        .list(&list)
+        .await
+        .expect("Ingresses")
+        .items;
+    let declared = &crash.declared;
+    children(
+        &mut problems,
+        "Deployment",
+        &deployments,
+        &uids,
+        &|_| true,
+        declared,
+    );
+    children(
+        &mut problems,
+        "core Service",
+        &core,
+        &uids,
+        &|_| true,
+        declared,
+    );
+    let exposed = |name: &str| declared.get(name).is_some_and(|d| d.exposed);
+    children(
+        &mut problems,
+        "Ingress",
+        &ingresses,
+        &uids,
+        &exposed,
+        declared,
+    );
+    // No spurious rollout: a Deployment has at most one revision per declared tag.
+    for deployment in &deployments {
+        let name = deployment.name_any();
+        let revision: usize = deployment
+            .annotations()
+            .get("deployment.kubernetes.io/revision")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_default();
+        if let Some(d) = declared.get(&name).filter(|d| revision > d.tags.len()) {
+            problems.push(format!(
+                "{name}: Deployment revision {revision}, more than the {} image(s) declared",
+                d.tags.len()
+            ));
+        }
+    }
+    problems
+}
+
+/// `status.history` of a converged Service: consecutive revisions from 1 (no
+/// duplicate, none skipped), each a change of image, in the order declared,
+/// the newest the declared image.
+fn history_problems(service: &DynamicObject, declared: &Declared) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !converged(service) {
+        problems.push(format!("not converged: {}", describe_status(service)));
+    }
+    let status = &service.data["status"];
+    let revision = status["revision"].as_i64().unwrap_or_default();
+    let history: Vec<(i64, String)> = status["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["revision"].as_i64().unwrap_or_default(),
+                r["image"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let images: Vec<String> = declared.tags.iter().map(|t| image("svc", t)).collect();
+    let shown = || format!("revision {revision}, history {history:?}");
+    if history.first().map(|r| r.0) != Some(revision) {
+        problems.push(format!(
+            "the newest history entry is not the revision: {}",
+            shown()
+        ));
+    }
+    if history.first().map(|r| &r.1) != images.last() {
+        problems.push(format!(
+            "the newest revision is not the declared image: {}",
+            shown()
+        ));
+    }
+    if history
+        .windows(2)
+        .any(|w| w[0].0 != w[1].0 + 1 || w[0].1 == w[1].1)
+    {
+        problems.push(format!("duplicate or skipped revisions: {}", shown()));
+    }
+    if history.len() < 10 && history.last().map(|r| r.0) != Some(1) {
+        problems.push(format!("history does not start at revision 1: {}", shown()));
+    }
+    // Oldest first, the recorded images follow the declared order.
+    let positions: Vec<Option<usize>> = history
+        .iter()
+        .rev()
+        .map(|(_, image)| images.iter().position(|i| i == image))
+        .collect();
+    if positions.iter().any(Option::is_none) || positions.windows(2).any(|w| w[0] >= w[1]) {
+        problems.push(format!(
+            "history is not a subsequence of the declared images {images:?}: {}",
+            shown()
+        ));
+    }
+    problems
+}
+
+/// Crash consistency: the controller is SIGKILLed again and again (five times,
+/// each at a point of its writing: creating children, rolling out changes,
+/// writing statuses) while 150 Services in three Environments are created,
+/// changed, deleted and added, and restarted each time (a container restart:
+/// the same identity). In the end every Service is Ready at its generation,
+/// has exactly the children it declares (by owner and by label), a history of
+/// consecutive revisions in the declared order, no Deployment rolled more than
+/// it was changed, and nothing is left of a deleted Service.
+#[tokio::test]
+async fn a_controller_killed_again_and_again_while_services_converge_leaves_exactly_what_they_declare()
+ {
+    if !enabled("crash consistency") {
+        return;
+    }
+    let started = Instant::now();
+    let lease = unique("faults-crash");
+    let mut run = 0;
+    let mut replica = Replica::restart(&lease, "r", run);
+    wait_holder(&lease, &replica, Duration::from_secs(30)).await;
+    let mut environments = Vec::new();
+    for _ in 0..CRASH_ENVIRONMENTS {
+        environments.push(CrashEnvironment::create(CRASH_SERVICES).await);
+    }
+    let mut kills = Vec::new();
+    // Kill `replica` once it has written `writes` more (of `resource`), and
+    // start it again.
+    async fn kill_and_restart(
+        replica: &mut Replica,
+        lease: &str,
+        run: &mut usize,
+        resource: Option<&str>,
+        writes: f64,
+        kills: &mut Vec<String>,
+    ) {
+        let reached = wait_writes(replica, resource, writes).await;
+        let written = replica.metric("paved_writes_total");
+        replica.signal("KILL");
+        let _ = replica.child.wait();
+        kills.push(format!(
+            "run {run}: killed after {written} writes{}",
+            if reached {
+                ""
+            } else {
+                " (threshold not reached)"
+            }
+        ));
+        *run += 1;
+        *replica = Replica::restart(lease, "r", *run);
+    }
+    // 1, 2: while creating the children of 150 Services.
+    kill_and_restart(&mut replica, &lease, &mut run, None, 80.0, &mut kills).await;
+    kill_and_restart(&mut replica, &lease, &mut run, None, 150.0, &mut kills).await;
+    // 3: changes in flight: a new image for half, a tenth deleted, a few added.
+    for crash in &mut environments {
+        crash.retag("2", |i| i % 2 == 0).await;
+        crash.delete(|i| i % 10 == 9).await;
+        crash.add(CRASH_SERVICES, 5).await;
+    }
+    kill_and_restart(&mut replica, &lease, &mut run, None, 60.0, &mut kills).await;
+    // 4: another image for a quarter, some of them before Paved saw the last.
+    for crash in &mut environments {
+        crash.retag("3", |i| i % 4 == 0).await;
+    }
+    kill_and_restart(&mut replica, &lease, &mut run, None, 40.0, &mut kills).await;
+    // 5: while writing statuses.
+    kill_and_restart(
+        &mut replica,
+        &lease,
+        &mut run,
+        Some("ServiceStatus"),
+        20.0,
+        &mut kills,
+    )
+    .await;
+    let restarted = Instant::now();
+    for crash in &environments {
+        wait_converged(&crash.env, Duration::from_secs(240)).await;
+    }
+    let recovered = restarted.elapsed();
+    // Garbage collection of deleted Services' children is the cluster's own;
+    // the audit waits for it, but a duplicate or a wrong history never goes away.
+    let mut problems = Vec::new();
+    let audited = wait_until_clean(&environments, &mut problems).await;
+    let services: usize = environments
+        .iter()
+        .map(|c| c.declared.values().filter(|d| !d.deleted).count())
+        .sum();
+    println!(
+        "FIGURE crash consistency: {} SIGKILLs ({}), {services} Services converged {:.1}s after the last restart; audit clean after {:.1}s more; {:.0}s in all",
+        kills.len(),
+        kills.join("; "),
+        recovered.as_secs_f64(),
+        audited.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(30)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        replica.log_tail()
+    );
+    assert!(
+        replica.alive(),
+        "the last replica exited:\n{}",
+        replica.log_tail()
+    );
+}
+
+/// Audits every Environment until clean (at most 60 s: garbage collection);
+/// leaves the last problems found in `problems`.
+async fn wait_until_clean(
+    environments: &[CrashEnvironment],
+    problems: &mut Vec<String>,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        problems.clear();
+        for crash in environments {
+            problems.extend(
+                crash_audit(crash)
+                    .await
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", crash.env.namespace)),
+            );
+        }
+        if problems.is_empty() || start.elapsed() > Duration::from_secs(60) {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
