@@ -224,13 +224,15 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             () = stopped(&stop_rx) => break,
         }
         metrics.set_leader(true);
-        // Boxed, so that dropping it stops the controllers there and then.
-        let mut controllers = Box::pin(controllers::run(
+        // Boxed, so that dropping it stops the controllers there and then; fused,
+        // so that awaiting it again once it has returned (it returns on shutdown
+        // too) waits instead of panicking.
+        let mut controllers = Box::pin(futures::FutureExt::fuse(controllers::run(
             fenced.clone(),
             metrics.clone(),
             settings.clone(),
             stop_rx.clone(),
-        ));
+        )));
         let shutting_down = tokio::select! {
             () = &mut controllers => true,
             () = elector.hold() => false,
