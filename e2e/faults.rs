@@ -75,11 +75,14 @@ impl Replica {
         Self::spawn(lease, name, name, timings, None)
     }
 
-    /// A replica with the short test timings that reaches the API server
-    /// through `relay`.
-    fn start_through(lease: &str, name: &str, relay: &Relay) -> Replica {
-        let timings = Self::short_timings();
-        Self::spawn(lease, name, name, &timings, Some(&relay.kubeconfig))
+    /// A replica that reaches the API server through `relay`.
+    fn start_through(
+        lease: &str,
+        name: &str,
+        timings: &[(&str, String)],
+        relay: &Relay,
+    ) -> Replica {
+        Self::spawn(lease, name, name, timings, Some(&relay.kubeconfig))
     }
 
     /// The replica `name` once more, after a crash: the same identity (a
@@ -1004,7 +1007,16 @@ async fn a_status_write_held_up_past_a_failover_is_refused_and_the_newer_status_
     let audit = audit_log().expect("PAVED_E2E_AUDIT_LOG (set by e2e/faults.sh): the test judges on what the API server received");
     let lease = unique("faults-stale");
     let relay = Relay::start(&lease);
-    let a = Replica::start_through(&lease, "a", &relay);
+    // A renew deadline long enough for a loaded machine to reconcile, and send,
+    // before the fence closes (the relay holds the renewals too).
+    const HELD_LEASE: u64 = 10;
+    const HELD_RENEW_DEADLINE: u64 = 8;
+    let timings = [
+        ("--lease-duration", HELD_LEASE.to_string()),
+        ("--renew-deadline", HELD_RENEW_DEADLINE.to_string()),
+        ("--retry-period", RETRY_PERIOD.to_string()),
+    ];
+    let a = Replica::start_through(&lease, "a", &timings, &relay);
     wait_holder(&lease, &a, Duration::from_secs(30)).await;
     let env = workload("faults-stale", 0).await;
     // An Application that does not exist: Stalled, with no child to write, so
@@ -1036,7 +1048,7 @@ async fn a_status_write_held_up_past_a_failover_is_refused_and_the_newer_status_
     .await;
     wait_until(
         "the leader to send the Service's status into the stall",
-        Duration::from_secs(3),
+        Duration::from_secs(HELD_RENEW_DEADLINE - 1),
         || {
             let sent = status_writes(&a, name);
             async move {
@@ -1050,7 +1062,7 @@ async fn a_status_write_held_up_past_a_failover_is_refused_and_the_newer_status_
     // A is paused with its write in flight (so it cannot give up on it either).
     a.signal("STOP");
     // B takes the Lease A cannot renew, and converges a newer generation.
-    wait_holder(&lease, &b, Duration::from_secs(LEASE_DURATION * 3)).await;
+    wait_holder(&lease, &b, Duration::from_secs(HELD_LEASE * 3)).await;
     merge_patch(&services, name, json!({"spec": spec("shop", "2")})).await;
     wait_converged(&env, Duration::from_secs(60)).await;
     let generation = services
