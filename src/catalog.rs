@@ -7,6 +7,11 @@
 //! | Application | `System`, in the Backstage namespace named after its Kubernetes namespace |
 //! | Service | `Component` (type `service`) of that System, `dependsOn` its dependencies |
 //!
+//! Each entity carries its kind's paved-path scorecard from status as
+//! annotations (`paved.dev/score`, `paved.dev/insights-critical`, `-warning`,
+//! `-info`, and `paved.dev/insights`: the rule ids, comma-separated), so a
+//! portal can show and sort by them without reading Kubernetes.
+//!
 //! Owners are Group references (`group:default/<owner>`). The same Application
 //! in staging and production becomes two Systems, `staging/shop` and
 //! `production/shop`, so no two entities share a reference.
@@ -17,6 +22,7 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use crate::api::environment::AccessRole;
+use crate::api::scorecard::Scorecard;
 use crate::api::{Application, Environment, Service};
 use crate::names::labels;
 
@@ -32,6 +38,30 @@ fn group_ref(owner: &str) -> String {
     } else {
         format!("group:default/{owner}")
     }
+}
+
+/// The scorecard as annotations (strings, as Backstage requires); none before
+/// Paved has scored the object.
+fn scorecard_annotations(scorecard: Option<&Scorecard>) -> BTreeMap<String, String> {
+    let Some(card) = scorecard else {
+        return BTreeMap::new();
+    };
+    let mut rules: Vec<&str> = card.insights.iter().map(|i| i.rule.as_str()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    BTreeMap::from([
+        ("paved.dev/score".to_string(), card.score.to_string()),
+        (
+            "paved.dev/insights-critical".to_string(),
+            card.critical.to_string(),
+        ),
+        (
+            "paved.dev/insights-warning".to_string(),
+            card.warning.to_string(),
+        ),
+        ("paved.dev/insights-info".to_string(), card.info.to_string()),
+        ("paved.dev/insights".to_string(), rules.join(",")),
+    ])
 }
 
 fn environment_entity(env: &Environment) -> Value {
@@ -50,16 +80,20 @@ fn environment_entity(env: &Environment) -> Value {
             "namespace": "default",
             "description": format!("Paved {} environment (namespace {})", env.spec.type_.as_str(), env.namespace_name()),
             "labels": {"paved.dev/environment-type": env.spec.type_.as_str()},
+            "annotations": scorecard_annotations(env.status.as_ref().and_then(|s| s.scorecard.as_ref())),
         },
         "spec": {"type": "environment", "owner": group_ref(&owner)},
     })
 }
 
 fn application_entity(app: &Application, namespace: &str) -> Value {
+    let mut annotations =
+        scorecard_annotations(app.status.as_ref().and_then(|s| s.scorecard.as_ref()));
+    annotations.insert(labels::BACKSTAGE_KUBERNETES_ID.to_string(), app.name_any());
     let mut metadata = json!({
         "name": app.name_any(),
         "namespace": namespace,
-        "annotations": {labels::BACKSTAGE_KUBERNETES_ID: app.name_any()},
+        "annotations": annotations,
     });
     if let Some(description) = &app.spec.description {
         metadata["description"] = json!(description);
@@ -86,7 +120,9 @@ fn application_entity(app: &Application, namespace: &str) -> Value {
 
 fn service_entity(service: &Service, namespace: &str, app: Option<&Application>) -> Value {
     let application = &service.spec.application;
-    let mut annotations = BTreeMap::from([
+    let mut annotations =
+        scorecard_annotations(service.status.as_ref().and_then(|s| s.scorecard.as_ref()));
+    annotations.extend([
         (
             labels::BACKSTAGE_KUBERNETES_ID.to_string(),
             application.clone(),
@@ -250,6 +286,47 @@ mod tests {
             "checkout"
         );
         assert!(entities[3]["spec"].get("dependsOn").is_none());
+    }
+
+    #[test]
+    fn a_scored_service_carries_its_score_and_insight_rules_as_annotations_and_an_unscored_one_none()
+     {
+        let (envs, apps, mut svcs) = fixture();
+        let mut card = crate::insights::service_scorecard(
+            &svcs[1],
+            Some(&envs[0]),
+            &crate::insights::InsightSettings::default(),
+        );
+        assert!(card.warning > 0, "the fixture breaks some rules: {card:?}");
+        card.insights.push(card.insights[0].clone());
+        svcs[1].status = Some(crate::api::ServiceStatus {
+            scorecard: Some(card.clone()),
+            ..Default::default()
+        });
+        let entities = backstage_entities(&envs, &apps, &svcs);
+        let annotations = &entities[2]["metadata"]["annotations"];
+        assert_eq!(annotations["paved.dev/score"], card.score.to_string());
+        assert_eq!(
+            annotations["paved.dev/insights-warning"],
+            card.warning.to_string()
+        );
+        let rules = annotations["paved.dev/insights"].as_str().unwrap();
+        assert!(
+            rules.contains("health-check") && rules.matches("health-check").count() == 1,
+            "{rules}"
+        );
+        assert_eq!(annotations[labels::BACKSTAGE_KUBERNETES_ID], "checkout");
+        assert!(
+            entities[3]["metadata"]["annotations"]
+                .get("paved.dev/score")
+                .is_none()
+        );
+        assert!(
+            entities[0]["metadata"]["annotations"]
+                .as_object()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@
 //! │   └── environment.rs   an Environment's status
 //! ├── lifecycle.rs         expiry and stop/start schedule of an Environment
 //! ├── catalog.rs           the catalog as Backstage entities (/catalog/backstage)
+//! ├── insights.rs          the paved-path scorecard: rules as data, score, roll-up
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
 //! │   ├── mod.rs           Context, the prologue every reconcile starts with
@@ -65,6 +66,7 @@ pub mod children;
 pub mod cli;
 pub mod domain;
 pub mod error;
+pub mod insights;
 pub mod lifecycle;
 pub mod names;
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! `paved`: the controller (`run`), the CRDs (`crd`), an offline renderer (`render`)
-//! and the Day-2 commands (`rollback`, `restart`, `stop`, `start`; see `paved::cli`).
+//! `paved`: the controller (`run`), the CRDs (`crd`), an offline renderer (`render`),
+//! an offline linter (`lint`) and the Day-2 commands (`rollback`, `restart`, `stop`, `start`; see `paved::cli`).
 //! This file only wires: arguments, logging, the HTTP endpoints, leader election,
 //! the controllers and shutdown.
 
@@ -39,6 +39,9 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Print the paved-path insights of the given manifests (no cluster needed);
+    /// exit 1 on an insight at the --fail-on level (default critical), 2 on unreadable input.
+    Lint(paved::cli::lint::LintArgs),
     /// Print the Kubernetes objects Paved would create for the given manifests (no cluster needed).
     Render {
         /// Multi-document YAML file(s) or directories of them with Environments, Applications and Services ('-' for stdin).
@@ -94,6 +97,8 @@ struct RunArgs {
         value_parser = parse_labels,
     )]
     ingress_namespace_selector: std::collections::BTreeMap<String, String>,
+    #[command(flatten)]
+    insights: paved::cli::lint::InsightArgs,
 }
 
 fn main() -> ExitCode {
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Render { files } => render(&files),
+        Command::Lint(args) => ExitCode::from(paved::cli::lint::main(&args)),
         Command::Day2(command) => paved::cli::main(command),
         Command::Run(args) => {
             telemetry::init(args.log_format);
@@ -197,6 +203,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         concurrency: args.concurrency,
         instance: Some(identity.clone()),
         ingress_namespace_labels: args.ingress_namespace_selector.clone(),
+        insights: args.insights.settings()?,
     };
 
     // A standby replica is healthy and ready: it serves its purpose by waiting.

@@ -112,6 +112,9 @@ pub struct ApplicationStatus {
     /// Dependency graph: for each Service, the Services it depends on.
     #[serde(default)]
     pub depends_on: BTreeMap<String, Vec<String>>,
+    /// The paved-path scorecard: the Application's own rules and its Services'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorecard: Option<super::scorecard::Scorecard>,
 }
 
 /// A Service as seen from its Application.

@@ -457,6 +457,9 @@ pub struct EnvironmentStatus {
     /// Environment holds no domain (DomainConflict, PublicSuffixDomain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<DomainClaim>,
+    /// The paved-path scorecard of everything in the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorecard: Option<super::scorecard::Scorecard>,
 }
 
 /// A domain held, and since when (RFC 3339).

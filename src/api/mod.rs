@@ -9,6 +9,7 @@
 pub mod application;
 pub mod environment;
 pub mod gateway_api;
+pub mod scorecard;
 pub mod service;
 
 pub use application::{Application, ApplicationSpec, ApplicationStatus};

@@ -323,6 +323,10 @@ pub struct ServiceStatus {
     /// port: a hung pod is neither restarted nor taken out of rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeKind>,
+    /// The paved-path scorecard: what to change to follow the platform's
+    /// practices, and a score (see the README's rule table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorecard: Option<super::scorecard::Scorecard>,
 }
 
 /// How the pods of a Service are probed.

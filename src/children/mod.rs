@@ -23,7 +23,7 @@ mod environment;
 pub mod guardrails;
 mod ingress;
 mod namespace;
-mod pdb;
+pub mod pdb;
 mod route;
 pub mod tenancy;
 

@@ -42,7 +42,7 @@ pub fn render_disruption_budget(resolved: &ResolvedService<'_>) -> Option<PodDis
 }
 
 /// Unset replicas (production default 2), two or more, or an HPA that may go above one.
-fn may_run_several_pods(spec: &ServiceSpec) -> bool {
+pub fn may_run_several_pods(spec: &ServiceSpec) -> bool {
     match (&spec.autoscaling, spec.replicas) {
         (Some(autoscaling), _) => autoscaling.max > 1,
         (None, Some(replicas)) => replicas > 1,

@@ -31,12 +31,29 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     if let Err(error) = &in_environment {
         ctx.metrics.stalled("Application", error.reason());
     }
-    let status = application_status(
+    let mut status = application_status(
         &application,
         &snapshot,
         in_environment.as_ref().map(|_| ()),
         &now(),
     );
+    let scorecard = crate::insights::application_scorecard(&application, &snapshot, &ctx.insights);
+    // The metric carries the Application's own insights; its Services publish theirs.
+    let own = crate::insights::scorecard(&crate::insights::evaluate_application(
+        &application,
+        &ctx.insights,
+    ));
+    super::publish_insights(
+        &ctx,
+        "Application",
+        &namespace,
+        &application.name_any(),
+        &crate::api::scorecard::Scorecard {
+            score: scorecard.score,
+            ..own
+        },
+    );
+    status.scorecard = Some(scorecard);
 
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = application.status.clone().unwrap_or_default();

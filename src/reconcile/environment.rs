@@ -317,13 +317,33 @@ async fn write_status(
     observation: EnvironmentObservation<'_>,
 ) -> Result<(StatusWrite, bool)> {
     let snapshot = ctx.stores.snapshot();
-    let status = environment_status_observed(
+    let mut status = environment_status_observed(
         environment,
         &snapshot,
         namespace_outcome,
         observation,
         &now(),
     );
+    // Only the namespace this Environment really owns is scored.
+    if let Some(namespace) = status.namespace.clone() {
+        let scorecard =
+            crate::insights::environment_scorecard(environment, &snapshot, &ctx.insights);
+        ctx.metrics.set_insights(
+            "Environment",
+            "",
+            &environment.name_any(),
+            &[],
+            scorecard.score,
+        );
+        // Services and Applications have no finalizer: prune the series of those gone.
+        ctx.metrics
+            .retain_insights(&namespace, |kind, name| match kind {
+                "Service" => snapshot.service(&namespace, name).is_some(),
+                "Application" => snapshot.application(&namespace, name).is_some(),
+                _ => true,
+            });
+        status.scorecard = Some(scorecard);
+    }
     let before = environment.status.clone().unwrap_or_default();
     let waits_on_services = status
         .conditions
@@ -396,6 +416,9 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     let namespace_name = environment.namespace_name();
+    ctx.metrics
+        .forget_insights("Environment", "", &environment.name_any());
+    ctx.metrics.retain_insights(&namespace_name, |_, _| false);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let live = namespaces
         .get_opt(&namespace_name)

@@ -65,6 +65,8 @@ pub struct Context {
     /// Labels of the ingress controller's namespace, allowed in by an
     /// Environment's `networkIsolation` NetworkPolicy.
     pub ingress_namespace_labels: BTreeMap<String, String>,
+    /// Thresholds and choices of the paved-path scorecard.
+    pub insights: crate::insights::InsightSettings,
     /// What Paved just wrote (children and status), until the stores have it.
     pub own_writes: converge::OwnWrites,
     /// Per-object backoff of writes the API server refused.
@@ -102,6 +104,23 @@ reconciled!(
     Application => crate::api::ApplicationStatus,
     Environment => crate::api::EnvironmentStatus,
 );
+
+/// Publish an object's own insights and its (rolled-up) score as metrics.
+pub fn publish_insights(
+    ctx: &Context,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    scorecard: &crate::api::scorecard::Scorecard,
+) {
+    let insights: Vec<(&str, &str)> = scorecard
+        .insights
+        .iter()
+        .map(|i| (i.rule.as_str(), i.level.as_str()))
+        .collect();
+    ctx.metrics
+        .set_insights(kind, namespace, name, &insights, scorecard.score);
+}
 
 /// Where a reconcile goes after the [`prologue`].
 pub enum Start<K> {

@@ -114,7 +114,14 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             route: None,
         },
     };
-    let status = service_status(&service, observation, &now());
+    let mut status = service_status(&service, observation, &now());
+    let scorecard = crate::insights::service_scorecard(
+        &service,
+        snapshot.environment_of(&namespace, "Service").ok(),
+        &ctx.insights,
+    );
+    super::publish_insights(&ctx, "Service", &namespace, &service.name_any(), &scorecard);
+    status.scorecard = Some(scorecard);
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = service.status.clone().unwrap_or_default();
     let written = write_status(&ctx, &api, service.as_ref(), &before, &status).await?;

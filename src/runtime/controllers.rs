@@ -44,6 +44,8 @@ pub struct Settings {
     /// Labels of the ingress controller's namespace: an Environment's
     /// `networkIsolation` lets traffic in from namespaces carrying them.
     pub ingress_namespace_labels: std::collections::BTreeMap<String, String>,
+    /// Thresholds and choices of the paved-path scorecard.
+    pub insights: crate::insights::InsightSettings,
 }
 
 /// A reflector: the store of `writer` kept current by a watch; returns the stream
@@ -266,6 +268,7 @@ pub async fn run(
         metrics: metrics.clone(),
         stores: stores.clone(),
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
+        insights: settings.insights.clone(),
         own_writes: Default::default(),
         backoff: Default::default(),
         gateway_api,

@@ -12,7 +12,11 @@
 //! | `paved_leader` (gauge) | |
 //! | `paved_watch_errors_total` | resource |
 //! | `paved_watches_failing` (gauge) | |
+//! | `paved_insights` (gauge, 1 per insight) | rule, level, kind, namespace, name (an object's own insights, not rolled up) |
+//! | `paved_score` (gauge, 0-100) | kind, namespace, name (rolled up: an Application over its Services) |
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -38,6 +42,22 @@ pub struct ResourceLabel {
     pub resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InsightLabels {
+    pub rule: String,
+    pub level: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
@@ -54,6 +74,10 @@ pub struct Metrics {
     leader: Gauge,
     watch_errors: Family<ResourceLabel, Counter>,
     watches_failing: Gauge,
+    insights: Family<InsightLabels, Gauge>,
+    scores: Family<ObjectLabels, Gauge>,
+    /// The insight series each object published last, to remove those that went away.
+    published: Mutex<HashMap<ObjectLabels, Vec<InsightLabels>>>,
 }
 
 impl Default for Metrics {
@@ -71,6 +95,8 @@ impl Default for Metrics {
         let leader = Gauge::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
         let watches_failing = Gauge::default();
+        let insights = Family::<InsightLabels, Gauge>::default();
+        let scores = Family::<ObjectLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -117,8 +143,21 @@ impl Default for Metrics {
             "Watches whose last attempt failed; /readyz is not ready while above 0",
             watches_failing.clone(),
         );
+        registry.register(
+            "insights",
+            "1 for each paved-path insight an object has now (its own rules), by rule, level, kind, namespace and name",
+            insights.clone(),
+        );
+        registry.register(
+            "score",
+            "Paved-path score (0-100) of a Service, Application or Environment, rolled up",
+            scores.clone(),
+        );
         Metrics {
             registry,
+            insights,
+            scores,
+            published: Mutex::default(),
             reconciles,
             errors,
             stalls,
@@ -226,6 +265,78 @@ impl Metrics {
         self.watches_failing.get()
     }
 
+    /// Publish an object's insights (`(rule, level)` each) and score, replacing
+    /// what it published before: an insight that went away leaves no series.
+    pub fn set_insights(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        insights: &[(&str, &str)],
+        score: i32,
+    ) {
+        let object = ObjectLabels {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let now: Vec<InsightLabels> = insights
+            .iter()
+            .map(|(rule, level)| InsightLabels {
+                rule: (*rule).into(),
+                level: (*level).into(),
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .collect();
+        let mut published = self.published.lock().expect("metrics lock");
+        for gone in published
+            .get(&object)
+            .into_iter()
+            .flatten()
+            .filter(|l| !now.contains(l))
+        {
+            self.insights.remove(gone);
+        }
+        for labels in &now {
+            self.insights.get_or_create(labels).set(1);
+        }
+        self.scores.get_or_create(&object).set(i64::from(score));
+        published.insert(object, now);
+    }
+
+    /// Remove every insight and the score of an object that is gone.
+    pub fn forget_insights(&self, kind: &str, namespace: &str, name: &str) {
+        let object = ObjectLabels {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let mut published = self.published.lock().expect("metrics lock");
+        for gone in published.remove(&object).into_iter().flatten() {
+            self.insights.remove(&gone);
+        }
+        self.scores.remove(&object);
+    }
+
+    /// Forget the objects of `namespace` that `exists` says are gone (a Service
+    /// or Application has no finalizer, so no reconcile of its own sees it go:
+    /// its Environment's reconcile prunes after it).
+    pub fn retain_insights(&self, namespace: &str, exists: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<ObjectLabels> = self
+            .published
+            .lock()
+            .expect("metrics lock")
+            .keys()
+            .filter(|o| o.namespace == namespace && !exists(&o.kind, &o.name))
+            .cloned()
+            .collect();
+        for object in gone {
+            self.forget_insights(&object.kind, &object.namespace, &object.name);
+        }
+    }
+
     /// OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -238,6 +349,49 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_insight_that_goes_away_leaves_no_series_and_a_deleted_object_none_at_all() {
+        let metrics = Metrics::default();
+        metrics.set_insights(
+            "Service",
+            "shop",
+            "api",
+            &[("image-pinned", "critical"), ("health-check", "warning")],
+            40,
+        );
+        let series = "paved_insights{rule=\"image-pinned\",level=\"critical\",kind=\"Service\",namespace=\"shop\",name=\"api\"} 1";
+        let text = metrics.encode();
+        assert!(text.contains(series), "{text}");
+        assert!(
+            text.contains("paved_score{kind=\"Service\",namespace=\"shop\",name=\"api\"} 40"),
+            "{text}"
+        );
+        metrics.set_insights("Service", "shop", "api", &[("health-check", "warning")], 70);
+        let text = metrics.encode();
+        assert!(!text.contains("image-pinned"), "{text}");
+        assert!(text.contains("rule=\"health-check\""), "{text}");
+        metrics.forget_insights("Service", "shop", "api");
+        let text = metrics.encode();
+        assert!(
+            !text.contains("health-check") && !text.contains("name=\"api\""),
+            "{text}"
+        );
+        metrics.set_insights("Service", "shop", "web", &[("health-check", "warning")], 70);
+        metrics.set_insights(
+            "Service",
+            "other",
+            "web",
+            &[("health-check", "warning")],
+            70,
+        );
+        metrics.retain_insights("shop", |_, _| false);
+        let text = metrics.encode();
+        assert!(
+            !text.contains("namespace=\"shop\"") && text.contains("namespace=\"other\""),
+            "{text}"
+        );
+    }
 
     #[test]
     fn metrics_are_exposed_under_their_documented_names() {

@@ -80,6 +80,7 @@ pub fn application_status(
         services: summaries,
         ready: format!("{ready_count}/{total}"),
         depends_on,
+        scorecard: None,
     }
 }
 
