@@ -42,7 +42,9 @@ start_test_gateway
 
 stop_controller # a rebuilt binary replaces the running one
 log "starting the controller; logs in $CLUSTER_DIR/logs/paved-dev.log, metrics on http://$LISTEN/metrics"
-setsid "$TARGET_DIR"/debug/paved run --listen "$LISTEN" > "$CLUSTER_DIR/logs/paved-dev.log" 2>&1 < /dev/null &
+# Example prices, so `make dev` shows cost estimates (README: "Cost").
+PAVED_COST_CPU_HOUR=${PAVED_COST_CPU_HOUR:-0.04} PAVED_COST_GIB_HOUR=${PAVED_COST_GIB_HOUR:-0.005} \
+  setsid "$TARGET_DIR"/debug/paved run --listen "$LISTEN" > "$CLUSTER_DIR/logs/paved-dev.log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
 
 # Namespaced objects can only be applied once their Environment's namespace

@@ -30,6 +30,7 @@ mod paved_drift;
 mod paved_environment;
 mod paved_errors;
 mod paved_failures;
+mod paved_insights;
 mod paved_schema;
 mod paved_security;
 mod paved_service;

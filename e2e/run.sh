@@ -61,6 +61,8 @@ rm -f "$controller_pid_file.stop"
 : > "$CLUSTER_DIR/logs/paved-e2e.log"
 (
   while :; do
+    # Example prices, so the tests see cost estimates (paved_insights.rs checks them).
+    PAVED_COST_CPU_HOUR=${PAVED_COST_CPU_HOUR:-0.04} PAVED_COST_GIB_HOUR=${PAVED_COST_GIB_HOUR:-0.005} \
     PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
       "$TARGET_DIR"/debug/paved run --listen "$metrics_addr" >> "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
     echo $! > "$controller_pid_file"

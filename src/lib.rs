@@ -36,6 +36,7 @@
 //! ├── lifecycle.rs         expiry and stop/start schedule of an Environment
 //! ├── catalog.rs           the catalog as Backstage entities (/catalog/backstage)
 //! ├── insights.rs          the paved-path scorecard: rules as data, score, roll-up
+//! ├── cost.rs              monthly cost estimate from requests and admin-set prices
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
 //! │   ├── mod.rs           Context, the prologue every reconcile starts with
@@ -64,6 +65,7 @@ pub mod api;
 pub mod catalog;
 pub mod children;
 pub mod cli;
+pub mod cost;
 pub mod domain;
 pub mod error;
 pub mod insights;

@@ -99,6 +99,8 @@ struct RunArgs {
     ingress_namespace_selector: std::collections::BTreeMap<String, String>,
     #[command(flatten)]
     insights: paved::cli::lint::InsightArgs,
+    #[command(flatten)]
+    cost: paved::cli::lint::CostArgs,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +206,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         instance: Some(identity.clone()),
         ingress_namespace_labels: args.ingress_namespace_selector.clone(),
         insights: args.insights.settings()?,
+        prices: args.cost.prices()?,
     };
 
     // A standby replica is healthy and ready: it serves its purpose by waiting.

@@ -115,6 +115,9 @@ pub struct ApplicationStatus {
     /// The paved-path scorecard: the Application's own rules and its Services'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorecard: Option<super::scorecard::Scorecard>,
+    /// Monthly cost estimate from requests, when an admin set prices (README: "Cost").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::cost::CostEstimate>,
 }
 
 /// A Service as seen from its Application.

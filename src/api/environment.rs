@@ -460,6 +460,9 @@ pub struct EnvironmentStatus {
     /// The paved-path scorecard of everything in the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorecard: Option<super::scorecard::Scorecard>,
+    /// Monthly cost estimate from requests, when an admin set prices (README: "Cost").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::cost::CostEstimate>,
 }
 
 /// A domain held, and since when (RFC 3339).

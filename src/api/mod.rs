@@ -7,6 +7,7 @@
 //! bad input fails at `kubectl apply` rather than in the controller.
 
 pub mod application;
+pub mod cost;
 pub mod environment;
 pub mod gateway_api;
 pub mod scorecard;

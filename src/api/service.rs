@@ -327,6 +327,9 @@ pub struct ServiceStatus {
     /// practices, and a score (see the README's rule table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorecard: Option<super::scorecard::Scorecard>,
+    /// Monthly cost estimate from requests, when an admin set prices (README: "Cost").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::cost::CostEstimate>,
 }
 
 /// How the pods of a Service are probed.

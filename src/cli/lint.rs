@@ -68,6 +68,52 @@ impl InsightArgs {
     }
 }
 
+/// Prices of the cost estimate (`paved run`); both or none.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CostArgs {
+    /// Price of one CPU core for one hour, e.g. 0.031. With --cost-gib-hour,
+    /// statuses carry a monthly cost estimate from requests.
+    #[arg(long = "cost-cpu-hour", env = "PAVED_COST_CPU_HOUR")]
+    pub cpu_hour: Option<f64>,
+    /// Price of one GiB of memory for one hour, e.g. 0.0042.
+    #[arg(long = "cost-gib-hour", env = "PAVED_COST_GIB_HOUR")]
+    pub gib_hour: Option<f64>,
+    /// Currency (or unit) of the prices, shown beside every estimate.
+    #[arg(
+        long = "cost-currency",
+        env = "PAVED_COST_CURRENCY",
+        default_value = "USD"
+    )]
+    pub currency: String,
+}
+
+impl CostArgs {
+    /// The prices, none when neither is set; refused when only one is, or one is
+    /// negative or not finite.
+    pub fn prices(&self) -> Result<Option<crate::cost::Prices>, String> {
+        match (self.cpu_hour, self.gib_hour) {
+            (None, None) => Ok(None),
+            (Some(cpu_hour), Some(gib_hour)) => {
+                if !(cpu_hour.is_finite()
+                    && gib_hour.is_finite()
+                    && cpu_hour >= 0.0
+                    && gib_hour >= 0.0)
+                {
+                    return Err(
+                        "--cost-cpu-hour and --cost-gib-hour must be prices of at least 0".into(),
+                    );
+                }
+                Ok(Some(crate::cost::Prices {
+                    cpu_hour,
+                    gib_hour,
+                    currency: self.currency.clone(),
+                }))
+            }
+            _ => Err("set both --cost-cpu-hour and --cost-gib-hour, or neither".into()),
+        }
+    }
+}
+
 /// `paved lint`'s own arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub struct LintArgs {

@@ -343,6 +343,10 @@ async fn write_status(
                 _ => true,
             });
         status.scorecard = Some(scorecard);
+        status.cost = ctx
+            .prices
+            .as_ref()
+            .map(|prices| crate::cost::environment_cost(environment, &snapshot, prices));
     }
     let before = environment.status.clone().unwrap_or_default();
     let waits_on_services = status

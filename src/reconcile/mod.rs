@@ -67,6 +67,8 @@ pub struct Context {
     pub ingress_namespace_labels: BTreeMap<String, String>,
     /// Thresholds and choices of the paved-path scorecard.
     pub insights: crate::insights::InsightSettings,
+    /// Prices of the cost estimate; none: no estimate.
+    pub prices: Option<crate::cost::Prices>,
     /// What Paved just wrote (children and status), until the stores have it.
     pub own_writes: converge::OwnWrites,
     /// Per-object backoff of writes the API server refused.

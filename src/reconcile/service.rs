@@ -122,6 +122,13 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     );
     super::publish_insights(&ctx, "Service", &namespace, &service.name_any(), &scorecard);
     status.scorecard = Some(scorecard);
+    status.cost = ctx.prices.as_ref().map(|prices| {
+        crate::cost::service_cost(
+            &service,
+            snapshot.environment_of(&namespace, "Service").ok(),
+            prices,
+        )
+    });
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = service.status.clone().unwrap_or_default();
     let written = write_status(&ctx, &api, service.as_ref(), &before, &status).await?;

@@ -46,6 +46,8 @@ pub struct Settings {
     pub ingress_namespace_labels: std::collections::BTreeMap<String, String>,
     /// Thresholds and choices of the paved-path scorecard.
     pub insights: crate::insights::InsightSettings,
+    /// Prices of the cost estimate; none: no estimate.
+    pub prices: Option<crate::cost::Prices>,
 }
 
 /// A reflector: the store of `writer` kept current by a watch; returns the stream
@@ -269,6 +271,7 @@ pub async fn run(
         stores: stores.clone(),
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
         insights: settings.insights.clone(),
+        prices: settings.prices.clone(),
         own_writes: Default::default(),
         backoff: Default::default(),
         gateway_api,
