@@ -324,6 +324,21 @@ spec:
     }
 
     #[test]
+    fn prices_are_both_or_none_and_never_negative() {
+        let args = |cpu_hour, gib_hour| CostArgs {
+            cpu_hour,
+            gib_hour,
+            currency: "EUR".into(),
+        };
+        assert_eq!(args(None, None).prices(), Ok(None));
+        assert!(args(Some(0.04), None).prices().is_err());
+        assert!(args(Some(-1.0), Some(0.01)).prices().is_err());
+        assert!(args(Some(f64::NAN), Some(0.01)).prices().is_err());
+        let prices = args(Some(0.04), Some(0.005)).prices().unwrap().unwrap();
+        assert_eq!((prices.cpu_hour, prices.currency.as_str()), (0.04, "EUR"));
+    }
+
+    #[test]
     fn insight_flags_with_an_unknown_rule_or_level_are_refused() {
         let args = |disable: &[&str], levels: &[&str]| InsightArgs {
             production_min_replicas: 2,
