@@ -145,9 +145,9 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         id: "memory-limit",
-        level: InsightLevel::Warning,
-        passes_when: "the pod has a memory limit (`spec.resources.limits.memory`, or the Environment's defaults); a CPU limit is not asked for, it only throttles",
-        fix: "set spec.resources.limits.memory so a leak kills one pod instead of starving the node",
+        level: InsightLevel::Info,
+        passes_when: "the memory limit was chosen: `spec.resources.limits.memory`, or the Environment's `guardrails.defaults` (not only Paved's built-in 512Mi); a CPU limit is not asked for, it only throttles",
+        fix: "set spec.resources.limits.memory to what the Service needs, so a leak kills one pod and a big heap is not killed for nothing",
         check: Check::Service(memory_limit),
     },
     Rule {
@@ -241,13 +241,22 @@ fn resource_requests(facts: &ServiceFacts<'_>, _: &InsightSettings) -> Verdict {
     if missing.is_empty() {
         Verdict::Passed
     } else {
-        Verdict::Failed(format!("no {} request", missing.join(" or ")))
+        Verdict::Failed(format!(
+            "no {} request set (by the Service or the Environment's defaults)",
+            missing.join(" or ")
+        ))
     }
 }
 
 fn memory_limit(facts: &ServiceFacts<'_>, _: &InsightSettings) -> Verdict {
     if effective(facts, true, "memory") {
         Verdict::Passed
+    } else if facts.environment.is_some() {
+        // Paved's LimitRange gives every container a limit; nobody sized this one.
+        Verdict::Failed(format!(
+            "only Paved's built-in default memory limit ({}) applies",
+            crate::children::guardrails::DEFAULT_MEMORY_LIMIT
+        ))
     } else {
         Verdict::Failed("no memory limit".into())
     }
@@ -670,8 +679,8 @@ mod tests {
 
     #[test]
     fn the_score_is_the_weight_passed_out_of_the_weight_that_applies() {
-        // staging: health 3, requests 3, limit 3, pinned 5, digest (n/a), security 3 = 17;
-        // only image-pinned fails → 12/17.
+        // staging: health 3, requests 3, limit 1, pinned 5, digest (n/a), security 3 = 15;
+        // only image-pinned fails → 10/15.
         let card = service_scorecard(
             &service(&GOOD.replace("api:1.4.2@sha256:0123", "api")),
             Some(&environment("staging")),
@@ -679,7 +688,7 @@ mod tests {
         );
         assert_eq!(
             (card.score, card.critical, card.warning),
-            (12 * 100 / 17, 1, 0)
+            (10 * 100 / 15, 1, 0)
         );
     }
 
@@ -767,7 +776,7 @@ mod tests {
                 .failed
                 .as_deref()
                 .unwrap()
-                .starts_with("no cpu or memory request")
+                .starts_with("no cpu or memory request set")
         );
     }
 

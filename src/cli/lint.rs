@@ -117,7 +117,8 @@ impl CostArgs {
 /// `paved lint`'s own arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub struct LintArgs {
-    /// Manifests (Environments, Applications, Services; other kinds are skipped), `-` for stdin.
+    /// Manifests (Environments, Applications, Services; other kinds are skipped):
+    /// files, folders (their .yaml/.yml/.json files) or `-` for stdin, as `paved render` reads them.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     /// Exit with 1 when an insight is at this level or above: info, warning,
@@ -126,21 +127,6 @@ pub struct LintArgs {
     pub fail_on: String,
     #[command(flatten)]
     pub insights: InsightArgs,
-}
-
-/// Read every file (or stdin for `-`) into one YAML stream.
-pub fn read_manifests(files: &[PathBuf]) -> Result<String, String> {
-    let mut input = String::new();
-    for file in files {
-        let text = if file.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
-        } else {
-            std::fs::read_to_string(file)
-        };
-        input.push_str(&text.map_err(|e| format!("{}: {e}", file.display()))?);
-        input.push_str("\n---\n");
-    }
-    Ok(input)
 }
 
 /// The report of a lint: the text to print and the insights' levels.
@@ -241,7 +227,9 @@ pub fn main(args: &LintArgs) -> u8 {
             return EXIT_INPUT;
         }
     };
-    let snapshot = match read_manifests(&args.files).and_then(|i| crate::cli::render::parse(&i)) {
+    let snapshot = match crate::cli::render::read_manifests(&args.files)
+        .and_then(|i| crate::cli::render::parse(&i))
+    {
         Ok(snapshot) => snapshot,
         Err(error) => {
             eprintln!("paved lint: {error}");
