@@ -71,6 +71,7 @@ pub mod error;
 pub mod insights;
 pub mod lifecycle;
 pub mod names;
+pub mod page;
 #[cfg(test)]
 mod proptests;
 pub mod reconcile;
