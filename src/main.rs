@@ -16,6 +16,7 @@ use paved::runtime::fence::{Fence, FenceLayer};
 use paved::runtime::http::{self, Health};
 use paved::runtime::leader::{LeaderElector, LeaseConfig};
 use paved::runtime::metrics::Metrics;
+use paved::runtime::page::{Pages, PublishedStores, TokenGate};
 use paved::runtime::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -101,6 +102,12 @@ struct RunArgs {
     insights: paved::cli::lint::InsightArgs,
     #[command(flatten)]
     cost: paved::cli::lint::CostArgs,
+    /// Serve the catalog page (/catalog) only to requests carrying a bearer token
+    /// the API server accepts (TokenReview) for a user who may list Environments,
+    /// Applications and Services (SubjectAccessReview). Needs `create` on
+    /// tokenreviews and subjectaccessreviews.
+    #[arg(long, env = "PAVED_PAGE_REQUIRE_TOKEN", default_value_t = false, action = clap::ArgAction::Set)]
+    page_require_token: bool,
 }
 
 fn main() -> ExitCode {
@@ -186,10 +193,16 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let metrics = Arc::new(Metrics::default());
+    let published_stores = PublishedStores::default();
+    let pages = Arc::new(Pages {
+        stores: published_stores.clone(),
+        gate: args.page_require_token.then(TokenGate::default),
+    });
     let health = Arc::new(Health {
         metrics: metrics.clone(),
         ready: AtomicBool::new(false),
         catalog_client: std::sync::OnceLock::new(),
+        pages: pages.clone(),
     });
     let server = tokio::spawn(http::serve(args.listen, health.clone(), stopped(&stop_rx)));
 
@@ -201,12 +214,16 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     ));
     let client = kube::Client::try_from(config.clone())?;
     let _ = health.catalog_client.set(client.clone());
+    if let Some(gate) = &pages.gate {
+        gate.connect(client.clone());
+    }
     let settings = Settings {
         concurrency: args.concurrency,
         instance: Some(identity.clone()),
         ingress_namespace_labels: args.ingress_namespace_selector.clone(),
         insights: args.insights.settings()?,
         prices: args.cost.prices()?,
+        published_stores,
     };
 
     // A standby replica is healthy and ready: it serves its purpose by waiting.

@@ -224,7 +224,7 @@ pub fn service_page(catalog: &Catalog, service: &Service, children: &[ChildState
     let dependent_services: Vec<&Service> = catalog
         .services_in(&namespace)
         .into_iter()
-        .filter(|s| s.spec.depends_on.iter().any(|d| d.to_string() == name))
+        .filter(|s| s.spec.depends_on.contains(&name))
         .collect();
     let dependent_names: Vec<String> = dependent_services.iter().map(|s| s.name_any()).collect();
     let dependents: Vec<GraphNode<'_>> = dependent_names

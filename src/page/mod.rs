@@ -13,6 +13,7 @@
 //! escaped by the template engine (maud escapes every interpolation), and a
 //! link becomes live only when [`safe_href`] accepts it (http and https).
 
+pub mod children;
 pub mod html;
 pub mod svg;
 

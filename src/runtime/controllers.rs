@@ -48,6 +48,8 @@ pub struct Settings {
     pub insights: crate::insights::InsightSettings,
     /// Prices of the cost estimate; none: no estimate.
     pub prices: Option<crate::cost::Prices>,
+    /// Where the catalog page finds the stores while these controllers run.
+    pub published_stores: super::page::PublishedStores,
 }
 
 /// A reflector: the store of `writer` kept current by a watch; returns the stream
@@ -201,6 +203,8 @@ pub async fn run(
     let environment_namespaces = watcher::Config::default().labels(labels::ENVIRONMENT);
 
     let (stores, writers, stores_loaded) = reconcile::new_stores();
+    // The catalog page reads these stores until the controllers stop (dropped here).
+    let _published = settings.published_stores.publish(stores.clone());
     // Every store, by name: a store without its watch does not compile.
     let StoreWriters {
         environments,

@@ -1,5 +1,6 @@
-//! `/metrics`, `/healthz`, `/readyz`, and the catalog for portals
-//! (`/catalog/backstage`).
+//! `/metrics`, `/healthz`, `/readyz`, the catalog for portals
+//! (`/catalog/backstage`), and the catalog page for people (`/catalog`, see
+//! `super::page`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub struct Health {
     /// Set once connected: the catalog endpoint lists the CRs with it, so a
     /// standby replica serves the catalog too.
     pub catalog_client: std::sync::OnceLock<kube::Client>,
+    /// The catalog page: the controllers' stores and the optional token gate.
+    pub pages: Arc<super::page::Pages>,
 }
 
 impl Health {
@@ -37,7 +40,8 @@ pub fn router(health: Arc<Health>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/catalog/backstage", get(backstage_catalog))
-        .with_state(health)
+        .with_state(health.clone())
+        .merge(super::page::router(health.pages.clone()))
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -105,7 +109,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "serving /metrics, /healthz, /readyz");
+    tracing::info!(%listen, "serving /metrics, /healthz, /readyz and the catalog page at /catalog");
     axum::serve(listener, router(health))
         .with_graceful_shutdown(shutdown)
         .await

@@ -7,6 +7,7 @@ pub mod gateway_api;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod page;
 pub mod telemetry;
 pub mod triggers;
 pub mod watches;
