@@ -23,6 +23,7 @@ mod env_support;
 mod env_tenancy;
 mod expose_gateway;
 mod faults;
+mod page_browser;
 mod paved_application_deletion;
 mod paved_catalog;
 mod paved_conflicts;

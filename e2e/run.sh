@@ -73,5 +73,8 @@ rm -f "$controller_pid_file.stop"
 controller_pid=$!
 wait_controller_ready "$metrics_addr" "$controller_pid" || { log "the controller did not become ready"; exit 1; }
 export PAVED_E2E_CONTROLLER_PID_FILE=$controller_pid_file
+# What the tests leave for a person to look at (the catalog page's screenshots).
+export PAVED_E2E_OUTPUT=${PAVED_E2E_OUTPUT:-$TARGET_DIR/e2e-output}
+log "test output (screenshots) in $PAVED_E2E_OUTPUT"
 export PAVED_E2E_KUBECTL=$KUBECTL PAVED_E2E_METRICS=http://$metrics_addr PAVED_E2E_CONTROLLER_LOG=$CLUSTER_DIR/logs/paved-e2e.log PAVED_BIN="$TARGET_DIR"/debug/paved
 cargo test -p paved-e2e --test e2e -- "$@"
