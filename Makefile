@@ -5,7 +5,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit scripts e2e faults chart image dev dev-down cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
+.PHONY: build test unit scripts e2e faults chart image dev dev-down screenshot cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
 
 build:
 	$(CARGO) build --bin paved
@@ -38,6 +38,11 @@ dev:
 
 dev-down:
 	e2e/dev.sh --down
+
+## screenshot: regenerate docs/catalog-overview.png (the README's picture of
+## the catalog page) from `make dev` and headless Chromium.
+screenshot:
+	e2e/screenshot.sh
 
 cluster-build:
 	e2e/cluster/build.sh
