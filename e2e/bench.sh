@@ -17,6 +17,8 @@ trap cleanup EXIT
 
 cd "$root"
 cargo build --release --bin paved --quiet
+# The catalog page's render time for 1,000 Services (pure: no cluster needed).
+cargo bench --bench page --quiet
 cargo bench -p paved-e2e --bench scale --no-run --quiet
 install_crds crds/
 listen=127.0.0.1:${PAVED_BENCH_METRICS_PORT:-18090}

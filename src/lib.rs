@@ -37,6 +37,7 @@
 //! ├── catalog.rs           the catalog as Backstage entities (/catalog/backstage)
 //! ├── insights.rs          the paved-path scorecard: rules as data, score, roll-up
 //! ├── cost.rs              monthly cost estimate from requests and admin-set prices
+//! ├── page/                the catalog page (/catalog): stores' objects → escaped HTML, inline SVG
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
 //! │   ├── mod.rs           Context, the prologue every reconcile starts with
@@ -49,6 +50,7 @@
 //! ├── runtime/             process wiring
 //! │   ├── controllers.rs   reflectors, watches and the three controllers
 //! │   ├── triggers.rs      which objects a watch event reconciles (pure, tested)
+//! │   ├── page.rs          serving the catalog page: published stores, routes, token gate
 //! │   └── metrics.rs http.rs leader.rs telemetry.rs
 //! └── cli/                 the `paved` subcommands besides `run`
 //!     ├── render.rs        `paved render`: the children of manifests, offline
