@@ -76,10 +76,14 @@ fn main() {
         catalog.applications.len(),
         catalog.services.len()
     );
-    measure("  overview", 30, || html::overview(&catalog).into_string().len());
+    measure("  overview", 30, || {
+        html::overview(&catalog).into_string().len()
+    });
     let service = catalog.services[1].clone();
     measure("  one Service's page", 30, || {
-        html::service_page(&catalog, &service, &[]).into_string().len()
+        html::service_page(&catalog, &service, &[])
+            .into_string()
+            .len()
     });
     let env = catalog.environments[2].clone();
     measure("  one Environment's page (250 Services)", 30, || {

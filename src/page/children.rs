@@ -9,6 +9,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 
 use super::ChildState;
+use crate::api::gateway_api::HttpRoute;
 
 pub fn deployment(deployment: &Deployment) -> ChildState {
     let status = deployment.status.clone().unwrap_or_default();
@@ -74,6 +75,32 @@ pub fn ingress(ingress: &Ingress) -> ChildState {
         name: ingress.name_any(),
         state: format!("host {}", hosts.join(", ")),
         healthy: true,
+    }
+}
+
+/// Hosts, and whether every Gateway accepted the route (the first refusal's reason otherwise).
+pub fn http_route(route: &HttpRoute) -> ChildState {
+    let parents = route
+        .status
+        .as_ref()
+        .map(|s| s.parents.as_slice())
+        .unwrap_or_default();
+    let refusal = parents.iter().find_map(|p| {
+        p.conditions
+            .iter()
+            .find(|c| c.status != "True" && (c.type_ == "Accepted" || c.type_ == "ResolvedRefs"))
+            .map(|c| format!("{} by {}: {}", c.reason, p.parent_ref.name, c.message))
+    });
+    let verdict = match (&refusal, parents.is_empty()) {
+        (Some(refusal), _) => refusal.clone(),
+        (None, true) => "no Gateway has reported on it yet".to_string(),
+        (None, false) => "accepted".to_string(),
+    };
+    ChildState {
+        kind: "HTTPRoute",
+        name: route.name_any(),
+        state: format!("host {}; {verdict}", route.spec.hostnames.join(", ")),
+        healthy: refusal.is_none() && !parents.is_empty(),
     }
 }
 

@@ -377,6 +377,12 @@ fn children_of(stores: &Stores, namespace: &str, name: &str) -> Vec<ChildState> 
     );
     found.extend(
         stores
+            .http_routes
+            .get(&child_ref(namespace, name))
+            .map(|r| page::children::http_route(&r)),
+    );
+    found.extend(
+        stores
             .autoscalers
             .get(&child_ref(namespace, name))
             .map(|h| page::children::autoscaler(&h)),
