@@ -219,7 +219,10 @@ spec: {type: preview, domain: $probe.example.test}
 EOF
   sleep 4
   local touched
-  touched=$(k get environment.paved.dev "$probe" -o jsonpath='{.metadata.finalizers}{.status}' 2>/dev/null || true)
+  # A finalizer, or a field written by anyone but this script (the CRDs default
+  # an absent status, so a status alone says nothing).
+  touched=$(k get environment.paved.dev "$probe" --show-managed-fields -o json 2>/dev/null \
+    | jq -r '[(.metadata.finalizers // [])[], (.metadata.managedFields // [] | .[] | select(.manager != "chart-e2e") | .manager)] | join(" ")' || true)
   if [ -n "$touched" ]; then
     echo "  probe $probe was reconciled; its field managers: $(k get environment.paved.dev "$probe" --show-managed-fields \
       -o jsonpath='{range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource} {end}' 2>/dev/null)" >&2
