@@ -5,7 +5,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit scripts e2e faults chart image dev dev-down screenshot cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
+.PHONY: build test unit scripts e2e faults chart upgrade image dev dev-down screenshot cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
 
 build:
 	$(CARGO) build --bin paved
@@ -13,7 +13,7 @@ build:
 ## test: everything CI runs — unit tests (with the crds/ drift check), the
 ## cluster scripts' cold start, then the e2e tests, then the fault tests
 ## (failover, split brain, control-plane outages), then the Helm chart's proof
-## (install, upgrade, RBAC sufficient and minimal).
+## (install, upgrade, RBAC sufficient and minimal, upgrade from the previous release).
 test: unit scripts e2e faults chart
 
 unit:
@@ -61,9 +61,15 @@ crds:
 	cp crds/*.yaml charts/paved/files/crds/
 
 ## chart: lint, install and upgrade the Helm chart on the local control plane, and
-## prove its RBAC sufficient and minimal.
+## prove its RBAC sufficient and minimal; then the upgrade from the previous release.
 chart:
 	e2e/chart.sh
+	e2e/upgrade.sh
+
+## upgrade: chart, CRDs and controller from the release in e2e/upgrade-from to
+## this checkout (nothing recreated or rolled), and the controller back.
+upgrade:
+	e2e/upgrade.sh
 
 ## image: the static binary and the container image (buildah), with the 40 MB budget.
 image:
