@@ -149,6 +149,14 @@ async fn the_overview_in_a_browser_shows_the_environments_column_and_each_servic
         service_page.contains(">Deployment<"),
         "its children are listed"
     );
+    assert!(
+        service_page.contains("<code>health-check</code>"),
+        "what to change: web declares no health check"
+    );
+    assert!(
+        service_page.contains("Cost (estimate per month)"),
+        "the cost from the prices e2e/run.sh sets"
+    );
     screenshot(&service_link, "service.png");
 }
 

@@ -77,6 +77,53 @@ fn conditions_table(conditions: &[Condition]) -> Markup {
     }
 }
 
+/// The paved-path scorecard (what to change, most severe first) and the cost
+/// estimate, as the status of any of the three kinds carries them.
+fn scorecard_and_cost(
+    scorecard: Option<&crate::api::scorecard::Scorecard>,
+    cost: Option<&crate::api::cost::CostEstimate>,
+) -> Markup {
+    html! {
+        h2 { "Paved path" }
+        @match scorecard {
+            None => { p.muted { "No scorecard yet." } }
+            Some(card) => {
+                p.score {
+                    "Score " strong { (card.score) } " / 100: "
+                    (card.critical) " critical, " (card.warning) " warning, " (card.info) " info"
+                }
+                @if card.insights.is_empty() { p.muted { "Nothing to improve." } }
+                @else {
+                    table.insights {
+                        thead { tr { th { "Level" } th { "Rule" } th { "Where" } th { "What to change" } } }
+                        tbody {
+                            @for insight in &card.insights {
+                                tr class={ "insight-" (insight.level.as_str()) } {
+                                    td { (insight.level.as_str()) }
+                                    td { code { (insight.rule) } }
+                                    td {
+                                        @if let Some(service) = &insight.service { (service) }
+                                        @else if let Some(application) = &insight.application { (application) }
+                                    }
+                                    td.message { (insight.message) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(cost) = cost {
+            h2 { "Cost (estimate per month)" }
+            dl.facts {
+                dt { "Running" } dd { (cost.monthly) " " (cost.currency) }
+                dt { "As declared" } dd { (cost.monthly_requested) " " (cost.currency) " (" (cost.cpu) " CPU, " (cost.memory_gib) " GiB)" }
+                @if let Some(saved) = &cost.saved_by_stopping { dt { "Saved by stopping" } dd { (saved) " " (cost.currency) } }
+            }
+        }
+    }
+}
+
 fn environment_badges(env: &Environment) -> Markup {
     let status = env.status.clone().unwrap_or_default();
     html! {
@@ -286,6 +333,7 @@ pub fn service_page(catalog: &Catalog, service: &Service, children: &[ChildState
             }
             _ => { p.muted { "No requests of its own (the Environment's defaults apply)." } }
         }
+        (scorecard_and_cost(status.scorecard.as_ref(), status.cost.as_ref()))
     };
     layout(&format!("Service {namespace}/{name}"), body)
 }
@@ -417,6 +465,7 @@ pub fn environment_page(catalog: &Catalog, env: &Environment) -> Markup {
             h2 { "Quota" }
             div.picture { (svg::usage_bars(&bars)) }
         }
+        (scorecard_and_cost(status.scorecard.as_ref(), status.cost.as_ref()))
         h2 { "Conditions" }
         (conditions_table(&status.conditions))
     };
@@ -467,6 +516,7 @@ pub fn application_page(catalog: &Catalog, app: &Application) -> Markup {
                 }
             }
         }
+        (scorecard_and_cost(status.scorecard.as_ref(), status.cost.as_ref()))
         h2 { "Conditions" }
         (conditions_table(&status.conditions))
     };
@@ -648,5 +698,39 @@ mod tests {
         let production =
             environment_page(&catalog, catalog.environment("production").unwrap()).into_string();
         assert!(production.contains("500m / 4"), "{production}");
+    }
+
+    #[test]
+    fn a_services_page_lists_what_to_change_and_what_it_costs() {
+        let mut service = (*shop().services[0]).clone();
+        let status = service.status.get_or_insert_with(Default::default);
+        status.scorecard = Some(serde_yaml::from_str(&format!(
+            "{{score: 62, critical: 1, warning: 1, info: 0, insights: [\
+             {{rule: image-pinned, level: critical, message: {HOSTILE:?}}}, \
+             {{rule: health-check, level: warning, message: 'no spec.health: declare a readiness path'}}]}}"
+        ))
+        .unwrap());
+        status.cost = Some(
+            serde_yaml::from_str(
+                "{currency: EUR, monthlyRequested: '12.50', monthly: '0.00', savedByStopping: '12.50', cpu: '0.5', memoryGib: '1'}",
+            )
+            .unwrap(),
+        );
+        let html = service_page(&shop(), &service, &[]).into_string();
+        assert!(html.contains("Score <strong>62</strong> / 100"), "{html}");
+        let critical = html.find("insight-critical").expect("the critical insight");
+        let warning = html.find("insight-warning").expect("the warning");
+        assert!(critical < warning, "most severe first, as status has them");
+        assert!(html.contains("no spec.health: declare a readiness path"));
+        assert!(
+            !html.contains("<script>document.title"),
+            "messages are text"
+        );
+        assert!(html.contains("Saved by stopping") && html.contains("12.50 EUR"));
+
+        // Without a scorecard or prices: said, not hidden; no cost section.
+        let bare = service_page(&shop(), &shop().services[1], &[]).into_string();
+        assert!(bare.contains("No scorecard yet."));
+        assert!(!bare.contains("Cost (estimate"));
     }
 }
