@@ -304,8 +304,21 @@ snapshot() { # file
       "Environment//\(.metadata.name) gen=\(.metadata.generation) spec=\(.spec | tojson)"'
   } | sort >"$1"
 }
+# Every HPA has acted: its target's spec.replicas is what it wants. The HPA
+# controller syncs every 15 s and scales a Deployment below minReplicas up
+# (without metrics too), which moves the Deployment's generation: a 2 s quiet
+# window taken before its first sync would blame that scaling on the upgrade.
+hpas_settled() {
+  local ns
+  for ns in "${envs[@]}"; do
+    { k -n "$ns" get hpa -o json; k -n "$ns" get deployments -o json; } | jq -se '
+      (.[1].items | map({key: .metadata.name, value: .spec.replicas}) | from_entries) as $replicas |
+      all(.[0].items[]; .status.desiredReplicas != null
+        and $replicas[.spec.scaleTargetRef.name] == .status.desiredReplicas)' >/dev/null || return 1
+  done
+}
 # Quiet: nothing of ours changes for 2 s (the controller-manager's status writes settled).
-settled() { snapshot "$work/a"; sleep 2; snapshot "$work/b"; cmp -s "$work/a" "$work/b"; }
+settled() { hpas_settled && snapshot "$work/a" && sleep 2 && snapshot "$work/b" && cmp -s "$work/a" "$work/b"; }
 wait_for "the objects settle" settled || fail "the objects under the $prev_tag controller do not settle"
 cp "$work/b" "$work/before"
 versions "$work/versions-before"
