@@ -109,7 +109,8 @@ async fn deploys_a_rollback_and_a_stalled_revision_move_the_delivery_figures_met
     wait_delivery(
         &services,
         "web",
-        json!({"deploys": 3, "failures": 1, "lastFailedRevision": 2, "changeFailureRate": "0.33"}),
+        // The annotation still names revision 2's commit: no lead time of its own.
+        json!({"deploys": 3, "failures": 1, "lastFailedRevision": 2, "changeFailureRate": "0.33", "leadTimes": 2}),
     )
     .await;
 

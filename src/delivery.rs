@@ -97,7 +97,9 @@ pub fn service_delivery(
             .annotations
             .as_ref()
             .and_then(|a| a.get(annotations::COMMIT_TIME));
-        if let Some(lead) = commit_time.and_then(|t| seconds_between(t, now)) {
+        let new_commit = commit_time.filter(|t| delivery.last_commit_time.as_ref() != Some(*t));
+        if let Some((commit, lead)) = new_commit.and_then(|t| Some((t, seconds_between(t, now)?))) {
+            delivery.last_commit_time = Some(commit.clone());
             delivery.lead_times += 1;
             delivery.lead_time_seconds_total += lead;
             delivery.last_lead_time_seconds = Some(lead);
@@ -327,6 +329,24 @@ mod tests {
         assert_eq!(d.mean_time_to_restore_seconds, Some(900));
         assert_eq!(d.failing_since, None);
         assert_eq!(d.change_failure_rate, "0.50");
+    }
+
+    #[test]
+    fn a_revision_under_a_commit_time_already_counted_has_no_lead_time_of_its_own() {
+        let commit = Some("2026-01-01T00:00:00Z");
+        let v1 = status(1, &["web:1"], true, false, T0);
+        let first = service_delivery(
+            &web(commit),
+            &ServiceStatus::default(),
+            &v1,
+            "2026-01-01T00:01:00Z",
+        );
+        let before = carried(v1, &first);
+        // A configuration change (or a rollback) with the annotation left as it was.
+        let config = status(2, &["web:1", "web:1"], false, false, T0);
+        let d = service_delivery(&web(commit), &before, &config, "2026-01-01T05:00:00Z");
+        assert_eq!(d.deploys, 2);
+        assert_eq!((d.lead_times, d.last_lead_time_seconds), (1, Some(60)));
     }
 
     #[test]

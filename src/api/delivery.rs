@@ -38,7 +38,9 @@ pub struct Delivery {
     /// Time to restore of the latest restore (a roll-up: the longest latest one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_time_to_restore_seconds: Option<i64>,
-    /// Deploys that carried a `paved.dev/commit-time` annotation (RFC 3339).
+    /// Deploys that carried a new `paved.dev/commit-time` annotation (RFC 3339):
+    /// a revision under the commit time already counted (a rollback, a
+    /// configuration change) has no lead time of its own.
     #[serde(default)]
     pub lead_times: i64,
     /// Sum of the lead times, in seconds: commit time to the new revision.
@@ -48,6 +50,9 @@ pub struct Delivery {
     /// longest latest one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_lead_time_seconds: Option<i64>,
+    /// A Service's: the commit time whose lead time was counted last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_time: Option<String>,
     /// A Service's: the newest revision counted as a failure (each counts once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed_revision: Option<i64>,
