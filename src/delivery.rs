@@ -107,7 +107,9 @@ pub fn service_delivery(
     }
 
     let ready = condition(after, conditions::READY);
-    if is_true(after, conditions::STALLED) {
+    // Stalled before any revision was applied (a refused manifest): never
+    // deployed, so no failure and nothing to restore.
+    if is_true(after, conditions::STALLED) && after.revision >= 1 {
         count_failure(&mut delivery, after.revision);
         if delivery.failing_since.is_none() {
             // When it left Ready: Ready=False's transition time.
@@ -347,6 +349,17 @@ mod tests {
         let d = service_delivery(&web(commit), &before, &config, "2026-01-01T05:00:00Z");
         assert_eq!(d.deploys, 2);
         assert_eq!((d.lead_times, d.last_lead_time_seconds), (1, Some(60)));
+    }
+
+    #[test]
+    fn a_service_stalled_before_its_first_revision_has_no_failure_and_nothing_to_restore() {
+        let refused = status(0, &[], false, true, T0);
+        let d = service_delivery(&web(None), &ServiceStatus::default(), &refused, T0);
+        assert_eq!((d.deploys, d.failures, d.failing_since.as_deref()), (0, 0, None));
+        let before = carried(refused, &d);
+        let ready = status(1, &["web:1"], true, false, "2026-01-01T01:00:00Z");
+        let d = service_delivery(&web(None), &before, &ready, "2026-01-01T01:00:00Z");
+        assert_eq!((d.deploys, d.failures, d.restores), (1, 0, 0));
     }
 
     #[test]
