@@ -355,7 +355,10 @@ mod tests {
     fn a_service_stalled_before_its_first_revision_has_no_failure_and_nothing_to_restore() {
         let refused = status(0, &[], false, true, T0);
         let d = service_delivery(&web(None), &ServiceStatus::default(), &refused, T0);
-        assert_eq!((d.deploys, d.failures, d.failing_since.as_deref()), (0, 0, None));
+        assert_eq!(
+            (d.deploys, d.failures, d.failing_since.as_deref()),
+            (0, 0, None)
+        );
         let before = carried(refused, &d);
         let ready = status(1, &["web:1"], true, false, "2026-01-01T01:00:00Z");
         let d = service_delivery(&web(None), &before, &ready, "2026-01-01T01:00:00Z");
