@@ -29,7 +29,7 @@ pub(crate) fn paved_bin() -> PathBuf {
 }
 
 /// Runs `paved ARGS` with the local cluster's kubeconfig, off the async runtime.
-async fn paved(args: &[&str]) -> Output {
+pub(crate) async fn paved(args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(paved_bin())
@@ -46,7 +46,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn assert_success(output: &Output, what: &str) -> String {
+pub(crate) fn assert_success(output: &Output, what: &str) -> String {
     assert!(
         output.status.success(),
         "{what} failed ({}): stdout {} stderr {}",

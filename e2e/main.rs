@@ -27,6 +27,7 @@ mod page_browser;
 mod paved_application_deletion;
 mod paved_catalog;
 mod paved_conflicts;
+mod paved_delivery;
 mod paved_drift;
 mod paved_environment;
 mod paved_errors;

@@ -259,6 +259,8 @@ async fn port_exporter_mappings_turn_live_objects_into_valid_entities() {
     assert_eq!(web.properties["ready"], json!(true));
     assert_eq!(web.properties["health"], json!("Available"));
     assert_eq!(web.properties["replicasAvailable"], json!(2));
+    assert_eq!(web.properties["deploys"], json!(1), "one revision so far");
+    assert_eq!(web.properties["changeFailureRate"].as_f64(), Some(0.0));
     assert!(
         web.properties["url"]
             .as_str()

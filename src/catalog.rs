@@ -10,7 +10,10 @@
 //! Each entity carries its kind's paved-path scorecard from status as
 //! annotations (`paved.dev/score`, `paved.dev/insights-critical`, `-warning`,
 //! `-info`, and `paved.dev/insights`: the rule ids, comma-separated), so a
-//! portal can show and sort by them without reading Kubernetes.
+//! portal can show and sort by them without reading Kubernetes; and its
+//! delivery metrics (`paved.dev/deploys`, `paved.dev/change-failures`,
+//! `paved.dev/change-failure-rate`, `paved.dev/delivery-since`, and when known
+//! `paved.dev/mean-time-to-restore-seconds`, `paved.dev/last-lead-time-seconds`).
 //!
 //! Owners are Group references (`group:default/<owner>`). The same Application
 //! in staging and production becomes two Systems, `staging/shop` and
@@ -21,6 +24,7 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
+use crate::api::delivery::Delivery;
 use crate::api::environment::AccessRole;
 use crate::api::scorecard::Scorecard;
 use crate::api::{Application, Environment, Service};
@@ -64,6 +68,45 @@ fn scorecard_annotations(scorecard: Option<&Scorecard>) -> BTreeMap<String, Stri
     ])
 }
 
+/// The delivery metrics as annotations; none before Paved has counted.
+fn delivery_annotations(delivery: Option<&Delivery>) -> BTreeMap<String, String> {
+    let Some(d) = delivery else {
+        return BTreeMap::new();
+    };
+    let mut annotations = BTreeMap::from([
+        ("paved.dev/deploys".to_string(), d.deploys.to_string()),
+        (
+            "paved.dev/change-failures".to_string(),
+            d.failures.to_string(),
+        ),
+        (
+            "paved.dev/change-failure-rate".to_string(),
+            d.change_failure_rate.clone(),
+        ),
+        ("paved.dev/delivery-since".to_string(), d.since.clone()),
+    ]);
+    if let Some(mttr) = d.mean_time_to_restore_seconds {
+        annotations.insert(
+            "paved.dev/mean-time-to-restore-seconds".into(),
+            mttr.to_string(),
+        );
+    }
+    if let Some(lead) = d.last_lead_time_seconds {
+        annotations.insert("paved.dev/last-lead-time-seconds".into(), lead.to_string());
+    }
+    annotations
+}
+
+/// Scorecard and delivery annotations of a status.
+fn status_annotations(
+    scorecard: Option<&Scorecard>,
+    delivery: Option<&Delivery>,
+) -> BTreeMap<String, String> {
+    let mut annotations = scorecard_annotations(scorecard);
+    annotations.extend(delivery_annotations(delivery));
+    annotations
+}
+
 fn environment_entity(env: &Environment) -> Value {
     let owner = env
         .spec
@@ -80,15 +123,20 @@ fn environment_entity(env: &Environment) -> Value {
             "namespace": "default",
             "description": format!("Paved {} environment (namespace {})", env.spec.type_.as_str(), env.namespace_name()),
             "labels": {"paved.dev/environment-type": env.spec.type_.as_str()},
-            "annotations": scorecard_annotations(env.status.as_ref().and_then(|s| s.scorecard.as_ref())),
+            "annotations": status_annotations(
+                env.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+                env.status.as_ref().and_then(|s| s.delivery.as_ref()),
+            ),
         },
         "spec": {"type": "environment", "owner": group_ref(&owner)},
     })
 }
 
 fn application_entity(app: &Application, namespace: &str) -> Value {
-    let mut annotations =
-        scorecard_annotations(app.status.as_ref().and_then(|s| s.scorecard.as_ref()));
+    let mut annotations = status_annotations(
+        app.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+        app.status.as_ref().and_then(|s| s.delivery.as_ref()),
+    );
     annotations.insert(labels::BACKSTAGE_KUBERNETES_ID.to_string(), app.name_any());
     let mut metadata = json!({
         "name": app.name_any(),
@@ -120,8 +168,10 @@ fn application_entity(app: &Application, namespace: &str) -> Value {
 
 fn service_entity(service: &Service, namespace: &str, app: Option<&Application>) -> Value {
     let application = &service.spec.application;
-    let mut annotations =
-        scorecard_annotations(service.status.as_ref().and_then(|s| s.scorecard.as_ref()));
+    let mut annotations = status_annotations(
+        service.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+        service.status.as_ref().and_then(|s| s.delivery.as_ref()),
+    );
     annotations.extend([
         (
             labels::BACKSTAGE_KUBERNETES_ID.to_string(),
@@ -326,6 +376,42 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_counted_service_carries_its_delivery_metrics_as_annotations_and_an_uncounted_one_none() {
+        let (envs, apps, mut svcs) = fixture();
+        svcs[1].status = Some(crate::api::ServiceStatus {
+            delivery: Some(Delivery {
+                since: "2026-01-01T00:00:00Z".into(),
+                deploys: 4,
+                failures: 1,
+                change_failure_rate: "0.25".into(),
+                mean_time_to_restore_seconds: Some(120),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let entities = backstage_entities(&envs, &apps, &svcs);
+        let annotations = &entities[2]["metadata"]["annotations"];
+        assert_eq!(annotations["paved.dev/deploys"], "4");
+        assert_eq!(annotations["paved.dev/change-failures"], "1");
+        assert_eq!(annotations["paved.dev/change-failure-rate"], "0.25");
+        assert_eq!(annotations["paved.dev/mean-time-to-restore-seconds"], "120");
+        assert_eq!(
+            annotations["paved.dev/delivery-since"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert!(
+            annotations
+                .get("paved.dev/last-lead-time-seconds")
+                .is_none()
+        );
+        assert!(
+            entities[3]["metadata"]["annotations"]
+                .get("paved.dev/deploys")
+                .is_none()
         );
     }
 

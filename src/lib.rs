@@ -37,6 +37,7 @@
 //! ├── catalog.rs           the catalog as Backstage entities (/catalog/backstage)
 //! ├── insights.rs          the paved-path scorecard: rules as data, score, roll-up
 //! ├── cost.rs              monthly cost estimate from requests and admin-set prices
+//! ├── delivery.rs          delivery metrics: deploys, change failures, time to restore, lead time
 //! ├── page/                the catalog page (/catalog): stores' objects → escaped HTML, inline SVG
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
@@ -68,6 +69,7 @@ pub mod catalog;
 pub mod children;
 pub mod cli;
 pub mod cost;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod insights;

@@ -73,6 +73,9 @@ pub mod annotations {
     pub const RESTARTED_AT: &str = "paved.dev/restarted-at";
     /// On an Ingress: cert-manager picks the issuer from this annotation.
     pub const CERT_MANAGER_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
+    /// On a Service, set by CI with the image: when the commit it deploys was
+    /// made (RFC 3339). A new revision's lead time runs from it.
+    pub const COMMIT_TIME: &str = "paved.dev/commit-time";
 }
 
 /// kstatus condition types.

@@ -8,6 +8,7 @@
 
 pub mod application;
 pub mod cost;
+pub mod delivery;
 pub mod environment;
 pub mod gateway_api;
 pub mod scorecard;

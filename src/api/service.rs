@@ -330,6 +330,10 @@ pub struct ServiceStatus {
     /// Monthly cost estimate from requests, when an admin set prices (README: "Cost").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::cost::CostEstimate>,
+    /// Delivery metrics: deploys, change failures, time to restore, lead time,
+    /// counted from `since` (README: "Delivery metrics").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<super::delivery::Delivery>,
 }
 
 /// How the pods of a Service are probed.

@@ -124,6 +124,25 @@ fn scorecard_and_cost(
     }
 }
 
+/// The delivery metrics as status carries them (counts since `since`).
+fn delivery_facts(delivery: Option<&crate::api::delivery::Delivery>) -> Markup {
+    html! {
+        @if let Some(d) = delivery {
+            h2 { "Delivery (since " (d.since) ")" }
+            dl.facts {
+                dt { "Deploys" } dd { (d.deploys) @if let Some(at) = &d.last_deploy_at { " (latest " (at) ")" } }
+                dt { "Change failures" } dd { (d.failures) " (rate " (d.change_failure_rate) ")" }
+                dt { "Restores" } dd {
+                    (d.restores)
+                    @if let Some(mean) = d.mean_time_to_restore_seconds { " (mean " (mean) " s)" }
+                    @if let Some(since) = &d.failing_since { " · down since " (since) }
+                }
+                @if let Some(lead) = d.last_lead_time_seconds { dt { "Latest lead time" } dd { (lead) " s" } }
+            }
+        }
+    }
+}
+
 fn environment_badges(env: &Environment) -> Markup {
     let status = env.status.clone().unwrap_or_default();
     html! {
@@ -334,6 +353,7 @@ pub fn service_page(catalog: &Catalog, service: &Service, children: &[ChildState
             _ => { p.muted { "No requests of its own (the Environment's defaults apply)." } }
         }
         (scorecard_and_cost(status.scorecard.as_ref(), status.cost.as_ref()))
+        (delivery_facts(status.delivery.as_ref()))
     };
     layout(&format!("Service {namespace}/{name}"), body)
 }
@@ -466,6 +486,7 @@ pub fn environment_page(catalog: &Catalog, env: &Environment) -> Markup {
             div.picture { (svg::usage_bars(&bars)) }
         }
         (scorecard_and_cost(status.scorecard.as_ref(), status.cost.as_ref()))
+        (delivery_facts(status.delivery.as_ref()))
         h2 { "Conditions" }
         (conditions_table(&status.conditions))
     };
@@ -517,6 +538,7 @@ pub fn application_page(catalog: &Catalog, app: &Application) -> Markup {
             }
         }
         (scorecard_and_cost(status.scorecard.as_ref(), status.cost.as_ref()))
+        (delivery_facts(status.delivery.as_ref()))
         h2 { "Conditions" }
         (conditions_table(&status.conditions))
     };
@@ -727,6 +749,20 @@ mod tests {
             "messages are text"
         );
         assert!(html.contains("Saved by stopping") && html.contains("12.50 EUR"));
+        assert!(!html.contains("Delivery (since"), "no figures, no section");
+        service.status.as_mut().unwrap().delivery = Some(
+            serde_yaml::from_str(&format!(
+                "{{since: {HOSTILE:?}, deploys: 4, failures: 1, changeFailureRate: '0.25', meanTimeToRestoreSeconds: 40}}"
+            ))
+            .unwrap(),
+        );
+        let html = service_page(&shop(), &service, &[]).into_string();
+        assert!(
+            html.contains("Change failures</dt><dd>1 (rate 0.25)"),
+            "{html}"
+        );
+        assert!(html.contains("(mean 40 s)"), "{html}");
+        assert!(!html.contains("<script>document.title"), "text, escaped");
 
         // Without a scorecard or prices: said, not hidden; no cost section.
         let bare = service_page(&shop(), &shop().services[1], &[]).into_string();

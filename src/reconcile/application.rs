@@ -57,6 +57,9 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     status.cost = ctx.prices.as_ref().map(|prices| {
         crate::cost::application_cost(&namespace, &application.name_any(), &snapshot, prices)
     });
+    status.delivery = crate::delivery::services_delivery(
+        snapshot.services_of(&namespace, &application.name_any()),
+    );
 
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = application.status.clone().unwrap_or_default();

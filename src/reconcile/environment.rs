@@ -347,6 +347,7 @@ async fn write_status(
             .prices
             .as_ref()
             .map(|prices| crate::cost::environment_cost(environment, &snapshot, prices));
+        status.delivery = crate::delivery::services_delivery(snapshot.services_in(&namespace));
     }
     let before = environment.status.clone().unwrap_or_default();
     let waits_on_services = status

@@ -114,7 +114,8 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             route: None,
         },
     };
-    let mut status = service_status(&service, observation, &now());
+    let at = now();
+    let mut status = service_status(&service, observation, &at);
     let scorecard = crate::insights::service_scorecard(
         &service,
         snapshot.environment_of(&namespace, "Service").ok(),
@@ -129,8 +130,16 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             prices,
         )
     });
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = service.status.clone().unwrap_or_default();
+    let delivery = crate::delivery::service_delivery(&service, &before, &status, &at);
+    ctx.metrics.set_delivery(
+        &namespace,
+        &service.spec.application,
+        &service.name_any(),
+        &delivery,
+    );
+    status.delivery = Some(delivery);
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = write_status(&ctx, &api, service.as_ref(), &before, &status).await?;
 
     match outcome {

@@ -14,6 +14,15 @@
 //! | `paved_watches_failing` (gauge) | |
 //! | `paved_insights` (gauge, 1 per insight) | rule, level, kind, namespace, name (an object's own insights, not rolled up) |
 //! | `paved_score` (gauge, 0-100) | kind, namespace, name (rolled up: an Application over its Services) |
+//! | `paved_deploys_total` | namespace, application, service (new revisions since `status.delivery.since`) |
+//! | `paved_change_failures_total` | namespace, application, service (revisions that went Stalled or were rolled back) |
+//! | `paved_restores_total` | namespace, application, service (returns to Ready after a Stalled) |
+//! | `paved_time_to_restore_seconds_total` | namespace, application, service (sum of the times to restore) |
+//! | `paved_lead_time_seconds` (gauge) | namespace, application, service (latest deploy with a `paved.dev/commit-time`) |
+//!
+//! The delivery counters mirror the cumulative figures in each Service's
+//! status, so a restarted controller resumes them where status left them
+//! (Prometheus sees a counter appear, not a reset to zero).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -58,6 +67,13 @@ pub struct ObjectLabels {
     pub name: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub namespace: String,
+    pub application: String,
+    pub service: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
@@ -78,6 +94,13 @@ pub struct Metrics {
     scores: Family<ObjectLabels, Gauge>,
     /// The insight series each object published last, to remove those that went away.
     published: Mutex<HashMap<ObjectLabels, Vec<InsightLabels>>>,
+    deploys: Family<DeliveryLabels, Counter>,
+    change_failures: Family<DeliveryLabels, Counter>,
+    restores: Family<DeliveryLabels, Counter>,
+    time_to_restore: Family<DeliveryLabels, Counter>,
+    lead_time: Family<DeliveryLabels, Gauge>,
+    /// The delivery series of each Service, to remove them when it goes.
+    delivery_published: Mutex<HashMap<ObjectLabels, DeliveryLabels>>,
 }
 
 impl Default for Metrics {
@@ -153,8 +176,44 @@ impl Default for Metrics {
             "Paved-path score (0-100) of a Service, Application or Environment, rolled up",
             scores.clone(),
         );
+        let deploys = Family::<DeliveryLabels, Counter>::default();
+        let change_failures = Family::<DeliveryLabels, Counter>::default();
+        let restores = Family::<DeliveryLabels, Counter>::default();
+        let time_to_restore = Family::<DeliveryLabels, Counter>::default();
+        let lead_time = Family::<DeliveryLabels, Gauge>::default();
+        registry.register(
+            "deploys",
+            "New revisions of a Service (image or configuration changed), as counted in its status.delivery",
+            deploys.clone(),
+        );
+        registry.register(
+            "change_failures",
+            "Revisions of a Service that went Stalled or were rolled back, each once",
+            change_failures.clone(),
+        );
+        registry.register(
+            "restores",
+            "Returns of a Service to Ready after it went Stalled",
+            restores.clone(),
+        );
+        registry.register(
+            "time_to_restore_seconds",
+            "Sum of a Service's times to restore (leaving Ready to its return), in seconds",
+            time_to_restore.clone(),
+        );
+        registry.register(
+            "lead_time_seconds",
+            "Lead time of a Service's latest deploy that carried a paved.dev/commit-time annotation, in seconds",
+            lead_time.clone(),
+        );
         Metrics {
             registry,
+            deploys,
+            change_failures,
+            restores,
+            time_to_restore,
+            lead_time,
+            delivery_published: Mutex::default(),
             insights,
             scores,
             published: Mutex::default(),
@@ -306,13 +365,83 @@ impl Metrics {
         published.insert(object, now);
     }
 
-    /// Remove every insight and the score of an object that is gone.
+    /// Publish a Service's delivery figures: the counters follow its status
+    /// (a counter never goes down: a smaller figure, a Service created anew
+    /// under the same name, starts a new series).
+    pub fn set_delivery(
+        &self,
+        namespace: &str,
+        application: &str,
+        service: &str,
+        delivery: &crate::api::delivery::Delivery,
+    ) {
+        let labels = DeliveryLabels {
+            namespace: namespace.into(),
+            application: application.into(),
+            service: service.into(),
+        };
+        let object = ObjectLabels {
+            kind: "Service".into(),
+            namespace: namespace.into(),
+            name: service.into(),
+        };
+        let mut published = self.delivery_published.lock().expect("metrics lock");
+        if let Some(old) = published.insert(object, labels.clone()) {
+            if old != labels {
+                self.remove_delivery(&old);
+            }
+        }
+        for (family, figure) in [
+            (&self.deploys, delivery.deploys),
+            (&self.change_failures, delivery.failures),
+            (&self.restores, delivery.restores),
+            (
+                &self.time_to_restore,
+                delivery.time_to_restore_seconds_total,
+            ),
+        ] {
+            let figure = u64::try_from(figure).unwrap_or(0);
+            let current = family.get_or_create(&labels).get();
+            if figure < current {
+                family.remove(&labels);
+            }
+            let counter = family.get_or_create(&labels);
+            counter.inc_by(figure.saturating_sub(counter.get()));
+        }
+        match delivery.last_lead_time_seconds {
+            Some(seconds) => {
+                self.lead_time.get_or_create(&labels).set(seconds);
+            }
+            None => {
+                self.lead_time.remove(&labels);
+            }
+        }
+    }
+
+    fn remove_delivery(&self, labels: &DeliveryLabels) {
+        self.deploys.remove(labels);
+        self.change_failures.remove(labels);
+        self.restores.remove(labels);
+        self.time_to_restore.remove(labels);
+        self.lead_time.remove(labels);
+    }
+
+    /// Remove every insight and the score of an object that is gone (and a
+    /// Service's delivery series).
     pub fn forget_insights(&self, kind: &str, namespace: &str, name: &str) {
         let object = ObjectLabels {
             kind: kind.into(),
             namespace: namespace.into(),
             name: name.into(),
         };
+        let delivery = self
+            .delivery_published
+            .lock()
+            .expect("metrics lock")
+            .remove(&object);
+        if let Some(labels) = delivery {
+            self.remove_delivery(&labels);
+        }
         let mut published = self.published.lock().expect("metrics lock");
         for gone in published.remove(&object).into_iter().flatten() {
             self.insights.remove(&gone);
@@ -324,14 +453,17 @@ impl Metrics {
     /// or Application has no finalizer, so no reconcile of its own sees it go:
     /// its Environment's reconcile prunes after it).
     pub fn retain_insights(&self, namespace: &str, exists: impl Fn(&str, &str) -> bool) {
-        let gone: Vec<ObjectLabels> = self
+        let mut gone: Vec<ObjectLabels> = self
             .published
             .lock()
             .expect("metrics lock")
             .keys()
+            .chain(self.delivery_published.lock().expect("metrics lock").keys())
             .filter(|o| o.namespace == namespace && !exists(&o.kind, &o.name))
             .cloned()
             .collect();
+        gone.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        gone.dedup();
         for object in gone {
             self.forget_insights(&object.kind, &object.namespace, &object.name);
         }
@@ -391,6 +523,44 @@ mod tests {
             !text.contains("namespace=\"shop\"") && text.contains("namespace=\"other\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn delivery_counters_follow_the_status_figures_and_go_with_their_service() {
+        let metrics = Metrics::default();
+        let mut delivery = crate::api::delivery::Delivery {
+            deploys: 3,
+            failures: 1,
+            last_lead_time_seconds: Some(90),
+            ..Default::default()
+        };
+        metrics.set_delivery("shop", "shop", "web", &delivery);
+        metrics.set_delivery("shop", "shop", "web", &delivery);
+        let series = "{namespace=\"shop\",application=\"shop\",service=\"web\"}";
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!("paved_deploys_total{series} 3")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("paved_change_failures_total{series} 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("paved_lead_time_seconds{series} 90")),
+            "{text}"
+        );
+        // Recreated under the same name: a fresh series, not a counter going down.
+        delivery.deploys = 1;
+        metrics.set_delivery("shop", "shop", "web", &delivery);
+        assert!(
+            metrics
+                .encode()
+                .contains(&format!("paved_deploys_total{series} 1"))
+        );
+        metrics.retain_insights("shop", |_, _| false);
+        let text = metrics.encode();
+        assert!(!text.contains("service=\"web\""), "{text}");
     }
 
     #[test]

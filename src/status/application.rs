@@ -82,6 +82,7 @@ pub fn application_status(
         depends_on,
         scorecard: None,
         cost: None,
+        delivery: None,
     }
 }
 
