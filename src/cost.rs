@@ -7,7 +7,7 @@
 use crate::api::cost::CostEstimate;
 use crate::api::environment::EnvironmentType;
 use crate::api::{Environment, Service};
-use crate::children::guardrails::{DEFAULT_MEMORY_REQUEST, memory_bytes};
+use crate::children::guardrails::{DEFAULT_MEMORY_REQUEST, quantity_value};
 use crate::resolve::Snapshot;
 
 /// Hours in an average month (365 × 24 / 12).
@@ -77,11 +77,10 @@ fn container_request(service: &Service, environment: Option<&Environment>, resou
         .or_else(|| defaults.and_then(|d| d.requests.get(resource)))
         .or_else(|| defaults.and_then(|d| d.limits.get(resource)));
     match quantity {
-        Some(quantity) => memory_bytes(quantity).unwrap_or(0.0),
-        None if resource == "memory" && environment.is_some() => memory_bytes(
-            &k8s_openapi::apimachinery::pkg::api::resource::Quantity(DEFAULT_MEMORY_REQUEST.into()),
-        )
-        .unwrap_or(0.0),
+        Some(quantity) => quantity_value(&quantity.0).unwrap_or(0.0),
+        None if resource == "memory" && environment.is_some() => {
+            quantity_value(DEFAULT_MEMORY_REQUEST).unwrap_or(0.0)
+        }
         None => 0.0,
     }
 }

@@ -284,8 +284,8 @@ fn resources(spec: &ServiceSpec, environment: &Environment) -> Option<ResourceRe
     if let Some(request) = request.filter(|_| !has_limit) {
         let default = super::guardrails::default_memory_limit(environment);
         let above = match (
-            super::guardrails::memory_bytes(&request),
-            super::guardrails::memory_bytes(&default),
+            super::guardrails::quantity_value(&request.0),
+            super::guardrails::quantity_value(&default.0),
         ) {
             (Some(request), Some(default)) => request > default,
             _ => true,

@@ -115,10 +115,12 @@ pub fn render_limit_range(environment: &Environment) -> Option<LimitRange> {
     })
 }
 
-/// Bytes of a memory quantity (`128Mi`, `1G`, `1e9`, `500000k`); None when it
-/// cannot be read.
-pub fn memory_bytes(quantity: &Quantity) -> Option<f64> {
-    let text = quantity.0.trim();
+/// The number a Kubernetes quantity stands for: bytes of memory (`128Mi`, `1G`,
+/// `1e9`, `500000k`), cores of CPU (`250m`), a count; None when it cannot be
+/// read. The one quantity reader of the guardrails, the cost estimate and the
+/// catalog page's quota bars.
+pub fn quantity_value(text: &str) -> Option<f64> {
+    let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
         .unwrap_or(text.len());
@@ -320,7 +322,7 @@ mod tests {
 
     #[test]
     fn memory_quantities_read_as_bytes() {
-        let bytes = |text: &str| memory_bytes(&Quantity(text.into()));
+        let bytes = quantity_value;
         assert_eq!(bytes("128Mi"), Some(128.0 * 1024.0 * 1024.0));
         assert_eq!(bytes("1G"), Some(1e9));
         assert_eq!(bytes("1e3"), Some(1000.0));
@@ -329,6 +331,11 @@ mod tests {
         assert!(bytes("2Gi") > bytes("2000Mi"));
         assert_eq!(bytes("lots"), None);
         assert_eq!(bytes("1Zi"), None);
+        // CPU and counts, as the quota bars read them.
+        assert_eq!(quantity_value("250m"), Some(0.25));
+        assert_eq!(quantity_value("4"), Some(4.0));
+        assert_eq!(quantity_value("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity_value("512Mi"), Some(512.0 * 1024.0 * 1024.0));
     }
 
     #[test]

@@ -6,8 +6,9 @@ use kube::ResourceExt;
 use maud::{DOCTYPE, Markup, html};
 
 use super::svg::{self, GraphNode, UsageBar};
-use super::{Catalog, ChildState, Health, paths, quantity_value, safe_href, version};
+use super::{Catalog, ChildState, Health, paths, safe_href, version};
 use crate::api::{Application, Condition, Environment, Service};
+use crate::children::guardrails::quantity_value;
 
 /// Seconds between two reloads of an open page (reload.js reads it from `<body>`).
 pub const RELOAD_SECONDS: u32 = 15;

@@ -230,31 +230,6 @@ pub fn version(image: &str) -> &str {
     }
 }
 
-/// A Kubernetes quantity as a number (`250m` → 0.25, `1Gi` → 1073741824), for
-/// drawing usage against quota; None when it is not one.
-pub fn quantity_value(quantity: &str) -> Option<f64> {
-    let quantity = quantity.trim();
-    let split = quantity
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(quantity.len());
-    let (number, suffix) = quantity.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0f64.powi(2),
-        "Gi" => 1024.0f64.powi(3),
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some(number * factor)
-}
-
 /// A path segment of a page URL. Kubernetes names are DNS labels and pass
 /// through as they are; anything else is percent-encoded.
 pub fn segment(name: &str) -> String {
@@ -338,15 +313,6 @@ mod tests {
             version("ghcr.io/acme/api@sha256:0123456789abcdef"),
             "sha256:01234567"
         );
-    }
-
-    #[test]
-    fn quantities_read_as_numbers_with_their_suffixes() {
-        assert_eq!(quantity_value("250m"), Some(0.25));
-        assert_eq!(quantity_value("4"), Some(4.0));
-        assert_eq!(quantity_value("1Gi"), Some(1024.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity_value("512Mi"), Some(512.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity_value("lots"), None);
     }
 
     #[test]
