@@ -13,9 +13,8 @@ use serde_json::{Value, json};
 
 use crate::day2_cli::{assert_success, paved};
 use crate::paved_support::{
-    TestEnvironment, apply, controller_http_get, describe_status, environments, holds_for, image,
-    merge_patch, metric_sum, scrape_metrics, service_manifest, wait_condition, wait_object,
-    wait_ready,
+    TestEnvironment, apply, describe_status, environments, holds_for, image, merge_patch,
+    metric_sum, scrape_metrics, service_manifest, wait_condition, wait_object, wait_ready,
 };
 
 fn delivery(object: &DynamicObject) -> Value {
@@ -185,18 +184,7 @@ async fn deploys_a_rollback_and_a_stalled_revision_move_the_delivery_figures_met
     assert_eq!(delivery_series("paved_deploys_total", &ns), 4.0);
     assert_eq!(delivery_series("paved_change_failures_total", &ns), 2.0);
     assert_eq!(delivery_series("paved_restores_total", &ns), 1.0);
-    let catalog: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&controller_http_get("/catalog/backstage"))
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
-    let component = catalog
-        .iter()
-        .find(|e| {
-            e["kind"] == "Component"
-                && e["metadata"]["namespace"] == ns.as_str()
-                && e["metadata"]["name"] == "web"
-        })
-        .expect("web in the catalog");
+    let component = crate::paved_support::backstage_component(&ns, "web");
     let annotations = &component["metadata"]["annotations"];
     assert_eq!(annotations["paved.dev/deploys"], "4", "{annotations}");
     assert_eq!(

@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 
 use crate::day2_cli::paved_bin;
 use crate::paved_support::{
-    TestEnvironment, controller_http_get, holds_for, merge_patch, metric_sum, scrape_metrics,
-    wait_object,
+    TestEnvironment, holds_for, merge_patch, metric_sum, scrape_metrics, wait_object,
 };
 use crate::support::{WAIT, wait_until};
 
@@ -198,18 +197,7 @@ async fn a_careless_production_service_gets_critical_insights_in_status_metrics_
         ),
         0.0
     );
-    let catalog: Vec<Value> =
-        serde_yaml::Deserializer::from_str(&controller_http_get("/catalog/backstage"))
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
-    let component = catalog
-        .iter()
-        .find(|e| {
-            e["kind"] == "Component"
-                && e["metadata"]["namespace"] == ns.as_str()
-                && e["metadata"]["name"] == "careless"
-        })
-        .expect("careless in the catalog");
+    let component = crate::paved_support::backstage_component(&ns, "careless");
     let annotations = &component["metadata"]["annotations"];
     assert_eq!(
         annotations["paved.dev/insights-critical"], "2",

@@ -405,6 +405,25 @@ pub fn scrape_metrics() -> String {
     controller_http_get("/metrics")
 }
 
+/// Every entity of the controller's Backstage catalog (`GET /catalog/backstage`).
+pub fn backstage_entities() -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(&controller_http_get("/catalog/backstage"))
+        .map(|d| serde::Deserialize::deserialize(d).expect("entity YAML"))
+        .collect()
+}
+
+/// The Backstage Component of the Service `namespace/name`; panics when absent.
+pub fn backstage_component(namespace: &str, name: &str) -> Value {
+    backstage_entities()
+        .into_iter()
+        .find(|e| {
+            e["kind"] == "Component"
+                && e["metadata"]["namespace"] == namespace
+                && e["metadata"]["name"] == name
+        })
+        .unwrap_or_else(|| panic!("{name} in the catalog"))
+}
+
 /// GET `path` from the controller's HTTP endpoint (`$PAVED_E2E_METRICS`,
 /// plain HTTP on loopback); panics unless the answer is 200.
 pub fn controller_http_get(path: &str) -> String {

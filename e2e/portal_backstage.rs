@@ -8,13 +8,12 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::paved_support::{TestEnvironment, controller_http_get, image, wait_ready};
+use crate::paved_support::{TestEnvironment, backstage_entities, image, wait_ready};
 use crate::ship_support::repo_root;
 
 fn entities_of(namespace: &str, environment: &str) -> Vec<Value> {
-    let yaml = controller_http_get("/catalog/backstage");
-    serde_yaml::Deserializer::from_str(&yaml)
-        .map(|d| serde::Deserialize::deserialize(d).expect("entity YAML"))
+    backstage_entities()
+        .into_iter()
         .filter(|e: &Value| {
             e["metadata"]["namespace"] == namespace
                 || (e["kind"] == "Resource" && e["metadata"]["name"] == environment)
