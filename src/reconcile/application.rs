@@ -64,15 +64,5 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = application.status.clone().unwrap_or_default();
     let written = write_status(&ctx, &api, application.as_ref(), &before, &status).await?;
-    // After a write, look once more: the Service watch that woke this reconcile
-    // can overtake the store it reads, so the status just written (the
-    // scorecard's roll-up, the counts) may miss a Service that just arrived.
-    let after = if crate::resolve::is_ready(Some(&status.conditions))
-        && written == super::StatusWrite::Unchanged
-    {
-        RESYNC
-    } else {
-        super::AGGREGATE_RECHECK
-    };
-    Ok(Action::requeue(written.requeue(after)))
+    Ok(Action::requeue(written.requeue(RESYNC)))
 }

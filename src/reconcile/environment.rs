@@ -124,7 +124,7 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     }
     observation.quota = quota_usage(&ctx, &environment);
     observation.problem = problem.as_ref();
-    let (written, waits_on_services) = write_status(
+    let written = write_status(
         &ctx,
         &api,
         &environment,
@@ -138,9 +138,6 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
     }
     if look_again {
         next = next.min(OWN_WRITE_MEMORY);
-    }
-    if waits_on_services {
-        next = next.min(super::AGGREGATE_RECHECK);
     }
     Ok(Action::requeue(next))
 }
@@ -315,7 +312,7 @@ async fn write_status(
     environment: &Environment,
     namespace_outcome: Result<(), &Error>,
     observation: EnvironmentObservation<'_>,
-) -> Result<(StatusWrite, bool)> {
+) -> Result<StatusWrite> {
     let snapshot = ctx.stores.snapshot();
     let mut status = environment_status_observed(
         environment,
@@ -350,12 +347,7 @@ async fn write_status(
         status.delivery = crate::delivery::services_delivery(snapshot.services_in(&namespace));
     }
     let before = environment.status.clone().unwrap_or_default();
-    let waits_on_services = status
-        .conditions
-        .iter()
-        .any(|c| c.reason == crate::names::reasons::SERVICE_STALLED);
-    let written = super::write_status(ctx, api, environment, &before, &status).await?;
-    Ok((written, waits_on_services))
+    super::write_status(ctx, api, environment, &before, &status).await
 }
 
 /// Add Paved's finalizer with server-side apply: `metadata.finalizers` is a set, so

@@ -30,14 +30,6 @@ use crate::runtime::metrics::{Metrics, ReconcileTimer};
 pub use status_writer::{OwnStatus, PROGRESS_INTERVAL, StatusWrite, now, write_status};
 pub use stores::{StoreWriters, Stores, StoresLoaded, new_stores};
 
-/// How soon an Application or Environment that waits on its Services, or a
-/// Service that waits on a dependency, looks at them again. Their reconciles are triggered by a watch of Services of
-/// their own, which can deliver a Service's last status change before the
-/// shared store that the reconcile reads has it; nothing else would wake them
-/// until the resync. Reading the stores costs no API call; an unchanged status
-/// is not written.
-pub const AGGREGATE_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A write of `object` (of `kind`) that the API server refused: the next wait of
 /// its per-object backoff, logged at WARN with the API server's message (an
 /// operator, and the chart's RBAC proof, read refusals in the log). The one

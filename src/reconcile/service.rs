@@ -91,10 +91,6 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             .get(&ObjectRef::new(&service.name_any()).within(&namespace))
     };
     let dependencies = dependency_statuses(&snapshot, &service, &namespace);
-    // A dependency's readiness reaches this reconcile through a Service watch of
-    // its own, which can deliver the change before the shared store has it:
-    // while a dependency is not ready, look again (store reads, no API call).
-    let waits_on_dependencies = dependencies.iter().any(|d| !d.ready);
     let from_store = deployment_in_store();
     let route_in_store = ctx
         .stores
@@ -144,10 +140,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
 
     match outcome {
         Ok((_, children)) => {
-            let mut after = written.requeue(RESYNC);
-            if waits_on_dependencies {
-                after = after.min(super::AGGREGATE_RECHECK);
-            }
+            let after = written.requeue(RESYNC);
             Ok(Action::requeue(
                 children.look_again.map_or(after, |again| again.min(after)),
             ))

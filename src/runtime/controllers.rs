@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -26,6 +26,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
+use super::taps::{self, Taps};
 use super::triggers;
 use super::watches::watch;
 use crate::api::{Application, Environment, Service};
@@ -69,10 +70,34 @@ where
         + Sync
         + 'static,
 {
-    watch(api, config, metrics)
-        .modify(drop_managed_fields)
-        .reflect(writer)
-        .touched_objects()
+    reflect_tapped(writer, api, config, metrics, Taps::default())
+}
+
+/// [`reflect`], and each object goes to `taps` once the store holds it: the
+/// other controllers that follow this kind are triggered from there, never by
+/// a watch of their own that could run ahead of the store (see [`super::taps`]).
+fn reflect_tapped<K>(
+    writer: Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+    metrics: &Arc<Metrics>,
+    taps: Taps<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    taps::reflect(
+        watch(api, config, metrics).modify(drop_managed_fields),
+        writer,
+        taps,
+    )
+    .touched_objects()
 }
 
 /// Paved never reads managedFields; not keeping them roughly halves the memory of the stores.
@@ -86,6 +111,7 @@ fn reflect_spec_changes<K>(
     writer: Writer<K>,
     api: Api<K>,
     metrics: &Arc<Metrics>,
+    taps: Taps<K>,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
 where
     K: Resource<DynamicType = ()>
@@ -96,11 +122,13 @@ where
         + Sync
         + 'static,
 {
-    watch(api, watcher::Config::default(), metrics)
-        .modify(drop_managed_fields)
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(spec_or_lifecycle::<K>, Default::default())
+    taps::reflect(
+        watch(api, watcher::Config::default(), metrics).modify(drop_managed_fields),
+        writer,
+        taps,
+    )
+    .applied_objects()
+    .predicate_filter(spec_or_lifecycle::<K>, Default::default())
 }
 
 /// Hash of what a user changes (generation) and of the object's lifecycle
@@ -116,12 +144,11 @@ fn spec_or_lifecycle<K: Resource>(object: &K) -> Option<u64> {
 }
 
 /// An Environment's generation (spec, including `lifecycle.stopped`),
-/// `status.stopped` (which a schedule moves) and `status.observedGeneration`:
-/// what its Services are built from. A change of spec thus triggers twice, on
-/// the spec and on the Environment's status write that observes it. This watch
-/// can deliver the spec before the Environment store has it (a switch from
-/// ingress to gateway was then missed until the resync); the second trigger
-/// comes after the Environment's own reconcile, which reads that store.
+/// `status.stopped` (which a schedule moves, and which `paved start` clears
+/// only once the Environment has reconciled) and `status.observedGeneration`
+/// (the write that grants a domain or records the new spec): what its Services
+/// are built from. Fed by a tap of the Environment reflector, so the store has
+/// each of them when the Services it wakes read it.
 fn generation_or_stopped(environment: &Environment) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -137,43 +164,6 @@ fn generation_or_stopped(environment: &Environment) -> Option<u64> {
         .is_some_and(|s| s.stopped)
         .hash(&mut hasher);
     Some(hasher.finish())
-}
-
-/// Spec changes, deletion and finalizers of a related kind (no store).
-fn spec_changes<K>(
-    api: Api<K>,
-    metrics: &Arc<Metrics>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    watch(api, watcher::Config::default(), metrics)
-        .map_ok(gone_is_a_change)
-        .touched_objects()
-        .predicate_filter(spec_or_lifecycle::<K>, Default::default())
-}
-
-/// A deletion must trigger even when the object had no finalizer (its last state
-/// then carries no `deletionTimestamp` and the same generation): mark it deleted.
-/// Only for trigger streams, never for a store.
-fn gone_is_a_change<K: Resource>(event: watcher::Event<K>) -> watcher::Event<K> {
-    match event {
-        watcher::Event::Delete(mut object) => {
-            object.meta_mut().deletion_timestamp.get_or_insert_with(|| {
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::now(),
-                )
-            });
-            watcher::Event::Delete(object)
-        }
-        other => other,
-    }
 }
 
 fn error_policy<K: Resource>(
@@ -223,14 +213,30 @@ pub async fn run(
         network_policies,
     } = writers;
     let all = || client.clone();
-    let environment_stream = reflect_spec_changes(environments, Api::all(all()), &metrics);
-    let application_stream = reflect_spec_changes(applications, Api::all(all()), &metrics);
-    let service_stream = reflect_spec_changes(services, Api::all(all()), &metrics);
-    let namespace_stream = reflect(
+    // One watch per kind: the controllers that follow another kind are
+    // triggered by taps of its reflector, after its store has each change.
+    let (mut environment_taps, mut application_taps) = (Taps::default(), Taps::default());
+    let (mut service_taps, mut namespace_taps) = (Taps::default(), Taps::default());
+    let bases_for_previews = environment_taps.tap();
+    let environments_for_services = environment_taps.tap();
+    let applications_for_environments = application_taps.tap();
+    let applications_for_services = application_taps.tap();
+    let services_for_environments = service_taps.tap();
+    let services_for_applications = service_taps.tap();
+    let services_for_services = service_taps.tap();
+    let namespaces_for_applications = namespace_taps.tap();
+    let namespaces_for_services = namespace_taps.tap();
+    let environment_stream =
+        reflect_spec_changes(environments, Api::all(all()), &metrics, environment_taps);
+    let application_stream =
+        reflect_spec_changes(applications, Api::all(all()), &metrics, application_taps);
+    let service_stream = reflect_spec_changes(services, Api::all(all()), &metrics, service_taps);
+    let namespace_stream = reflect_tapped(
         namespaces,
         Api::all(all()),
-        environment_namespaces.clone(),
+        environment_namespaces,
         &metrics,
+        namespace_taps,
     );
     let deployment_stream = reflect(deployments, Api::all(all()), managed.clone(), &metrics);
     let core_service_stream = reflect(core_services, Api::all(all()), managed.clone(), &metrics);
@@ -318,33 +324,12 @@ pub async fn run(
         .watches_stream(network_policy_stream, triggers::controlling_environment)
         // A preview notices its base being created, changed or deleted.
         .watches_stream(
-            watch(
-                Api::<Environment>::all(client.clone()),
-                watcher::Config::default(),
-                &metrics,
-            )
-            .touched_objects()
-            .predicate_filter(spec_or_lifecycle::<Environment>, Default::default()),
+            bases_for_previews
+                .predicate_filter(spec_or_lifecycle::<Environment>, Default::default()),
             previews_of,
         )
-        .watches_stream(
-            watch(
-                Api::<Application>::all(client.clone()),
-                watcher::Config::default(),
-                &metrics,
-            )
-            .touched_objects(),
-            env_of_app,
-        )
-        .watches_stream(
-            watch(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-                &metrics,
-            )
-            .touched_objects(),
-            env_of_svc,
-        )
+        .watches_stream(applications_for_environments, env_of_app)
+        .watches_stream(services_for_environments, env_of_svc)
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
             reconcile::environment::reconcile,
@@ -357,24 +342,12 @@ pub async fn run(
     let apps = applications.clone();
     let application_controller = Controller::for_stream(application_stream, applications.clone())
         .with_config(aggregate_config)
-        .watches_stream(
-            watch(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-                &metrics,
-            )
-            .touched_objects(),
-            |s: Service| triggers::application_of(&s),
-        )
-        .watches_stream(
-            watch(
-                Api::<Namespace>::all(client.clone()),
-                environment_namespaces.clone(),
-                &metrics,
-            )
-            .touched_objects(),
-            move |ns: Namespace| triggers::applications_in(&apps.state(), &ns.name_any()),
-        )
+        .watches_stream(services_for_applications, |s: Service| {
+            triggers::application_of(&s)
+        })
+        .watches_stream(namespaces_for_applications, move |ns: Namespace| {
+            triggers::applications_in(&apps.state(), &ns.name_any())
+        })
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
             reconcile::application::reconcile,
@@ -404,18 +377,13 @@ pub async fn run(
         .owns_stream(autoscaler_stream)
         .owns_stream(disruption_budget_stream)
         .watches_stream(
-            spec_changes(Api::<Application>::all(client.clone()), &metrics),
+            applications_for_services
+                .predicate_filter(spec_or_lifecycle::<Application>, Default::default()),
             move |a: Application| triggers::services_of_application(&of_application.state(), &a),
         )
         // Spec changes, and stop/start (status.stopped also moves on a schedule).
         .watches_stream(
-            watch(
-                Api::<Environment>::all(client.clone()),
-                watcher::Config::default(),
-                &metrics,
-            )
-            .touched_objects()
-            .predicate_filter(generation_or_stopped, Default::default()),
+            environments_for_services.predicate_filter(generation_or_stopped, Default::default()),
             move |e: Environment| {
                 let mut wake = triggers::services_in(&in_environment.state(), &e.namespace_name());
                 wake.extend(triggers::services_waiting_for_a_domain(
@@ -424,25 +392,13 @@ pub async fn run(
                 wake
             },
         )
-        .watches_stream(
-            watch(
-                Api::<Namespace>::all(client.clone()),
-                environment_namespaces,
-                &metrics,
-            )
-            .touched_objects(),
-            move |n: Namespace| triggers::services_in(&in_namespace.state(), &n.name_any()),
-        )
+        .watches_stream(namespaces_for_services, move |n: Namespace| {
+            triggers::services_in(&in_namespace.state(), &n.name_any())
+        })
         // Dependents see their dependency's readiness; a released host goes to the next claimant.
-        .watches_stream(
-            watch(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-                &metrics,
-            )
-            .touched_objects(),
-            move |changed: Service| triggers::services_related_to(&related.state(), &changed),
-        )
+        .watches_stream(services_for_services, move |changed: Service| {
+            triggers::services_related_to(&related.state(), &changed)
+        })
         .watches_stream(
             watch(
                 Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),

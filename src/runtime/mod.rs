@@ -8,6 +8,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod page;
+pub mod taps;
 pub mod telemetry;
 pub mod triggers;
 pub mod watches;

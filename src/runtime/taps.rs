@@ -1,0 +1,209 @@
+//! Trigger streams cut from a reflector's own stream.
+//!
+//! A controller that maps another kind's changes to its objects reads that kind
+//! from the shared store in its reconcile. With a second watch of the same kind
+//! as the trigger, nothing orders the two: the trigger can arrive before the
+//! store has the change, the reconcile then builds from the old object, and no
+//! later event wakes it. (CI saw it: `paved start` wrote the Environment's
+//! `status.stopped: false`; the Service controller's own Environment watch woke
+//! the Service while the store still said stopped, so the Deployment stayed at
+//! zero until the 10-minute resync.)
+//!
+//! A tap gets every object of a reflector's stream after the reflector has put
+//! it in the store, so a reconcile it triggers reads at least that version. One
+//! watch per kind then serves the store and every controller that follows it.
+//! kube-runtime's own shared stores (`store_shared`) do the same but drop
+//! deletions, which several of Paved's triggers need.
+
+use futures::{Stream, TryStreamExt};
+use kube::Resource;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::mpsc;
+
+/// `events` into the store of `writer`; each event goes on to `taps` once the
+/// store has applied it, and then down the returned stream.
+pub fn reflect<K, S>(
+    events: S,
+    writer: Writer<K>,
+    mut taps: Taps<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + use<K, S>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    events.reflect(writer).map_ok(move |event| {
+        taps.forward(&event);
+        event
+    })
+}
+
+/// The taps of one reflector: fed by [`Taps::forward`] with each event the
+/// reflector has applied to its store.
+pub struct Taps<K> {
+    senders: Vec<mpsc::UnboundedSender<K>>,
+    /// Objects of a relist: the store takes them in at once, at `InitDone`.
+    relisted: Vec<K>,
+}
+
+impl<K> Default for Taps<K> {
+    fn default() -> Self {
+        Self {
+            senders: Vec::new(),
+            relisted: Vec::new(),
+        }
+    }
+}
+
+impl<K: Resource + Clone + Send + 'static> Taps<K> {
+    /// A trigger stream of every object the store takes in, in order, after the
+    /// store holds it. A deleted object comes marked deleted (`deletionTimestamp`
+    /// set), so a predicate on it sees a change. It ends with the reflector.
+    pub fn tap(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.senders.push(sender);
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|object| (Ok(object), receiver))
+        })
+    }
+
+    /// Pass on what `event` put in the store (call after the store applied it).
+    pub fn forward(&mut self, event: &watcher::Event<K>) {
+        if self.senders.is_empty() {
+            return;
+        }
+        match event {
+            watcher::Event::Apply(object) => self.send(object.clone()),
+            watcher::Event::Delete(object) => self.send(marked_deleted(object.clone())),
+            watcher::Event::Init => self.relisted.clear(),
+            watcher::Event::InitApply(object) => self.relisted.push(object.clone()),
+            watcher::Event::InitDone => {
+                for object in std::mem::take(&mut self.relisted) {
+                    self.send(object);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, object: K) {
+        // A tap whose controller has stopped is dropped.
+        self.senders
+            .retain(|sender| sender.send(object.clone()).is_ok());
+    }
+}
+
+/// A deletion must trigger even when the object had no finalizer (its last
+/// state then carries no `deletionTimestamp` and the same generation).
+pub fn marked_deleted<K: Resource>(mut object: K) -> K {
+    object.meta_mut().deletion_timestamp.get_or_insert_with(|| {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+    });
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{FutureExt, StreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+    use kube::runtime::reflector::ObjectRef;
+
+    fn config_map(name: &str, version: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(version.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Drives `events` through a reflector with a tap, the way the controllers
+    /// wire it, and returns what the tap gave, each with the version the store
+    /// held for that object when the tap delivered it.
+    async fn tapped(events: Vec<watcher::Event<ConfigMap>>) -> Vec<(ConfigMap, Option<String>)> {
+        let writer = Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        let mut taps = Taps::default();
+        let tap = taps.tap();
+        let reflected = reflect(
+            futures::stream::iter(events.into_iter().map(Ok)),
+            writer,
+            taps,
+        );
+        // The tap is read while the reflector runs, as a controller reads it.
+        let mut reflected = Box::pin(reflected);
+        let mut tap = Box::pin(tap);
+        let mut seen = Vec::new();
+        while reflected.next().await.is_some() {
+            while let Some(Some(Ok(object))) = tap.next().now_or_never() {
+                let held = store
+                    .get(&ObjectRef::from_obj(&object))
+                    .and_then(|o| o.metadata.resource_version.clone());
+                seen.push((object, held));
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn each_change_reaches_the_tap_in_order_with_the_store_holding_it() {
+        let seen = tapped(vec![
+            watcher::Event::Apply(config_map("a", "1")),
+            watcher::Event::Apply(config_map("a", "2")),
+        ])
+        .await;
+        let versions: Vec<_> = seen
+            .iter()
+            .map(|(o, held)| (o.metadata.resource_version.clone(), held.clone()))
+            .collect();
+        assert_eq!(
+            versions,
+            vec![
+                (Some("1".into()), Some("1".into())),
+                (Some("2".into()), Some("2".into()))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_relist_reaches_the_taps_only_once_the_store_has_swapped_it_in() {
+        let seen = tapped(vec![
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("a", "1")),
+            watcher::Event::InitApply(config_map("b", "1")),
+            watcher::Event::InitDone,
+        ])
+        .await;
+        assert_eq!(seen.len(), 2);
+        for (object, held) in &seen {
+            assert_eq!(held, &object.metadata.resource_version, "{object:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deletion_reaches_the_taps_marked_deleted_once_the_store_dropped_it() {
+        let seen = tapped(vec![
+            watcher::Event::Apply(config_map("a", "1")),
+            watcher::Event::Delete(config_map("a", "2")),
+        ])
+        .await;
+        let (deleted, held) = &seen[1];
+        assert!(deleted.metadata.deletion_timestamp.is_some());
+        assert_eq!(held, &None, "the store no longer holds it");
+    }
+
+    #[tokio::test]
+    async fn a_tap_whose_reader_is_gone_does_not_stop_the_others() {
+        let mut taps = Taps::<ConfigMap>::default();
+        drop(taps.tap());
+        let mut kept = Box::pin(taps.tap());
+        taps.forward(&watcher::Event::Apply(config_map("a", "1")));
+        let object = kept.next().await.unwrap().unwrap();
+        assert_eq!(object.metadata.name.as_deref(), Some("a"));
+        assert_eq!(taps.senders.len(), 1);
+    }
+}
