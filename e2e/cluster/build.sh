@@ -28,6 +28,11 @@ build_one() { # component
     kwok)
       module=kwok pkg=sigs.k8s.io/kwok/cmd/kwok version=$KWOK_VERSION
       ldflags=" -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" ;;
+    metrics-server)
+      # As metrics-server's own Makefile does: its version is client-go's.
+      module=metrics-server pkg=sigs.k8s.io/metrics-server/cmd/metrics-server version=$METRICS_SERVER_VERSION
+      ldflags=" -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION -X k8s.io/client-go/pkg/version.gitTreeState=clean"
+      ldflags+=" -X k8s.io/client-go/pkg/version.buildDate=1970-01-01T00:00:00Z" ;;
     helm)
       module=helm pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION
       ldflags=" -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.metadata="
@@ -47,6 +52,7 @@ build_one() { # component
   esac
   local out; out=$(bin_path "$name")
   [ "$name" != kwok ] || write_kwok_stages "$(dirname "$out")/stages.yaml"
+  [ "$name" != kwok ] || write_kwok_metrics "$(dirname "$out")"
   # Beside each binary, the link flags it was built with: a binary built with
   # other flags (an older build.sh) is rebuilt. A helm without that record
   # predates its Kubernetes-version flags, so it is rebuilt too; the other
@@ -94,6 +100,30 @@ write_kwok_stages() { # output file
   mv "$1.tmp" "$1"
 }
 
+# kwok emulates the kubelet's /metrics/resource endpoint for its fake nodes
+# with a Metric (kwok's own metrics-resource.yaml, served at
+# /metrics/nodes/{nodeName}/metrics/resource) from ResourceUsage objects, whose
+# CRDs it ships too. Copied from the pinned kwok release beside the binary:
+#   metric-resource.yaml                 the Metric, part of kwok's configuration
+#   crd-resourceusages.yaml, crd-clusterresourceusages.yaml   the usage CRDs
+#   usage-from-annotation.yaml           a ClusterResourceUsage: every pod's
+#     usage from its annotations kwok.x-k8s.io/usage-{cpu,memory}, else 1m, 1Mi
+kwok_metrics_files=(metric-resource.yaml crd-resourceusages.yaml crd-clusterresourceusages.yaml usage-from-annotation.yaml)
+write_kwok_metrics() { # output directory
+  local n missing=false
+  for n in "${kwok_metrics_files[@]}"; do [ -s "$1/$n" ] || missing=true; done
+  $missing || return 0
+  mkdir -p "$1"
+  local dir
+  dir=$(cd "$here/modules/kwok" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  local src=("$dir/kustomize/metrics/resource/metrics-resource.yaml" "$dir/kustomize/crd/bases/kwok.x-k8s.io_resourceusages.yaml"
+    "$dir/kustomize/crd/bases/kwok.x-k8s.io_clusterresourceusages.yaml" "$dir/kustomize/metrics/usage/usage-from-annotation.yaml") i
+  for i in "${!src[@]}"; do
+    [ -f "${src[$i]}" ] || { echo "kwok file missing: ${src[$i]}" >&2; return 1; }
+    cp "${src[$i]}" "$1/${kwok_metrics_files[$i]}.tmp" && mv "$1/${kwok_metrics_files[$i]}.tmp" "$1/${kwok_metrics_files[$i]}"
+  done
+}
+
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok metrics-server)
 for c in "${components[@]}"; do build_one "$c"; done

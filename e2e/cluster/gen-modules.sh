@@ -43,4 +43,15 @@ write_module "$here/modules/kwok" paved.dev/e2e/kwok "sigs.k8s.io/kwok@$KWOK_VER
 
 write_module "$here/modules/helm" paved.dev/e2e/helm "helm.sh/helm/v3@$HELM_VERSION"
 (cd "$here/modules/helm" && go mod edit -tool=helm.sh/helm/v3/cmd/helm && go mod tidy)
+# metrics-server, with the Kubernetes libraries it shares with the control plane
+# raised to the cluster's own patch release (same minor), so a build reuses what
+# the kube-apiserver build left in Go's build cache.
+ms_dir=$here/modules/metrics-server
+write_module "$ms_dir" paved.dev/e2e/metrics-server "sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION"
+(cd "$ms_dir" && go mod edit -tool=sigs.k8s.io/metrics-server/cmd/metrics-server && go mod tidy)
+ms_k8s=()
+for m in "${staging[@]}"; do
+  (cd "$ms_dir" && go list -m "$m" >/dev/null 2>&1) && ms_k8s+=("$m@$staging_version")
+done
+(cd "$ms_dir" && go get "${ms_k8s[@]}" && go mod tidy)
 echo "wrapper modules written under $here/modules"

@@ -13,6 +13,7 @@ version_of() { # component
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    metrics-server) echo "$METRICS_SERVER_VERSION" ;;
     *) echo "$KUBERNETES_VERSION" ;;
   esac
 }
@@ -28,7 +29,8 @@ APISERVER_PORT=${PAVED_APISERVER_PORT:-16443}
 CONTROLLER_MANAGER_PORT=${PAVED_CONTROLLER_MANAGER_PORT:-20257}
 SCHEDULER_PORT=${PAVED_SCHEDULER_PORT:-20259}
 KWOK_PORT=${PAVED_KWOK_PORT:-20300}
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+METRICS_SERVER_PORT=${PAVED_METRICS_SERVER_PORT:-20443}
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok metrics-server)
 
 pid_of() { # component: prints the PID if that component is alive
   local f=$CLUSTER_DIR/pids/$1.pid pid

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts a real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver
-# (secure port, RBAC), kube-controller-manager, kube-scheduler and kwok with
-# simulated nodes that run Pods to Ready. Builds any missing binary first.
+# (secure port, RBAC), kube-controller-manager, kube-scheduler, kwok with
+# simulated nodes that run Pods to Ready, and metrics-server serving
+# metrics.k8s.io (`kubectl top`) from kwok's simulated resource usage.
+# Builds any missing binary first.
 #
 # Idempotent: when the cluster is already up it is reused. On any failure it
 # prints the failing component's last log lines and stops what it started.
@@ -75,6 +77,25 @@ if [ ! -f "$PKI/admin.crt" ]; then
   openssl_quiet rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
   rm -f "$PKI"/*.csr
 fi
+# The aggregation layer (metrics.k8s.io): a front-proxy CA whose client cert the
+# API server presents when it proxies to metrics-server, metrics-server's own
+# client cert, and its serving cert for the name the API server checks
+# (<service>.<namespace>.svc). Added to a PKI made before they existed.
+if [ ! -f "$PKI/metrics-server-serving.crt" ]; then
+  log "generating the aggregation layer's certificates in $PKI"
+  openssl_quiet req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout "$PKI/front-proxy-ca.key" -out "$PKI/front-proxy-ca.crt" \
+    -subj "/CN=paved-local-front-proxy-ca" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+  openssl_quiet req -newkey rsa:2048 -nodes -keyout "$PKI/front-proxy-client.key" -subj "/CN=front-proxy-client" -out "$PKI/front-proxy-client.csr"
+  openssl_quiet x509 -req -in "$PKI/front-proxy-client.csr" -CA "$PKI/front-proxy-ca.crt" -CAkey "$PKI/front-proxy-ca.key" -CAcreateserial \
+    -days 3650 -out "$PKI/front-proxy-client.crt" -extfile <(printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n')
+  client_cert metrics-server system:metrics-server system:masters
+  openssl_quiet req -newkey rsa:2048 -nodes -keyout "$PKI/metrics-server-serving.key" -subj "/CN=metrics-server" -out "$PKI/metrics-server-serving.csr"
+  openssl_quiet x509 -req -in "$PKI/metrics-server-serving.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 3650 \
+    -out "$PKI/metrics-server-serving.crt" -extfile <(printf '%s\n' \
+      'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:metrics-server.kube-system.svc' \
+      'extendedKeyUsage=serverAuth' 'keyUsage=critical,digitalSignature,keyEncipherment')
+  rm -f "$PKI"/*.csr
+fi
 
 write_kubeconfig() { # file user
   cat > "$1" <<EOF
@@ -97,7 +118,7 @@ current-context: paved-local
 EOF
 }
 write_kubeconfig "$KUBECONFIG_PATH" admin
-for u in controller-manager scheduler kwok; do write_kubeconfig "$CLUSTER_DIR/$u.kubeconfig" "$u"; done
+for u in controller-manager scheduler kwok metrics-server; do write_kubeconfig "$CLUSTER_DIR/$u.kubeconfig" "$u"; done
 
 # ---------------------------------------------------------------- start
 start() { # component args...
@@ -138,7 +159,11 @@ start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range 10.0.0.0/16 --allow-privileged=true --event-ttl 1h \
-  --cert-dir "$CLUSTER_DIR/apiserver-certs" --profiling="${PAVED_APISERVER_PROFILING:-false}" --goaway-chance 0 --v 1
+  --cert-dir "$CLUSTER_DIR/apiserver-certs" --profiling="${PAVED_APISERVER_PROFILING:-false}" --goaway-chance 0 --v 1 \
+  --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- \
+  --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key"
 wait_for kube-apiserver 90 api_ready
 
 start kube-controller-manager --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
@@ -156,6 +181,35 @@ start kube-scheduler --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
   --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false --v 1
 wait_for kube-scheduler 60 healthz "$SCHEDULER_PORT"
 
+# ---------------------------------------------------------------- usage
+api() { # method path [body] [content type]: admin request to the API server
+  curl -fsS --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    -X "$1" -H "Content-Type: ${4:-application/json}" "https://127.0.0.1:$APISERVER_PORT$2" ${3:+--data-binary "$3"}
+}
+# Simulated usage: kwok reads ResourceUsage (one pod, by name) and
+# ClusterResourceUsage (pods by selector) objects and serves them as the
+# kubelet's /metrics/resource for each fake node. Their CRDs come first.
+kwok_files=$(dirname "$(bin_path kwok)")
+failed=kube-apiserver
+for crd in resourceusages clusterresourceusages; do
+  api GET "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/$crd.kwok.x-k8s.io" >/dev/null 2>&1 ||
+    api POST /apis/apiextensions.k8s.io/v1/customresourcedefinitions "@$kwok_files/crd-$crd.yaml" application/yaml >/dev/null
+done
+crds_established() {
+  local crd
+  for crd in resourceusages clusterresourceusages; do
+    api GET "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/$crd.kwok.x-k8s.io" 2>/dev/null |
+      tr -d ' \n' | grep -q '"type":"Established","status":"True"' || return 1
+  done
+  api GET /apis/kwok.x-k8s.io/v1alpha1/clusterresourceusages >/dev/null 2>&1
+}
+wait_for kube-apiserver 30 crds_established
+# Every pod has a usage by default (kwok's usage-from-annotation: the pod's
+# annotations kwok.x-k8s.io/usage-cpu and -memory, else 1m and 1Mi); a
+# ResourceUsage named after a pod overrides it for that pod.
+api GET /apis/kwok.x-k8s.io/v1alpha1/clusterresourceusages/usage-from-annotation >/dev/null 2>&1 ||
+  api POST /apis/kwok.x-k8s.io/v1alpha1/clusterresourceusages "@$kwok_files/usage-from-annotation.yaml" application/yaml >/dev/null
+
 cat > "$CLUSTER_DIR/kwok.yaml" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -169,25 +223,27 @@ options:
   podPlayStageParallelism: 8
   podsOnNodeSyncParallelism: 2
   serverAddress: 127.0.0.1:$KWOK_PORT
+  enableCRDs: [ResourceUsage, ClusterResourceUsage]
 EOF
-cat "$(dirname "$(bin_path kwok)")/stages.yaml" >> "$CLUSTER_DIR/kwok.yaml"
+cat "$kwok_files/stages.yaml" >> "$CLUSTER_DIR/kwok.yaml"
+{ printf -- '---\n'; cat "$kwok_files/metric-resource.yaml"; } >> "$CLUSTER_DIR/kwok.yaml"
 start kwok --kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" --config "$CLUSTER_DIR/kwok.yaml"
 wait_for kwok 30 probe "http://127.0.0.1:$KWOK_PORT/healthz"
 
 # ---------------------------------------------------------------- nodes
 # kwok plays the kubelet for Nodes annotated kwok.x-k8s.io/node=fake.
+# Each fake node's kubelet address is kwok's server on loopback; metrics-server
+# reads its resource metrics from the path the annotation names.
 failed=kwok
-api() { # method path [body]: admin request to the API server
-  curl -fsS --max-time 10 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    -X "$1" -H 'Content-Type: application/json' "https://127.0.0.1:$APISERVER_PORT$2" ${3:+--data "$3"}
-}
 for i in $(seq 1 "$FAKE_NODES"); do
   node=kwok-node-$i
   api GET "/api/v1/nodes/$node" >/dev/null 2>&1 || api POST /api/v1/nodes "$(cat <<EOF
 {"apiVersion":"v1","kind":"Node","metadata":{"name":"$node",
- "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},
+ "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0",
+   "metrics.k8s.io/resource-metrics-path":"/metrics/nodes/$node/metrics/resource"},
  "labels":{"kubernetes.io/hostname":"$node","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","kubernetes.io/role":"agent","type":"kwok"}},
- "status":{"allocatable":{"cpu":"32","memory":"256Gi","pods":"1500"},"capacity":{"cpu":"32","memory":"256Gi","pods":"1500"}}}
+ "status":{"allocatable":{"cpu":"32","memory":"256Gi","pods":"1500"},"capacity":{"cpu":"32","memory":"256Gi","pods":"1500"},
+  "addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"$node"}]}}
 EOF
 )" >/dev/null
 done
@@ -202,6 +258,36 @@ wait_for kwok 60 node_ready
 failed=kube-controller-manager
 default_sa() { api GET /api/v1/namespaces/default/serviceaccounts/default >/dev/null 2>&1; }
 wait_for kube-controller-manager 60 default_sa
+
+# ---------------------------------------------------------------- metrics
+# metrics-server scrapes every node's kubelet, here kwok's plain-HTTP server on
+# loopback, and serves metrics.k8s.io through the API server's aggregation
+# layer: an APIService whose Service is an ExternalName 127.0.0.1 (the API
+# server dials 127.0.0.1:<APIService port>; no kube-proxy needed).
+start metrics-server --bind-address 127.0.0.1 --secure-port "$METRICS_SERVER_PORT" \
+  --tls-cert-file "$PKI/metrics-server-serving.crt" --tls-private-key-file "$PKI/metrics-server-serving.key" \
+  --kubeconfig "$CLUSTER_DIR/metrics-server.kubeconfig" \
+  --authentication-kubeconfig "$CLUSTER_DIR/metrics-server.kubeconfig" \
+  --authorization-kubeconfig "$CLUSTER_DIR/metrics-server.kubeconfig" \
+  --kubelet-preferred-address-types InternalIP --kubelet-port "$KWOK_PORT" --deprecated-kubelet-completely-insecure \
+  --metric-resolution 10s --kubelet-request-timeout 5s --v 1
+ms_healthy() {
+  curl -fsS --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$METRICS_SERVER_PORT/livez" >/dev/null 2>&1
+}
+wait_for metrics-server 60 ms_healthy
+service='{"apiVersion":"v1","kind":"Service","metadata":{"name":"metrics-server","namespace":"kube-system"},
+ "spec":{"type":"ExternalName","externalName":"127.0.0.1"}}'
+api GET /api/v1/namespaces/kube-system/services/metrics-server >/dev/null 2>&1 ||
+  api POST /api/v1/namespaces/kube-system/services "$service" >/dev/null
+apiservice='{"apiVersion":"apiregistration.k8s.io/v1","kind":"APIService","metadata":{"name":"v1beta1.metrics.k8s.io"},
+ "spec":{"group":"metrics.k8s.io","version":"v1beta1","groupPriorityMinimum":100,"versionPriority":100,
+  "service":{"name":"metrics-server","namespace":"kube-system","port":'$METRICS_SERVER_PORT'},
+  "caBundle":"'$(base64 -w0 < "$PKI/ca.crt")'"}}'
+api GET /apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io >/dev/null 2>&1 ||
+  api POST /apis/apiregistration.k8s.io/v1/apiservices "$apiservice" >/dev/null
+metrics_api() { api GET /apis/metrics.k8s.io/v1beta1/pods >/dev/null 2>&1; }
+wait_for metrics-server 60 metrics_api
 
 failed=""
 log "cluster up in $((SECONDS - started_at))s; logs in $LOGS"
