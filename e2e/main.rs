@@ -9,6 +9,7 @@
 
 mod support;
 
+mod cluster_metrics;
 mod cluster_smoke;
 
 mod paved_support;
