@@ -4,7 +4,8 @@
 #
 #   use_cluster      (e2e/run.sh, `make dev`, chart.sh): KUBECONFIG is exactly
 #                    the kubeconfig path and KUBECTL exactly the kubectl path;
-#   up.sh            stdout is exactly the kubeconfig path, cold and warm;
+#   up.sh            stdout is exactly the kubeconfig path, cold and warm (and
+#                    the cluster it starts serves metrics.k8s.io);
 #   resolve_kubectl  stdout is exactly one path;
 #   build.sh         stdout is empty;
 #   e2e/tools/build.sh  (e2e/run.sh captures it) stdout is exactly the tools' directory.
@@ -46,7 +47,8 @@ free_port() {
 }
 taken=()
 p=${PAVED_COLD_TEST_PORT:-31400}
-for var in PAVED_APISERVER_PORT PAVED_ETCD_PORT PAVED_ETCD_PEER_PORT PAVED_CONTROLLER_MANAGER_PORT PAVED_SCHEDULER_PORT PAVED_KWOK_PORT; do
+for var in PAVED_APISERVER_PORT PAVED_ETCD_PORT PAVED_ETCD_PEER_PORT PAVED_CONTROLLER_MANAGER_PORT PAVED_SCHEDULER_PORT PAVED_KWOK_PORT \
+  PAVED_METRICS_SERVER_PORT; do
   p=$(free_port "$p"); taken+=("$p")
   cold_env+=("$var=$p")
   p=$((p + 1))
@@ -68,7 +70,7 @@ cat > "$stub/go" <<EOF
 set -euo pipefail
 real_cache='$PAVED_CACHE' real_kubectl='$real_kubectl'
 $(declare -f version_of)
-$(sed -n 's/^\(KUBERNETES_VERSION\|ETCD_VERSION\|KWOK_VERSION\|HELM_VERSION\)=.*/&/p' "$here/versions.env")
+$(sed -n 's/^\(KUBERNETES_VERSION\|ETCD_VERSION\|KWOK_VERSION\|HELM_VERSION\|METRICS_SERVER_VERSION\)=.*/&/p' "$here/versions.env")
 EOF
 cat >> "$stub/go" <<'EOF'
 downloading() { local m; for m in golang.org/x/net@v0.40.0 k8s.io/api@v0.33.13 sigs.k8s.io/yaml@v1.4.0; do echo "go: downloading ${m%@*} ${m#*@}" >&2; done; }
@@ -85,7 +87,7 @@ case "${1:-} ${2:-}" in
     name=$(basename "${out%.tmp}")
     case $name in
       kubectl) real=$real_kubectl ;;
-      etcd|kube-*|kwok) real=$real_cache/bin/$name-$(version_of "$name")/$name ;;
+      etcd|kube-*|kwok|metrics-server) real=$real_cache/bin/$name-$(version_of "$name")/$name ;;
       *) real=/bin/true ;; # the e2e tools (e2e/tools/build.sh): only their path matters here
     esac
     [ -x "$real" ] || { echo "stub go: no real $name at $real" >&2; exit 1; }
@@ -119,6 +121,7 @@ if env "${cold_env[@]}" bash -c '
   printf "%s\n" "$KUBECONFIG" > "$2/kubeconfig.txt"
   printf "%s\n" "$KUBECTL" > "$2/kubectl.txt"
   "$KUBECTL" get nodes -o name > "$2/nodes.txt"
+  "$KUBECTL" get --raw /apis/metrics.k8s.io/v1beta1/pods > "$2/pod-metrics.txt"
 ' _ "$here" "$work" 2>"$work/logs/use_cluster.err"; then
   pass "use_cluster on a cold cache"
 else
@@ -130,6 +133,8 @@ fi
   || fail "use_cluster: KUBECTL is '$(head -c 300 "$work/kubectl.txt" 2>/dev/null)', want $kubectl_path"
 [ "$(wc -l < "$work/nodes.txt" 2>/dev/null || echo 0)" -ge 1 ] && pass "the cold-started cluster answers kubectl get nodes" \
   || fail "the cold-started cluster has no nodes"
+grep -q '"kind":"PodMetricsList"' "$work/pod-metrics.txt" 2>/dev/null && pass "the cold-started cluster serves metrics.k8s.io" \
+  || fail "the cold-started cluster does not serve metrics.k8s.io: $(head -c 300 "$work/pod-metrics.txt" 2>/dev/null)"
 grep -q 'building' "$work/logs/use_cluster.err" && pass "use_cluster built the components (the cold path ran)" \
   || fail "use_cluster built nothing: the cold path did not run"
 
