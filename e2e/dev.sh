@@ -77,6 +77,7 @@ Paved runs on the local control plane. Try:
   export KUBECONFIG=$KUBECONFIG
   kubectl get paved -A
   kubectl describe services.paved.dev -n staging
+  kubectl top pods -A       # simulated usage: a kwok ResourceUsage per pod sets it (README)
 The catalog page (what runs where): http://$LISTEN/catalog
 Controller logs: $CLUSTER_DIR/logs/paved-dev.log
 Stop it with: make dev-down

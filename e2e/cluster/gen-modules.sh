@@ -44,8 +44,12 @@ write_module "$here/modules/kwok" paved.dev/e2e/kwok "sigs.k8s.io/kwok@$KWOK_VER
 write_module "$here/modules/helm" paved.dev/e2e/helm "helm.sh/helm/v3@$HELM_VERSION"
 (cd "$here/modules/helm" && go mod edit -tool=helm.sh/helm/v3/cmd/helm && go mod tidy)
 # metrics-server, with the Kubernetes libraries it shares with the control plane
-# raised to the cluster's own patch release (same minor), so a build reuses what
-# the kube-apiserver build left in Go's build cache.
+# raised to the cluster's own patch release (metrics-server v0.8.0 is built on
+# v0.33.x; a KUBERNETES_VERSION of another minor wants a matching release): the
+# client matches the cluster, and the packages whose dependencies are the same
+# versions come from kube-apiserver's build in Go's build cache. (Go's cache
+# keys a package by its module's required version, so `replace` lines forcing
+# the other shared modules down to Kubernetes' versions would not share more.)
 ms_dir=$here/modules/metrics-server
 write_module "$ms_dir" paved.dev/e2e/metrics-server "sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION"
 (cd "$ms_dir" && go mod edit -tool=sigs.k8s.io/metrics-server/cmd/metrics-server && go mod tidy)
