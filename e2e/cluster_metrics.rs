@@ -112,8 +112,7 @@ async fn wait_for_usage(metrics: &Api<DynamicObject>, pod: &str, want: &[(&str, 
                 got.iter()
                     .any(|(n, c, m)| n == name && close(*c, *cpu, *m, *memory))
             });
-            all.then_some(())
-                .ok_or_else(|| format!("served {got:?}"))
+            all.then_some(()).ok_or_else(|| format!("served {got:?}"))
         },
     )
     .await;
@@ -135,12 +134,14 @@ fn kubectl_top(ns: &str, pod: &str) -> Result<Vec<(String, f64, f64)>, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text
         .lines()
-        .filter_map(|line| match line.split_whitespace().collect::<Vec<_>>()[..] {
-            [_pod, container, cpu, memory, ..] => {
-                Some((container.to_string(), quantity(cpu), quantity(memory)))
-            }
-            _ => None,
-        })
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [_pod, container, cpu, memory, ..] => {
+                    Some((container.to_string(), quantity(cpu), quantity(memory)))
+                }
+                _ => None,
+            },
+        )
         .collect())
 }
 
@@ -153,11 +154,8 @@ async fn a_pods_resource_usage_is_what_metrics_k8s_io_and_kubectl_top_serve_and_
     create_pod(&client, &ns, pod, json!({})).await;
 
     // The shape the README documents: per container, a default for the others.
-    let usages = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        &ns,
-        &resource_usage_resource(),
-    );
+    let usages =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource_usage_resource());
     let usage = |app_cpu: &str, app_memory: &str| {
         json!({
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -175,7 +173,8 @@ async fn a_pods_resource_usage_is_what_metrics_k8s_io_and_kubectl_top_serve_and_
         .await
         .expect("ResourceUsage applied");
 
-    let metrics = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &pod_metrics_resource());
+    let metrics =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &pod_metrics_resource());
     const MI: f64 = 1024.0 * 1024.0;
     wait_for_usage(
         &metrics,
@@ -188,13 +187,16 @@ async fn a_pods_resource_usage_is_what_metrics_k8s_io_and_kubectl_top_serve_and_
     let top = wait_until("kubectl top to show the app's usage", WAIT, || async {
         let rows = kubectl_top(&ns, pod)?;
         rows.iter()
-            .find(|(c, cpu, memory)| c == "app" && (0.25..=0.26).contains(cpu) && *memory == 64.0 * MI)
+            .find(|(c, cpu, memory)| {
+                c == "app" && (0.25..=0.26).contains(cpu) && *memory == 64.0 * MI
+            })
             .map(|_| rows.clone())
             .ok_or_else(|| format!("kubectl top printed {rows:?}"))
     })
     .await;
     assert!(
-        top.iter().any(|(c, cpu, _)| c == "sidecar" && (0.010..=0.011).contains(cpu)),
+        top.iter()
+            .any(|(c, cpu, _)| c == "sidecar" && (0.010..=0.011).contains(cpu)),
         "kubectl top shows the sidecar's own usage: {top:?}"
     );
 
@@ -229,7 +231,8 @@ async fn a_pods_resource_usage_is_what_metrics_k8s_io_and_kubectl_top_serve_and_
 }
 
 #[tokio::test]
-async fn without_a_resource_usage_a_pod_uses_its_usage_annotations_or_one_millicore_and_one_mebibyte() {
+async fn without_a_resource_usage_a_pod_uses_its_usage_annotations_or_one_millicore_and_one_mebibyte()
+ {
     let client = client().await;
     let ns = unique("metrics-default");
     create_namespace(&client, &ns).await;
@@ -242,7 +245,8 @@ async fn without_a_resource_usage_a_pod_uses_its_usage_annotations_or_one_millic
     .await;
     create_pod(&client, &ns, "plain", json!({})).await;
 
-    let metrics = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &pod_metrics_resource());
+    let metrics =
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &pod_metrics_resource());
     const MI: f64 = 1024.0 * 1024.0;
     // The annotations apply to each container of the pod.
     wait_for_usage(
@@ -251,7 +255,12 @@ async fn without_a_resource_usage_a_pod_uses_its_usage_annotations_or_one_millic
         &[("app", 0.040, 100.0 * MI), ("sidecar", 0.040, 100.0 * MI)],
     )
     .await;
-    wait_for_usage(&metrics, "plain", &[("app", 0.001, MI), ("sidecar", 0.001, MI)]).await;
+    wait_for_usage(
+        &metrics,
+        "plain",
+        &[("app", 0.001, MI), ("sidecar", 0.001, MI)],
+    )
+    .await;
 
     // The namespace's list holds both, nothing else.
     let list = metrics
