@@ -345,6 +345,7 @@ mod tests {
         let mut card = crate::insights::service_scorecard(
             &svcs[1],
             Some(&envs[0]),
+            None,
             &crate::insights::InsightSettings::default(),
         );
         assert!(card.warning > 0, "the fixture breaks some rules: {card:?}");

@@ -1,13 +1,15 @@
 //! What a Service, Application and Environment cost per month, estimated from
 //! the resources their pods request and the prices an admin sets (per CPU-hour
-//! and per GiB-hour). Pure; an estimate, never a bill: requests are not usage,
-//! an autoscaled Service counts at `autoscaling.min`, and nodes, storage and
-//! traffic are not priced.
+//! and per GiB-hour), and, where the cluster serves `metrics.k8s.io`, from
+//! what they use (`status.usage`). Pure; an estimate, never a bill: an
+//! autoscaled Service counts at `autoscaling.min` by requests, usage is one
+//! sample kept for 730 hours, and nodes, storage and traffic are not priced.
 
 use crate::api::cost::CostEstimate;
 use crate::api::environment::EnvironmentType;
+use crate::api::usage::Usage;
 use crate::api::{Environment, Service};
-use crate::children::guardrails::{DEFAULT_MEMORY_REQUEST, quantity_value};
+use crate::children::guardrails::{DEFAULT_MEMORY_LIMIT, DEFAULT_MEMORY_REQUEST, quantity_value};
 use crate::resolve::Snapshot;
 
 /// Hours in an average month (365 × 24 / 12).
@@ -66,21 +68,63 @@ pub fn declared_pods(service: &Service, environment: Option<&Environment>) -> i3
 /// Environment's defaults (the LimitRange Paved writes, which always gives
 /// memory a request).
 fn container_request(service: &Service, environment: Option<&Environment>, resource: &str) -> f64 {
+    container_quantity(service, environment, resource, false)
+}
+
+/// What one container may use at most (its limit; else the Environment's
+/// default limit; memory always gets one from Paved's LimitRange). None: no limit.
+fn container_limit(
+    service: &Service,
+    environment: Option<&Environment>,
+    resource: &str,
+) -> Option<f64> {
+    let value = container_quantity(service, environment, resource, true);
+    (value > 0.0).then_some(value)
+}
+
+/// One pod's request and limit of CPU (cores) and memory (bytes), as
+/// Kubernetes settles them: what usage is compared with.
+pub fn pod_resources(
+    service: &Service,
+    environment: Option<&Environment>,
+) -> crate::usage::PodResources {
+    crate::usage::PodResources {
+        cpu_request: container_request(service, environment, "cpu"),
+        memory_request: container_request(service, environment, "memory"),
+        cpu_limit: container_limit(service, environment, "cpu"),
+        memory_limit: container_limit(service, environment, "memory"),
+    }
+}
+
+fn container_quantity(
+    service: &Service,
+    environment: Option<&Environment>,
+    resource: &str,
+    limit: bool,
+) -> f64 {
     let own = service.spec.resources.as_ref();
     let defaults = environment
         .and_then(|e| e.spec.guardrails.as_ref())
         .and_then(|g| g.defaults.as_ref())
         .and_then(|d| d.resources.as_ref());
-    let quantity = own
-        .and_then(|r| r.requests.as_ref()?.get(resource))
-        .or_else(|| own.and_then(|r| r.limits.as_ref()?.get(resource)))
-        .or_else(|| defaults.and_then(|d| d.requests.get(resource)))
-        .or_else(|| defaults.and_then(|d| d.limits.get(resource)));
+    let own_limit = || own.and_then(|r| r.limits.as_ref()?.get(resource));
+    let default_limit = || defaults.and_then(|d| d.limits.get(resource));
+    let quantity = if limit {
+        own_limit().or_else(default_limit)
+    } else {
+        own.and_then(|r| r.requests.as_ref()?.get(resource))
+            .or_else(own_limit)
+            .or_else(|| defaults.and_then(|d| d.requests.get(resource)))
+            .or_else(default_limit)
+    };
     match quantity {
         Some(quantity) => quantity_value(&quantity.0).unwrap_or(0.0),
-        None if resource == "memory" && environment.is_some() => {
-            quantity_value(DEFAULT_MEMORY_REQUEST).unwrap_or(0.0)
-        }
+        None if resource == "memory" && environment.is_some() => quantity_value(if limit {
+            DEFAULT_MEMORY_LIMIT
+        } else {
+            DEFAULT_MEMORY_REQUEST
+        })
+        .unwrap_or(0.0),
         None => 0.0,
     }
 }
@@ -109,7 +153,29 @@ pub fn estimate(requested: Requested, stopped: bool, prices: &Prices) -> CostEst
         saved_by_stopping: stopped.then(|| money(monthly)),
         cpu: format!("{:.3}", requested.cpu),
         memory_gib: format!("{gib:.3}"),
+        monthly_from_usage: None,
+        cpu_used: None,
+        memory_gib_used: None,
     }
+}
+
+/// Add the estimate from usage (`status.usage`, what the pods use now) to
+/// `cost`: the same prices, for the cores and GiB used kept for a month.
+/// Nothing when the usage has no figures.
+pub fn add_usage(cost: &mut CostEstimate, usage: Option<&Usage>, prices: &Prices) {
+    let Some(usage) = usage.filter(|u| u.available) else {
+        return;
+    };
+    let used = |r: &Option<crate::api::usage::ResourceUsage>| {
+        r.as_ref()
+            .and_then(|r| quantity_value(&r.used))
+            .unwrap_or(0.0)
+    };
+    let (cpu, gib) = (used(&usage.cpu), used(&usage.memory) / GIB);
+    let monthly = (cpu * prices.cpu_hour + gib * prices.gib_hour) * HOURS_PER_MONTH;
+    cost.monthly_from_usage = Some(money(monthly));
+    cost.cpu_used = Some(format!("{cpu:.3}"));
+    cost.memory_gib_used = Some(format!("{gib:.3}"));
 }
 
 fn stopped(environment: Option<&Environment>) -> bool {
@@ -251,5 +317,45 @@ mod tests {
         assert_eq!(cost.saved_by_stopping.as_deref(), Some("164.25"));
         let app = application_cost("shop", "shop", &snapshot, &prices());
         assert_eq!(app.monthly_requested, "164.25");
+    }
+
+    #[test]
+    fn the_estimate_from_usage_prices_what_the_pods_use_and_nothing_without_metrics() {
+        let mut cost = estimate(Requested::default(), false, &prices());
+        let usage: Usage = serde_yaml::from_str(
+            "{available: true, pods: 2, cpu: {used: 500m}, memory: {used: 1Gi}}",
+        )
+        .unwrap();
+        add_usage(&mut cost, Some(&usage), &prices());
+        // (0.5 × 0.04 + 1 × 0.005) × 730 = 18.25
+        assert_eq!(cost.monthly_from_usage.as_deref(), Some("18.25"));
+        assert_eq!(
+            (cost.cpu_used.as_deref(), cost.memory_gib_used.as_deref()),
+            (Some("0.500"), Some("1.000"))
+        );
+        let mut without = estimate(Requested::default(), false, &prices());
+        let unavailable: Usage =
+            serde_yaml::from_str("{available: false, reason: no metrics-server}").unwrap();
+        add_usage(&mut without, Some(&unavailable), &prices());
+        add_usage(&mut without, None, &prices());
+        assert_eq!(without.monthly_from_usage, None);
+    }
+
+    #[test]
+    fn a_pod_is_compared_with_its_settled_request_and_limit() {
+        let limited = service(
+            "api",
+            "{application: shop, image: a:1, resources: {requests: {cpu: 200m}, limits: {memory: 1Gi}}}",
+        );
+        let pod = pod_resources(&limited, Some(&environment("")));
+        assert_eq!(pod.cpu_request, 0.2);
+        assert_eq!(pod.cpu_limit, None);
+        assert_eq!(pod.memory_limit, Some(GIB));
+        assert_eq!(pod.memory_request, GIB, "a limit alone is the request");
+        let bare = pod_resources(
+            &service("bare", "{application: shop, image: a:1}"),
+            Some(&environment("")),
+        );
+        assert_eq!(bare.memory_limit, quantity_value(DEFAULT_MEMORY_LIMIT));
     }
 }

@@ -1,5 +1,6 @@
-//! The paved-path scorecard: static rules over the manifests (no cluster, no
-//! usage), each a row of [`RULES`], and the score they roll up to.
+//! The paved-path scorecard: rules over the manifests and, in the controller,
+//! over real usage (`over-provisioned`, `idle`: not applicable offline or
+//! without metrics), each a row of [`RULES`], and the score they roll up to.
 //!
 //! ```text
 //!  Service spec + its Environment ──▶ service rules ──┐
@@ -37,6 +38,9 @@ pub struct InsightSettings {
     pub disabled: BTreeSet<String>,
     /// A level per rule id in place of the table's.
     pub levels: BTreeMap<String, InsightLevel>,
+    /// When usage counts as far below requests (`over-provisioned`) or as none
+    /// (`idle`), and for how long.
+    pub usage: crate::usage::Thresholds,
 }
 
 impl Default for InsightSettings {
@@ -45,6 +49,7 @@ impl Default for InsightSettings {
             production_min_replicas: crate::children::PRODUCTION_DEFAULT_REPLICAS,
             disabled: BTreeSet::new(),
             levels: BTreeMap::new(),
+            usage: crate::usage::Thresholds::default(),
         }
     }
 }
@@ -64,6 +69,12 @@ impl InsightSettings {
         }
         if self.production_min_replicas < 1 {
             return Err("the production minimum of replicas must be at least 1".into());
+        }
+        if !(1..=100).contains(&self.usage.low_percent) {
+            return Err("the over-provisioned percent must be between 1 and 100".into());
+        }
+        if self.usage.low_for.is_negative() || self.usage.idle_for.is_negative() {
+            return Err("the over-provisioned and idle periods must not be negative".into());
         }
         Ok(())
     }
@@ -103,6 +114,9 @@ pub struct ServiceFacts<'a> {
     pub service: &'a Service,
     /// Absent offline when the manifests carry no Environment for its namespace.
     pub environment: Option<&'a Environment>,
+    /// What its pods use, as its status shows it; absent offline, without
+    /// metrics, or before the first sample (the usage rules do not apply then).
+    pub usage: Option<&'a crate::usage::Published>,
 }
 
 /// The outcome of one rule on one object.
@@ -184,6 +198,20 @@ pub const RULES: &[Rule] = &[
         passes_when: "the pod passes PodSecurity `restricted` (no `spec.security.level: baseline` opt-out)",
         fix: "remove spec.security.level: baseline (run as a non-root user, without extra capabilities) so the pod passes PodSecurity restricted",
         check: Check::Service(pod_security_restricted),
+    },
+    Rule {
+        id: "over-provisioned",
+        level: InsightLevel::Warning,
+        passes_when: "with usage (metrics.k8s.io): the busiest pod has not stayed under 25 % of its CPU or memory request for 24 hours (percent and period configurable)",
+        fix: "lower spec.resources.requests to the suggestion (the most a pod used in that time, plus half again) so the requests, the quota and the cost follow what runs",
+        check: Check::Service(over_provisioned),
+    },
+    Rule {
+        id: "idle",
+        level: InsightLevel::Warning,
+        passes_when: "with usage (metrics.k8s.io), outside production: some pod used more than 1m CPU in the last 72 hours (threshold and period configurable)",
+        fix: "stop the Environment while nobody uses it (spec.lifecycle.stopped: true), give it a stop/start spec.lifecycle.schedule, or a spec.lifecycle.ttl",
+        check: Check::Service(idle),
     },
     Rule {
         id: "application-links",
@@ -358,6 +386,85 @@ fn pod_security_restricted(facts: &ServiceFacts<'_>, _: &InsightSettings) -> Ver
     }
 }
 
+/// A request from the most a pod used: half again, rounded up to 5m of CPU
+/// or 16Mi of memory.
+pub fn suggested_request(peak: f64, cpu: bool) -> String {
+    if cpu {
+        let millicores = (peak * 1500.0 / 5.0).ceil().max(1.0) * 5.0;
+        format!("{millicores}m")
+    } else {
+        let mib = (peak * 1.5 / (1024.0 * 1024.0) / 16.0).ceil().max(1.0) * 16.0;
+        format!("{mib}Mi")
+    }
+}
+
+/// `24h`, `90m`, `45s`: a period as the flags take it.
+fn period_text(period: jiff::SignedDuration) -> String {
+    let seconds = period.as_secs();
+    if seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+fn over_provisioned(facts: &ServiceFacts<'_>, settings: &InsightSettings) -> Verdict {
+    let Some(usage) = facts.usage else {
+        return Verdict::NotApplicable;
+    };
+    let thresholds = &settings.usage;
+    let verdicts = usage.verdicts(thresholds);
+    let mut findings = Vec::new();
+    if let (true, Some(streak)) = (verdicts.cpu_over_provisioned, usage.cpu_low) {
+        findings.push(format!(
+            "the busiest pod used at most {} CPU of its {} request for {}+, suggested request {}",
+            crate::usage::cpu_text(streak.peak),
+            crate::usage::cpu_text(usage.resources.cpu_request),
+            period_text(thresholds.low_for),
+            suggested_request(streak.peak, true)
+        ));
+    }
+    if let (true, Some(streak)) = (verdicts.memory_over_provisioned, usage.memory_low) {
+        findings.push(format!(
+            "the busiest pod used at most {} memory of its {} request for {}+, suggested request {}",
+            crate::usage::memory_text(streak.peak),
+            crate::usage::memory_text(usage.resources.memory_request),
+            period_text(thresholds.low_for),
+            suggested_request(streak.peak, false)
+        ));
+    }
+    if findings.is_empty() {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(findings.join("; "))
+    }
+}
+
+fn idle(facts: &ServiceFacts<'_>, settings: &InsightSettings) -> Verdict {
+    let Some(usage) = facts.usage else {
+        return Verdict::NotApplicable;
+    };
+    // Production is expected to wait for traffic; a stopped Environment is already stopped.
+    if in_production(facts)
+        || facts
+            .environment
+            .is_none_or(crate::children::environment_stopped)
+    {
+        return Verdict::NotApplicable;
+    }
+    if usage.verdicts(&settings.usage).idle {
+        Verdict::Failed(format!(
+            "no pod used more than {}m CPU for {}+",
+            settings.usage.idle_millicores,
+            period_text(settings.usage.idle_for)
+        ))
+    } else {
+        Verdict::Passed
+    }
+}
+
 fn application_links(application: &Application) -> Verdict {
     if application.spec.links.is_empty() {
         Verdict::Failed("no links".into())
@@ -420,15 +527,17 @@ fn evaluation(rule: &Rule, level: InsightLevel, verdict: Verdict) -> Option<Eval
     })
 }
 
-/// The Service rules on one Service.
+/// The Service rules on one Service, with what its pods use when known.
 pub fn evaluate_service(
     service: &Service,
     environment: Option<&Environment>,
+    usage: Option<&crate::usage::Published>,
     settings: &InsightSettings,
 ) -> Vec<Evaluation> {
     let facts = ServiceFacts {
         service,
         environment,
+        usage,
     };
     enabled(settings)
         .filter_map(|(rule, level)| match rule.check {
@@ -500,9 +609,10 @@ pub fn scorecard(evaluations: &[Evaluation]) -> Scorecard {
 pub fn service_scorecard(
     service: &Service,
     environment: Option<&Environment>,
+    usage: Option<&crate::usage::Published>,
     settings: &InsightSettings,
 ) -> Scorecard {
-    scorecard(&evaluate_service(service, environment, settings))
+    scorecard(&evaluate_service(service, environment, usage, settings))
 }
 
 /// An Application's own rules, plus those of each of its Services (named).
@@ -510,12 +620,14 @@ pub fn application_evaluations(
     application: &Application,
     services: &[&Service],
     environment: Option<&Environment>,
+    usage: Option<&crate::usage::UsageStore>,
     settings: &InsightSettings,
 ) -> Vec<Evaluation> {
     let mut evaluations = evaluate_application(application, settings);
     for service in services {
+        let shown = usage_of(usage, service);
         evaluations.extend(
-            evaluate_service(service, environment, settings)
+            evaluate_service(service, environment, shown.as_ref(), settings)
                 .into_iter()
                 .map(|e| Evaluation {
                     service: Some(service.name_any()),
@@ -526,10 +638,26 @@ pub fn application_evaluations(
     evaluations
 }
 
+/// What a Service's status shows of its usage, from the controller's store.
+fn usage_of(
+    usage: Option<&crate::usage::UsageStore>,
+    service: &Service,
+) -> Option<crate::usage::Published> {
+    let store = usage?;
+    if store.availability() != crate::usage::Availability::Available {
+        return None;
+    }
+    store.published(
+        &service.namespace().unwrap_or_default(),
+        &service.name_any(),
+    )
+}
+
 /// An Application's scorecard, rolled up over its Services.
 pub fn application_scorecard(
     application: &Application,
     snapshot: &Snapshot,
+    usage: Option<&crate::usage::UsageStore>,
     settings: &InsightSettings,
 ) -> Scorecard {
     let namespace = application.namespace().unwrap_or_default();
@@ -540,6 +668,7 @@ pub fn application_scorecard(
         application,
         &services,
         environment,
+        usage,
         settings,
     ))
 }
@@ -549,6 +678,7 @@ pub fn application_scorecard(
 pub fn environment_evaluations(
     environment: &Environment,
     snapshot: &Snapshot,
+    usage: Option<&crate::usage::UsageStore>,
     settings: &InsightSettings,
 ) -> Vec<Evaluation> {
     let namespace = environment.namespace_str();
@@ -561,7 +691,8 @@ pub fn environment_evaluations(
         }));
     }
     for service in snapshot.services_in(namespace) {
-        let evaluated = evaluate_service(service, Some(environment), settings);
+        let shown = usage_of(usage, service);
+        let evaluated = evaluate_service(service, Some(environment), shown.as_ref(), settings);
         evaluations.extend(evaluated.into_iter().map(|e| Evaluation {
             application: Some(service.spec.application.clone()),
             service: Some(service.name_any()),
@@ -575,9 +706,15 @@ pub fn environment_evaluations(
 pub fn environment_scorecard(
     environment: &Environment,
     snapshot: &Snapshot,
+    usage: Option<&crate::usage::UsageStore>,
     settings: &InsightSettings,
 ) -> Scorecard {
-    scorecard(&environment_evaluations(environment, snapshot, settings))
+    scorecard(&environment_evaluations(
+        environment,
+        snapshot,
+        usage,
+        settings,
+    ))
 }
 
 /// The README's rule table, generated from [`RULES`].
@@ -636,6 +773,7 @@ mod tests {
         let card = service_scorecard(
             &service(GOOD),
             Some(&environment("production")),
+            None,
             &InsightSettings::default(),
         );
         assert_eq!(card.score, 100);
@@ -647,6 +785,7 @@ mod tests {
         let evaluations = evaluate_service(
             &service("{application: shop, image: 'nginx:latest', ports: [{name: http, port: 80}]}"),
             Some(&environment("staging")),
+            None,
             &InsightSettings::default(),
         );
         assert_eq!(
@@ -684,6 +823,7 @@ mod tests {
         let card = service_scorecard(
             &service(&GOOD.replace("api:1.4.2@sha256:0123", "api")),
             Some(&environment("staging")),
+            None,
             &InsightSettings::default(),
         );
         assert_eq!(
@@ -703,6 +843,7 @@ mod tests {
                 &ServiceFacts {
                     service: &service(&format!("{{application: shop, image: '{image}'}}")),
                     environment: None,
+                    usage: None,
                 },
                 &InsightSettings::default(),
             )
@@ -717,6 +858,7 @@ mod tests {
         let production = evaluate_service(
             &one,
             Some(&environment("production")),
+            None,
             &InsightSettings::default(),
         );
         assert_eq!(
@@ -726,6 +868,7 @@ mod tests {
         let staging = evaluate_service(
             &one,
             Some(&environment("staging")),
+            None,
             &InsightSettings::default(),
         );
         assert!(failed_rules(&staging).is_empty());
@@ -741,7 +884,8 @@ mod tests {
             production_min_replicas: 3,
             ..InsightSettings::default()
         };
-        let evaluations = evaluate_service(&scaled, Some(&environment("production")), &strict);
+        let evaluations =
+            evaluate_service(&scaled, Some(&environment("production")), None, &strict);
         let replicas = evaluations
             .iter()
             .find(|e| e.rule == "production-replicas")
@@ -763,10 +907,11 @@ mod tests {
         )
         .unwrap();
         let bare = service("{application: shop, image: 'a:1', health: null}");
-        let evaluations = evaluate_service(&bare, Some(&staging), &InsightSettings::default());
+        let evaluations =
+            evaluate_service(&bare, Some(&staging), None, &InsightSettings::default());
         assert!(!failed_rules(&evaluations).contains(&"resource-requests"));
         assert!(!failed_rules(&evaluations).contains(&"memory-limit"));
-        let alone = evaluate_service(&bare, None, &InsightSettings::default());
+        let alone = evaluate_service(&bare, None, None, &InsightSettings::default());
         let requests = alone
             .iter()
             .find(|e| e.rule == "resource-requests")
@@ -786,8 +931,104 @@ mod tests {
             "{application: shop,",
             "{application: shop, security: {level: baseline},",
         ));
-        let evaluations = evaluate_service(&opted_out, None, &InsightSettings::default());
+        let evaluations = evaluate_service(&opted_out, None, None, &InsightSettings::default());
         assert_eq!(failed_rules(&evaluations), ["pod-security-restricted"]);
+    }
+
+    fn quiet(cpu_peak: f64, hours_low: i64, hours_idle: Option<i64>) -> crate::usage::Published {
+        let at = jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(500);
+        let ago = |hours: i64| at - jiff::SignedDuration::from_hours(hours);
+        crate::usage::Published {
+            sample: crate::usage::Sample {
+                pods: 2,
+                cpu: 2.0 * cpu_peak,
+                memory: 200.0 * 1024.0 * 1024.0,
+                peak_pod_cpu: cpu_peak,
+                peak_pod_memory: 100.0 * 1024.0 * 1024.0,
+            },
+            resources: crate::usage::PodResources {
+                cpu_request: 0.5,
+                memory_request: 128.0 * 1024.0 * 1024.0,
+                cpu_limit: None,
+                memory_limit: None,
+            },
+            at,
+            cpu_low: Some(crate::usage::Streak {
+                since: ago(hours_low),
+                peak: cpu_peak,
+            }),
+            memory_low: None,
+            idle_since: hours_idle.map(ago),
+        }
+    }
+
+    fn usage_findings(
+        usage: &crate::usage::Published,
+        environment: &Environment,
+    ) -> Vec<(&'static str, Option<String>)> {
+        evaluate_service(
+            &service(GOOD),
+            Some(environment),
+            Some(usage),
+            &InsightSettings::default(),
+        )
+        .into_iter()
+        .filter(|e| e.rule == "over-provisioned" || e.rule == "idle")
+        .map(|e| (e.rule, e.failed))
+        .collect()
+    }
+
+    #[test]
+    fn a_day_far_below_its_request_is_over_provisioned_with_a_suggested_request() {
+        let findings = usage_findings(&quiet(0.040, 25, None), &environment("production"));
+        let (rule, message) = &findings[0];
+        assert_eq!(*rule, "over-provisioned");
+        assert_eq!(
+            message.as_deref(),
+            Some(
+                "the busiest pod used at most 40m CPU of its 500m request for 24h+, suggested request 60m: lower spec.resources.requests to the suggestion (the most a pod used in that time, plus half again) so the requests, the quota and the cost follow what runs"
+            )
+        );
+        // Production is never idle; a quiet streak shorter than the period passes.
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        let young = usage_findings(&quiet(0.040, 23, None), &environment("production"));
+        assert_eq!(young, [("over-provisioned", None)]);
+        assert_eq!(suggested_request(0.0001, true), "5m");
+        assert_eq!(suggested_request(100.0 * 1024.0 * 1024.0, false), "160Mi");
+    }
+
+    #[test]
+    fn three_days_without_cpu_outside_production_is_idle_but_not_once_stopped() {
+        let idle = quiet(0.0, 80, Some(73));
+        let findings = usage_findings(&idle, &environment("development"));
+        let message = findings
+            .iter()
+            .find(|(rule, _)| *rule == "idle")
+            .and_then(|(_, m)| m.clone())
+            .unwrap();
+        assert!(
+            message.starts_with("no pod used more than 1m CPU for 72h+: stop the Environment"),
+            "{message}"
+        );
+        let mut stopped = environment("development");
+        stopped.spec.lifecycle = serde_yaml::from_str("{stopped: true}").unwrap();
+        assert!(
+            usage_findings(&idle, &stopped)
+                .iter()
+                .all(|(r, _)| *r != "idle")
+        );
+        // Without usage (offline, no metrics) neither rule applies.
+        let offline = evaluate_service(
+            &service(GOOD),
+            Some(&environment("development")),
+            None,
+            &InsightSettings::default(),
+        );
+        assert!(
+            offline
+                .iter()
+                .all(|e| e.rule != "idle" && e.rule != "over-provisioned")
+        );
     }
 
     #[test]
@@ -798,7 +1039,7 @@ mod tests {
             ..InsightSettings::default()
         };
         let tagged = service("{application: shop, image: 'a:1'}");
-        let evaluations = evaluate_service(&tagged, None, &settings);
+        let evaluations = evaluate_service(&tagged, None, None, &settings);
         assert!(evaluations.iter().all(|e| e.rule != "health-check"));
         let digest = evaluations
             .iter()
@@ -825,7 +1066,7 @@ mod tests {
     fn an_application_rolls_up_its_services_and_names_them_in_its_insights() {
         let snapshot = shop();
         let application = snapshot.application("staging", "shop").unwrap();
-        let card = application_scorecard(application, &snapshot, &InsightSettings::default());
+        let card = application_scorecard(application, &snapshot, None, &InsightSettings::default());
         let services = snapshot.services_of("staging", "shop");
         assert!(
             card.insights
@@ -836,6 +1077,7 @@ mod tests {
             let own = service_scorecard(
                 service,
                 snapshot.environment_of("staging", "x").ok(),
+                None,
                 &InsightSettings::default(),
             );
             let named = card
@@ -846,7 +1088,8 @@ mod tests {
             assert_eq!(named, own.insights.len());
         }
         let environment = snapshot.environment_of("staging", "x").unwrap();
-        let rolled = environment_scorecard(environment, &snapshot, &InsightSettings::default());
+        let rolled =
+            environment_scorecard(environment, &snapshot, None, &InsightSettings::default());
         assert_eq!(
             rolled.critical + rolled.warning + rolled.info,
             card.critical + card.warning + card.info

@@ -38,6 +38,7 @@
 //! ├── insights.rs          the paved-path scorecard: rules as data, score, roll-up
 //! ├── cost.rs              monthly cost estimate from requests and admin-set prices
 //! ├── delivery.rs          delivery metrics: deploys, change failures, time to restore, lead time
+//! ├── usage.rs             real usage: pods folded per Service, the step rule, streaks, the store
 //! ├── page/                the catalog page (/catalog): stores' objects → escaped HTML, inline SVG
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
@@ -51,6 +52,7 @@
 //! ├── runtime/             process wiring
 //! │   ├── controllers.rs   reflectors, watches and the three controllers
 //! │   ├── triggers.rs      which objects a watch event reconciles (pure, tested)
+//! │   ├── usage.rs         the usage poller: metrics.k8s.io discovered, read, Services woken
 //! │   ├── page.rs          serving the catalog page: published stores, routes, token gate
 //! │   └── metrics.rs http.rs leader.rs telemetry.rs
 //! └── cli/                 the `paved` subcommands besides `run`
@@ -83,5 +85,6 @@ pub mod resolve;
 pub mod retry;
 pub mod runtime;
 pub mod status;
+pub mod usage;
 
 pub use error::{Error, Result};

@@ -102,6 +102,10 @@ struct RunArgs {
     insights: paved::cli::lint::InsightArgs,
     #[command(flatten)]
     cost: paved::cli::lint::CostArgs,
+    /// Seconds between two reads of metrics.k8s.io (usage in status; a status
+    /// changes only when a figure moves by a step).
+    #[arg(long, env = "PAVED_USAGE_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..))]
+    usage_interval: u64,
     /// Serve the catalog page (/catalog) only to requests carrying a bearer token
     /// the API server accepts (TokenReview) for a user who may list Environments,
     /// Applications and Services (SubjectAccessReview). Needs `create` on
@@ -223,6 +227,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         ingress_namespace_labels: args.ingress_namespace_selector.clone(),
         insights: args.insights.settings()?,
         prices: args.cost.prices()?,
+        usage_interval: Duration::from_secs(args.usage_interval),
         published_stores,
     };
 

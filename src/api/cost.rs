@@ -1,6 +1,6 @@
 //! The cost estimate as it appears in the status of all three kinds. Computed
-//! by [`crate::cost`] from requests and the prices an admin sets; absent when
-//! no price is set.
+//! by [`crate::cost`] from requests (and from usage, when the cluster serves
+//! metrics) and the prices an admin sets; absent when no price is set.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,4 +24,15 @@ pub struct CostEstimate {
     pub cpu: String,
     /// GiB of memory requested, as declared (all pods).
     pub memory_gib: String,
+    /// Per month from usage: (CPU cores used × price per CPU-hour + GiB used ×
+    /// price per GiB-hour) × 730, from `status.usage` (what the pods use now,
+    /// read from metrics.k8s.io); absent without metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_from_usage: Option<String>,
+    /// CPU cores used now (all pods), the basis of `monthlyFromUsage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_used: Option<String>,
+    /// GiB of memory used now (all pods), the basis of `monthlyFromUsage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gib_used: Option<String>,
 }

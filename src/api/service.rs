@@ -327,7 +327,11 @@ pub struct ServiceStatus {
     /// practices, and a score (see the README's rule table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scorecard: Option<super::scorecard::Scorecard>,
-    /// Monthly cost estimate from requests, when an admin set prices (README: "Cost").
+    /// CPU and memory its pods use (sum and busiest pod) next to their requests and limits, from metrics.k8s.io (what `kubectl top` reads); `available: false`
+    /// and a reason when the cluster serves no metrics (README: "Usage").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<super::usage::Usage>,
+    /// Monthly cost estimate from requests (and from usage), when an admin set prices (README: "Cost").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::cost::CostEstimate>,
     /// Delivery metrics: deploys, change failures, time to restore, lead time,

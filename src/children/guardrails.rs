@@ -128,6 +128,9 @@ pub fn quantity_value(text: &str) -> Option<f64> {
     let number: f64 = number.parse().ok()?;
     let factor = match suffix {
         "" => 1.0,
+        // metrics.k8s.io reports CPU in nanocores.
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,

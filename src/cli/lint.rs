@@ -43,6 +43,39 @@ pub struct InsightArgs {
         value_delimiter = ','
     )]
     pub levels: Vec<String>,
+    /// Rule over-provisioned: the busiest pod under this percent of its CPU or memory request…
+    #[arg(
+        long = "insights-over-provisioned-percent",
+        env = "PAVED_INSIGHTS_OVER_PROVISIONED_PERCENT",
+        default_value_t = 25
+    )]
+    pub over_provisioned_percent: u32,
+    /// …for this long (e.g. 24h, 7d, 30m).
+    #[arg(
+        long = "insights-over-provisioned-for",
+        env = "PAVED_INSIGHTS_OVER_PROVISIONED_FOR",
+        default_value = "24h"
+    )]
+    pub over_provisioned_for: String,
+    /// Rule idle: every pod at or under this many millicores of CPU…
+    #[arg(
+        long = "insights-idle-millicores",
+        env = "PAVED_INSIGHTS_IDLE_MILLICORES",
+        default_value_t = 1
+    )]
+    pub idle_millicores: u32,
+    /// …for this long (e.g. 72h, 3d).
+    #[arg(
+        long = "insights-idle-for",
+        env = "PAVED_INSIGHTS_IDLE_FOR",
+        default_value = "72h"
+    )]
+    pub idle_for: String,
+}
+
+fn period(flag: &str, text: &str) -> Result<jiff::SignedDuration, String> {
+    crate::lifecycle::parse_ttl(text)
+        .ok_or_else(|| format!("--{flag} {text:?}: expected a period like 30m, 24h or 7d"))
 }
 
 impl InsightArgs {
@@ -62,6 +95,12 @@ impl InsightArgs {
                 .filter(|r| !r.is_empty())
                 .collect(),
             levels,
+            usage: crate::usage::Thresholds {
+                low_percent: self.over_provisioned_percent,
+                low_for: period("insights-over-provisioned-for", &self.over_provisioned_for)?,
+                idle_millicores: self.idle_millicores,
+                idle_for: period("insights-idle-for", &self.idle_for)?,
+            },
         };
         settings.check()?;
         Ok(settings)
@@ -168,7 +207,7 @@ pub fn lint(snapshot: &Snapshot, settings: &InsightSettings) -> Linted {
     for service in &snapshot.services {
         let namespace = service.namespace().unwrap_or_default();
         let environment = snapshot.environment_of(&namespace, "Service").ok();
-        let card = service_scorecard(service, environment, settings);
+        let card = service_scorecard(service, environment, None, settings);
         out.push_str(&format!(
             "Service {namespace}/{}: score {}{}\n",
             service.name_any(),
@@ -183,7 +222,7 @@ pub fn lint(snapshot: &Snapshot, settings: &InsightSettings) -> Linted {
         push_insights(&mut out, &card.insights, &mut worst);
     }
     for application in &snapshot.applications {
-        let rolled = application_scorecard(application, snapshot, settings);
+        let rolled = application_scorecard(application, snapshot, None, settings);
         let own = scorecard(&evaluate_application(application, settings));
         out.push_str(&format!(
             "Application {}/{}: score {} (with its Services)\n",
@@ -195,7 +234,7 @@ pub fn lint(snapshot: &Snapshot, settings: &InsightSettings) -> Linted {
         push_insights(&mut out, &own.insights, &mut worst);
     }
     for environment in &snapshot.environments {
-        let card = environment_scorecard(environment, snapshot, settings);
+        let card = environment_scorecard(environment, snapshot, None, settings);
         out.push_str(&format!(
             "Environment {}: score {}\n",
             environment.name_any(),
@@ -332,6 +371,10 @@ spec:
             production_min_replicas: 2,
             disable: disable.iter().map(|s| s.to_string()).collect(),
             levels: levels.iter().map(|s| s.to_string()).collect(),
+            over_provisioned_percent: 25,
+            over_provisioned_for: "24h".into(),
+            idle_millicores: 1,
+            idle_for: "72h".into(),
         };
         assert!(args(&["image-pinnd"], &[]).settings().is_err());
         assert!(args(&[], &["image-digest=severe"]).settings().is_err());
@@ -343,5 +386,21 @@ spec:
             .unwrap();
         assert!(set.disabled.contains("health-check"));
         assert_eq!(set.levels["image-digest"], InsightLevel::Critical);
+        let mut periods = args(&[], &[]);
+        periods.idle_for = "3d".into();
+        periods.over_provisioned_for = "90m".into();
+        let usage = periods.settings().unwrap().usage;
+        assert_eq!(usage.idle_for, jiff::SignedDuration::from_hours(72));
+        assert_eq!(usage.low_for, jiff::SignedDuration::from_mins(90));
+        periods.idle_for = "three days".into();
+        assert!(
+            periods
+                .settings()
+                .unwrap_err()
+                .contains("insights-idle-for")
+        );
+        periods.idle_for = "1h".into();
+        periods.over_provisioned_percent = 0;
+        assert!(periods.settings().is_err());
     }
 }

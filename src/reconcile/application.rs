@@ -37,7 +37,21 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
         in_environment.as_ref().map(|_| ()),
         &now(),
     );
-    let scorecard = crate::insights::application_scorecard(&application, &snapshot, &ctx.insights);
+    let name = application.name_any();
+    let services = snapshot.services_of(&namespace, &name);
+    status.usage = ctx.usage.sum(
+        &namespace,
+        services
+            .iter()
+            .map(|s| s.metadata.name.as_deref().unwrap_or_default()),
+        crate::usage::Quota::default(),
+    );
+    let scorecard = crate::insights::application_scorecard(
+        &application,
+        &snapshot,
+        Some(&ctx.usage),
+        &ctx.insights,
+    );
     // The metric carries the Application's own insights; its Services publish theirs.
     let own = crate::insights::scorecard(&crate::insights::evaluate_application(
         &application,
@@ -55,7 +69,10 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     );
     status.scorecard = Some(scorecard);
     status.cost = ctx.prices.as_ref().map(|prices| {
-        crate::cost::application_cost(&namespace, &application.name_any(), &snapshot, prices)
+        let mut cost =
+            crate::cost::application_cost(&namespace, &application.name_any(), &snapshot, prices);
+        crate::cost::add_usage(&mut cost, status.usage.as_ref(), prices);
+        cost
     });
     status.delivery = crate::delivery::services_delivery(
         snapshot.services_of(&namespace, &application.name_any()),

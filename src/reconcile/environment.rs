@@ -323,8 +323,30 @@ async fn write_status(
     );
     // Only the namespace this Environment really owns is scored.
     if let Some(namespace) = status.namespace.clone() {
-        let scorecard =
-            crate::insights::environment_scorecard(environment, &snapshot, &ctx.insights);
+        let quota = |key: &str| {
+            status
+                .quota
+                .as_ref()
+                .and_then(|q| q.hard.get(key))
+                .and_then(|v| crate::children::guardrails::quantity_value(v))
+        };
+        let quota = crate::usage::Quota {
+            cpu: quota("requests.cpu"),
+            memory: quota("requests.memory"),
+        };
+        status.usage = ctx.usage.sum(
+            &namespace,
+            snapshot
+                .services_in(&namespace)
+                .map(|s| s.metadata.name.as_deref().unwrap_or_default()),
+            quota,
+        );
+        let scorecard = crate::insights::environment_scorecard(
+            environment,
+            &snapshot,
+            Some(&ctx.usage),
+            &ctx.insights,
+        );
         ctx.metrics.set_insights(
             "Environment",
             "",
@@ -340,10 +362,11 @@ async fn write_status(
                 _ => true,
             });
         status.scorecard = Some(scorecard);
-        status.cost = ctx
-            .prices
-            .as_ref()
-            .map(|prices| crate::cost::environment_cost(environment, &snapshot, prices));
+        status.cost = ctx.prices.as_ref().map(|prices| {
+            let mut cost = crate::cost::environment_cost(environment, &snapshot, prices);
+            crate::cost::add_usage(&mut cost, status.usage.as_ref(), prices);
+            cost
+        });
         status.delivery = crate::delivery::services_delivery(snapshot.services_in(&namespace));
     }
     let before = environment.status.clone().unwrap_or_default();

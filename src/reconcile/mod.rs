@@ -61,6 +61,9 @@ pub struct Context {
     pub insights: crate::insights::InsightSettings,
     /// Prices of the cost estimate; none: no estimate.
     pub prices: Option<crate::cost::Prices>,
+    /// What the pods use, kept by the usage poller (`runtime::usage`); read
+    /// here, never fetched in a reconcile.
+    pub usage: crate::usage::UsageStore,
     /// What Paved just wrote (children and status), until the stores have it.
     pub own_writes: converge::OwnWrites,
     /// Per-object backoff of writes the API server refused.

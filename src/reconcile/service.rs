@@ -112,19 +112,22 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     };
     let at = now();
     let mut status = service_status(&service, observation, &at);
-    let scorecard = crate::insights::service_scorecard(
-        &service,
-        snapshot.environment_of(&namespace, "Service").ok(),
-        &ctx.insights,
-    );
+    let environment = snapshot.environment_of(&namespace, "Service").ok();
+    let name = service.name_any();
+    status.usage = ctx.usage.service(&namespace, &name);
+    let shown = status
+        .usage
+        .as_ref()
+        .filter(|u| u.available)
+        .and_then(|_| ctx.usage.published(&namespace, &name));
+    let scorecard =
+        crate::insights::service_scorecard(&service, environment, shown.as_ref(), &ctx.insights);
     super::publish_insights(&ctx, "Service", &namespace, &service.name_any(), &scorecard);
     status.scorecard = Some(scorecard);
     status.cost = ctx.prices.as_ref().map(|prices| {
-        crate::cost::service_cost(
-            &service,
-            snapshot.environment_of(&namespace, "Service").ok(),
-            prices,
-        )
+        let mut cost = crate::cost::service_cost(&service, environment, prices);
+        crate::cost::add_usage(&mut cost, status.usage.as_ref(), prices);
+        cost
     });
     let before = service.status.clone().unwrap_or_default();
     let delivery = crate::delivery::service_delivery(&service, &before, &status, &at);

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | Environment | its own generation/finalizer changes; its Namespace, RoleBindings, ResourceQuota, LimitRange, NetworkPolicy; any Application or Service in its namespace, or in the namespace of its base (previews); its base's generation/deletion |
 //! | Application | its own generation changes; any change of its Services (status included); its namespace |
-//! | Service | its own generation changes; its children (drift; an HTTPRoute's status too); the Gateway API CRDs appearing; its Application and Environment (generation, stopped); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets |
+//! | Service | its own generation changes; its children (drift; an HTTPRoute's status too); the Gateway API CRDs appearing; its Application and Environment (generation, stopped); Services it depends on, or whose host it wants; its namespace; referenced ConfigMaps/Secrets; the usage poller (its figures moved by a step, or metrics.k8s.io came or went) |
 //!
 //! Status-only changes of an object never trigger its own reconcile (predicate on
 //! generation), so writing status cannot loop; changes of children and of
@@ -49,6 +49,8 @@ pub struct Settings {
     pub insights: crate::insights::InsightSettings,
     /// Prices of the cost estimate; none: no estimate.
     pub prices: Option<crate::cost::Prices>,
+    /// How often the usage poller reads metrics.k8s.io.
+    pub usage_interval: Duration,
     /// Where the catalog page finds the stores while these controllers run.
     pub published_stores: super::page::PublishedStores,
 }
@@ -270,6 +272,22 @@ pub async fn run(
         stores.applications.clone(),
         stores.services.clone(),
     );
+    // The usage poller keeps `usage`; it wakes Services through `usage_wakes`.
+    let usage = crate::usage::UsageStore::default();
+    let (usage_wake, usage_wakes) = super::usage::wake_channel();
+    let usage_poller = super::usage::run(
+        client.clone(),
+        stores.clone(),
+        usage.clone(),
+        super::usage::PollSettings {
+            interval: settings.usage_interval,
+            thresholds: settings.insights.usage,
+            steps: crate::usage::Steps::default(),
+        },
+        metrics.clone(),
+        usage_wake,
+        stopped(&shutdown),
+    );
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: settings.instance.clone(),
@@ -282,6 +300,7 @@ pub async fn run(
         ingress_namespace_labels: settings.ingress_namespace_labels.clone(),
         insights: settings.insights.clone(),
         prices: settings.prices.clone(),
+        usage: usage.clone(),
         own_writes: Default::default(),
         backoff: Default::default(),
         gateway_api,
@@ -419,6 +438,8 @@ pub async fn run(
         )
         // Gateway API CRDs installed while Paved runs: every Service looks again.
         .reconcile_all_on(super::gateway_api::appeared(gateway_api_appeared_rx))
+        // Figures that moved by a step; metrics.k8s.io appearing or going.
+        .reconcile_on(usage_wakes)
         .graceful_shutdown_on(stopped(&shutdown))
         .run(
             reconcile::service::reconcile,
@@ -451,7 +472,8 @@ pub async fn run(
         environment_controller,
         application_controller,
         service_controller,
-        gauges
+        gauges,
+        usage_poller
     );
     tracing::info!("controllers stopped");
 }

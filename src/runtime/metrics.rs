@@ -19,6 +19,9 @@
 //! | `paved_restores_total` | namespace, application, service (returns to Ready after a Stalled) |
 //! | `paved_time_to_restore_seconds_total` | namespace, application, service (sum of the times to restore) |
 //! | `paved_lead_time_seconds` (gauge) | namespace, application, service (latest deploy with a `paved.dev/commit-time`) |
+//! | `paved_usage_cpu_cores` (gauge) | namespace, application, service (all pods, the latest poll of metrics.k8s.io) |
+//! | `paved_usage_memory_bytes` (gauge) | namespace, application, service (all pods, working set) |
+//! | `paved_usage_available` (gauge) | | (1 while the cluster serves metrics.k8s.io) |
 //!
 //! The delivery counters mirror the cumulative figures in each Service's
 //! status, so a restarted controller resumes them where status left them
@@ -26,6 +29,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -101,6 +105,19 @@ pub struct Metrics {
     lead_time: Family<DeliveryLabels, Gauge>,
     /// The delivery series of each Service, to remove them when it goes.
     delivery_published: Mutex<HashMap<ObjectLabels, DeliveryLabels>>,
+    usage_cpu: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
+    usage_memory: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
+    usage_available: Gauge,
+}
+
+/// One Service's use at the latest poll, for [`Metrics::set_usage`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsageFigures {
+    pub namespace: String,
+    pub application: String,
+    pub service: String,
+    pub cpu_cores: f64,
+    pub memory_bytes: f64,
 }
 
 impl Default for Metrics {
@@ -206,8 +223,29 @@ impl Default for Metrics {
             "Lead time of a Service's latest deploy that carried a paved.dev/commit-time annotation, in seconds",
             lead_time.clone(),
         );
+        let usage_cpu = Family::<DeliveryLabels, Gauge<f64, AtomicU64>>::default();
+        let usage_memory = Family::<DeliveryLabels, Gauge<f64, AtomicU64>>::default();
+        let usage_available = Gauge::default();
+        registry.register(
+            "usage_cpu_cores",
+            "CPU cores a Service's pods use, all together, at the latest poll of metrics.k8s.io",
+            usage_cpu.clone(),
+        );
+        registry.register(
+            "usage_memory_bytes",
+            "Memory (working set, bytes) a Service's pods use, all together, at the latest poll of metrics.k8s.io",
+            usage_memory.clone(),
+        );
+        registry.register(
+            "usage_available",
+            "1 while the cluster serves metrics.k8s.io (usage figures in status), else 0",
+            usage_available.clone(),
+        );
         Metrics {
             registry,
+            usage_cpu,
+            usage_memory,
+            usage_available,
             deploys,
             change_failures,
             restores,
@@ -424,6 +462,24 @@ impl Metrics {
         self.restores.remove(labels);
         self.time_to_restore.remove(labels);
         self.lead_time.remove(labels);
+    }
+
+    /// Replace the usage series with the latest poll's; None: no metrics (no series).
+    pub fn set_usage(&self, figures: Option<&[UsageFigures]>) {
+        self.usage_cpu.clear();
+        self.usage_memory.clear();
+        self.usage_available.set(i64::from(figures.is_some()));
+        for figure in figures.into_iter().flatten() {
+            let labels = DeliveryLabels {
+                namespace: figure.namespace.clone(),
+                application: figure.application.clone(),
+                service: figure.service.clone(),
+            };
+            self.usage_cpu.get_or_create(&labels).set(figure.cpu_cores);
+            self.usage_memory
+                .get_or_create(&labels)
+                .set(figure.memory_bytes);
+        }
     }
 
     /// Remove every insight and the score of an object that is gone (and a

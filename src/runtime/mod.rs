@@ -11,4 +11,5 @@ pub mod page;
 pub mod taps;
 pub mod telemetry;
 pub mod triggers;
+pub mod usage;
 pub mod watches;

@@ -81,6 +81,7 @@ pub fn application_status(
         ready: format!("{ready_count}/{total}"),
         depends_on,
         scorecard: None,
+        usage: None,
         cost: None,
         delivery: None,
     }

@@ -1,0 +1,218 @@
+//! The usage poller: every interval it asks the API server whether it serves
+//! `metrics.k8s.io/v1beta1` pods (a metrics-server; discovery needs no RBAC,
+//! so one installed while Paved runs is found without a restart), lists the
+//! PodMetrics of Paved's pods (label `paved.dev/service`), folds them per
+//! Service ([`crate::usage::fold`]) and wakes the Services whose shown figures
+//! moved by a step. Reconciles only read the [`UsageStore`]: none waits on
+//! metrics, and a cluster without them loses nothing but the figures.
+//!
+//! Runs with the controllers (so only on the leader). One list per interval
+//! for the whole cluster, whatever the number of Services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::runtime::reflector::ObjectRef;
+
+use super::metrics::{Metrics, UsageFigures};
+use crate::api::Service;
+use crate::children::guardrails::quantity_value;
+use crate::names::labels;
+use crate::reconcile::Stores;
+use crate::usage::{Availability, PodUsage, Steps, Thresholds, UsageStore};
+
+/// The API group and version of PodMetrics.
+pub const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
+/// Failed polls in a row before status says the metrics are unavailable (a
+/// single failure keeps the figures: metrics-server restarts happen).
+const FAILURES_BEFORE_UNAVAILABLE: u32 = 3;
+
+fn pod_metrics() -> ApiResource {
+    ApiResource {
+        group: "metrics.k8s.io".into(),
+        version: "v1beta1".into(),
+        api_version: GROUP_VERSION.into(),
+        kind: "PodMetrics".into(),
+        plural: "pods".into(),
+    }
+}
+
+/// What one PodMetrics says: the pod's Service and its containers' use summed.
+/// None for a pod without the label.
+pub fn pod_usage(object: &DynamicObject) -> Option<PodUsage> {
+    let service = object.metadata.labels.as_ref()?.get(labels::SERVICE)?;
+    let containers = object.data.get("containers")?.as_array()?;
+    let sum = |resource: &str| -> f64 {
+        containers
+            .iter()
+            .filter_map(|c| c.get("usage")?.get(resource)?.as_str())
+            .filter_map(quantity_value)
+            .sum()
+    };
+    Some(PodUsage {
+        namespace: object.metadata.namespace.clone()?,
+        service: service.clone(),
+        cpu: sum("cpu"),
+        memory: sum("memory"),
+    })
+}
+
+/// Read every Paved pod's use. `Ok(None)`: the cluster does not serve the API.
+async fn read(client: &Client) -> Result<Option<Vec<PodUsage>>, String> {
+    match client.list_api_group_resources(GROUP_VERSION).await {
+        Ok(list) if list.resources.iter().any(|r| r.name == "pods") => {}
+        Ok(_) => return Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+        Err(error) => return Err(format!("{GROUP_VERSION} discovery failed: {error}")),
+    }
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &pod_metrics());
+    let list = api
+        .list(&ListParams::default().labels(labels::SERVICE))
+        .await
+        .map_err(|error| format!("listing {GROUP_VERSION} pods failed: {error}"))?;
+    Ok(Some(list.items.iter().filter_map(pod_usage).collect()))
+}
+
+/// How the poller runs.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub thresholds: Thresholds,
+    pub steps: Steps,
+}
+
+/// The channel the poller wakes Services through, and the stream a controller
+/// reads them from (`reconcile_on`).
+pub fn wake_channel() -> (
+    tokio::sync::mpsc::UnboundedSender<ObjectRef<Service>>,
+    impl Stream<Item = ObjectRef<Service>> + Send + 'static,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|service| (service, receiver))
+    });
+    (sender, stream)
+}
+
+/// Poll until `stop` resolves.
+pub async fn run(
+    client: Client,
+    stores: Stores,
+    usage: UsageStore,
+    settings: PollSettings,
+    metrics: Arc<Metrics>,
+    wake: tokio::sync::mpsc::UnboundedSender<ObjectRef<Service>>,
+    stop: impl Future<Output = ()> + Send,
+) {
+    let poll = async {
+        if !stores.wait_until_ready().await {
+            return;
+        }
+        let mut failures = 0;
+        loop {
+            let availability = match read(&client).await {
+                Ok(Some(pods)) => {
+                    failures = 0;
+                    let samples = crate::usage::aggregate(pods);
+                    let snapshot = stores.snapshot();
+                    let moved = usage.update(|records| {
+                        crate::usage::fold(
+                            &snapshot,
+                            records,
+                            &samples,
+                            jiff::Timestamp::now(),
+                            &settings.thresholds,
+                            &settings.steps,
+                        )
+                    });
+                    let figures: Vec<UsageFigures> = snapshot
+                        .services
+                        .iter()
+                        .map(|s| {
+                            let namespace = s.metadata.namespace.clone().unwrap_or_default();
+                            let name = s.metadata.name.clone().unwrap_or_default();
+                            let sample = samples
+                                .get(&(namespace.clone(), name.clone()))
+                                .copied()
+                                .unwrap_or_default();
+                            UsageFigures {
+                                namespace,
+                                application: s.spec.application.clone(),
+                                service: name,
+                                cpu_cores: sample.cpu,
+                                memory_bytes: sample.memory,
+                            }
+                        })
+                        .collect();
+                    metrics.set_usage(Some(&figures));
+                    for (namespace, name) in moved {
+                        let _ = wake.send(ObjectRef::new(&name).within(&namespace));
+                    }
+                    Some(Availability::Available)
+                }
+                Ok(None) => {
+                    failures = 0;
+                    Some(Availability::Unavailable(format!(
+                        "the cluster does not serve {GROUP_VERSION} (install metrics-server for usage figures)"
+                    )))
+                }
+                Err(reason) => {
+                    failures += 1;
+                    tracing::warn!(%reason, failures, "reading usage failed");
+                    (failures >= FAILURES_BEFORE_UNAVAILABLE)
+                        .then_some(Availability::Unavailable(reason))
+                }
+            };
+            if let Some(availability) = availability {
+                if availability != Availability::Available {
+                    metrics.set_usage(None);
+                    // Figures start again from the first sample when metrics return.
+                    usage.update(|records| records.clear());
+                }
+                if usage.set_availability(availability.clone()) {
+                    tracing::info!(?availability, "usage availability changed");
+                    // Every Service says so (their Applications and Environments follow).
+                    for service in stores.services.state() {
+                        let _ = wake.send(ObjectRef::from_obj(service.as_ref()));
+                    }
+                }
+            }
+            tokio::time::sleep(settings.interval).await;
+        }
+    };
+    futures::future::select(Box::pin(poll), Box::pin(stop)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_metrics_object_is_read_as_its_services_pod_with_containers_summed() {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "kind": "PodMetrics",
+            "metadata": {"name": "api-7d9-x", "namespace": "shop", "labels": {"paved.dev/service": "api"}},
+            "timestamp": "2026-01-01T00:00:00Z",
+            "window": "15s",
+            "containers": [
+                {"name": "app", "usage": {"cpu": "250m", "memory": "64Mi"}},
+                {"name": "sidecar", "usage": {"cpu": "1500000n", "memory": "1024Ki"}}
+            ]
+        }))
+        .unwrap();
+        let pod = pod_usage(&object).unwrap();
+        assert_eq!(
+            (pod.namespace.as_str(), pod.service.as_str()),
+            ("shop", "api")
+        );
+        assert!((pod.cpu - 0.2515).abs() < 1e-9, "{}", pod.cpu);
+        assert_eq!(pod.memory, 65.0 * 1024.0 * 1024.0);
+        let mut unlabelled = object.clone();
+        unlabelled.metadata.labels = None;
+        assert_eq!(pod_usage(&unlabelled), None);
+    }
+}
