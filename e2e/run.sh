@@ -62,11 +62,16 @@ rm -f "$controller_pid_file.stop"
 (
   while :; do
     # Example prices, so the tests see cost estimates (paved_insights.rs checks them).
-    # Usage read every 5 s and the usage insights after 20 s, so paved_usage.rs sees them move.
+    # Usage read every 5 s and the usage insights after 20 s, so paved_usage.rs sees them move;
+    # kwok gives every pod 1m CPU and 1Mi by default: only a saving of 3 cores or 3Gi (paved_usage.rs's
+    # Service) is over-provisioned, and only 0m CPU is idle, so the other tests' scorecards keep still.
     PAVED_COST_CPU_HOUR=${PAVED_COST_CPU_HOUR:-0.04} PAVED_COST_GIB_HOUR=${PAVED_COST_GIB_HOUR:-0.005} \
     PAVED_USAGE_INTERVAL=${PAVED_USAGE_INTERVAL:-5} \
     PAVED_INSIGHTS_OVER_PROVISIONED_FOR=${PAVED_INSIGHTS_OVER_PROVISIONED_FOR:-20s} \
     PAVED_INSIGHTS_IDLE_FOR=${PAVED_INSIGHTS_IDLE_FOR:-20s} \
+    PAVED_INSIGHTS_OVER_PROVISIONED_MIN_MILLICORES=${PAVED_INSIGHTS_OVER_PROVISIONED_MIN_MILLICORES:-3000} \
+    PAVED_INSIGHTS_OVER_PROVISIONED_MIN_MIB=${PAVED_INSIGHTS_OVER_PROVISIONED_MIN_MIB:-3072} \
+    PAVED_INSIGHTS_IDLE_MILLICORES=${PAVED_INSIGHTS_IDLE_MILLICORES:-0} \
     PAVED_E2E_METRICS=http://$metrics_addr RUST_LOG=${RUST_LOG:-info,paved=debug} \
       "$TARGET_DIR"/debug/paved run --listen "$metrics_addr" >> "$CLUSTER_DIR/logs/paved-e2e.log" 2>&1 &
     echo $! > "$controller_pid_file"

@@ -202,14 +202,14 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "over-provisioned",
         level: InsightLevel::Warning,
-        passes_when: "with usage (metrics.k8s.io): the busiest pod has not stayed under 25 % of its CPU or memory request for 24 hours (percent and period configurable)",
+        passes_when: "with usage (metrics.k8s.io) and pods running: the busiest pod has not stayed under 25 % of its CPU or memory request for 24 hours (percent, period and a minimum saving configurable)",
         fix: "lower spec.resources.requests to the suggestion (the most a pod used in that time, plus half again) so the requests, the quota and the cost follow what runs",
         check: Check::Service(over_provisioned),
     },
     Rule {
         id: "idle",
         level: InsightLevel::Warning,
-        passes_when: "with usage (metrics.k8s.io), outside production: some pod used more than 1m CPU in the last 72 hours (threshold and period configurable)",
+        passes_when: "with usage (metrics.k8s.io) and pods running, outside production and not stopped: some pod used more than 1m CPU in the last 72 hours (threshold and period configurable)",
         fix: "stop the Environment while nobody uses it (spec.lifecycle.stopped: true), give it a stop/start spec.lifecycle.schedule, or a spec.lifecycle.ttl",
         check: Check::Service(idle),
     },
@@ -411,7 +411,7 @@ fn period_text(period: jiff::SignedDuration) -> String {
 }
 
 fn over_provisioned(facts: &ServiceFacts<'_>, settings: &InsightSettings) -> Verdict {
-    let Some(usage) = facts.usage else {
+    let Some(usage) = facts.usage.filter(|u| u.sample.pods > 0) else {
         return Verdict::NotApplicable;
     };
     let thresholds = &settings.usage;
@@ -443,7 +443,7 @@ fn over_provisioned(facts: &ServiceFacts<'_>, settings: &InsightSettings) -> Ver
 }
 
 fn idle(facts: &ServiceFacts<'_>, settings: &InsightSettings) -> Verdict {
-    let Some(usage) = facts.usage else {
+    let Some(usage) = facts.usage.filter(|u| u.sample.pods > 0) else {
         return Verdict::NotApplicable;
     };
     // Production is expected to wait for traffic; a stopped Environment is already stopped.

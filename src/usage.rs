@@ -140,8 +140,12 @@ fn follow(streak: &mut Option<Streak>, within: bool, value: f64, now: Timestamp)
 pub struct Thresholds {
     /// Over-provisioned: the busiest pod stays under this percent of its request…
     pub low_percent: u32,
-    /// …for this long.
+    /// …for this long…
     pub low_for: SignedDuration,
+    /// …and a pod's request exceeds its use by at least this many millicores
+    /// of CPU (or MiB of memory): no insight for a saving not worth a change.
+    pub low_min_saving_millicores: u32,
+    pub low_min_saving_mib: u32,
     /// Idle: every pod stays at or under this many millicores of CPU…
     pub idle_millicores: u32,
     /// …for this long.
@@ -153,6 +157,8 @@ impl Default for Thresholds {
         Thresholds {
             low_percent: 25,
             low_for: SignedDuration::from_hours(24),
+            low_min_saving_millicores: 0,
+            low_min_saving_mib: 0,
             idle_millicores: 1,
             idle_for: SignedDuration::from_hours(72),
         }
@@ -227,19 +233,26 @@ impl Record {
     ) -> bool {
         let running = sample.pods > 0;
         let low = f64::from(thresholds.low_percent) / 100.0;
+        let far_below = |peak: f64, request: f64, min_saving: f64| {
+            running && request > 0.0 && peak < low * request && request - peak >= min_saving
+        };
         follow(
             &mut self.cpu_low,
-            running
-                && resources.cpu_request > 0.0
-                && sample.peak_pod_cpu < low * resources.cpu_request,
+            far_below(
+                sample.peak_pod_cpu,
+                resources.cpu_request,
+                f64::from(thresholds.low_min_saving_millicores) / 1000.0,
+            ),
             sample.peak_pod_cpu,
             now,
         );
         follow(
             &mut self.memory_low,
-            running
-                && resources.memory_request > 0.0
-                && sample.peak_pod_memory < low * resources.memory_request,
+            far_below(
+                sample.peak_pod_memory,
+                resources.memory_request,
+                f64::from(thresholds.low_min_saving_mib) * MIB,
+            ),
             sample.peak_pod_memory,
             now,
         );
@@ -729,6 +742,26 @@ mod tests {
         // A busy minute ends the streak and the insight: a write.
         assert!(record.observe(sample(2, 400.0, 512.0), r, at(31), &t, &s));
         assert!(!record.published.unwrap().verdicts(&t).cpu_over_provisioned);
+    }
+
+    #[test]
+    fn a_saving_below_the_minimum_is_no_streak() {
+        let t = Thresholds {
+            low_min_saving_millicores: 100,
+            low_min_saving_mib: 64,
+            ..Thresholds::default()
+        };
+        let mut record = Record::default();
+        // 1m of a 50m request is 2 %, but saves only 49m; 1Mi of 128Mi saves 127Mi.
+        record.observe(
+            sample(1, 1.0, 1.0),
+            resources(0.05, 128.0),
+            at(0),
+            &t,
+            &Steps::default(),
+        );
+        assert_eq!(record.cpu_low, None);
+        assert!(record.memory_low.is_some());
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub struct InsightArgs {
         default_value = "24h"
     )]
     pub over_provisioned_for: String,
+    /// …and a pod's CPU request exceeds its use by at least this many millicores
+    /// (no insight for a saving not worth a change).
+    #[arg(
+        long = "insights-over-provisioned-min-millicores",
+        env = "PAVED_INSIGHTS_OVER_PROVISIONED_MIN_MILLICORES",
+        default_value_t = 0
+    )]
+    pub over_provisioned_min_millicores: u32,
+    /// …or its memory request by at least this many MiB.
+    #[arg(
+        long = "insights-over-provisioned-min-mib",
+        env = "PAVED_INSIGHTS_OVER_PROVISIONED_MIN_MIB",
+        default_value_t = 0
+    )]
+    pub over_provisioned_min_mib: u32,
     /// Rule idle: every pod at or under this many millicores of CPU…
     #[arg(
         long = "insights-idle-millicores",
@@ -98,6 +113,8 @@ impl InsightArgs {
             usage: crate::usage::Thresholds {
                 low_percent: self.over_provisioned_percent,
                 low_for: period("insights-over-provisioned-for", &self.over_provisioned_for)?,
+                low_min_saving_millicores: self.over_provisioned_min_millicores,
+                low_min_saving_mib: self.over_provisioned_min_mib,
                 idle_millicores: self.idle_millicores,
                 idle_for: period("insights-idle-for", &self.idle_for)?,
             },
@@ -373,6 +390,8 @@ spec:
             levels: levels.iter().map(|s| s.to_string()).collect(),
             over_provisioned_percent: 25,
             over_provisioned_for: "24h".into(),
+            over_provisioned_min_millicores: 0,
+            over_provisioned_min_mib: 0,
             idle_millicores: 1,
             idle_for: "72h".into(),
         };
