@@ -37,6 +37,7 @@ mod paved_insights;
 mod paved_schema;
 mod paved_security;
 mod paved_service;
+mod paved_usage;
 mod readme_tour;
 mod ship_argocd;
 mod ship_kstatus;

@@ -124,9 +124,10 @@ async fn a_careless_production_service_gets_critical_insights_in_status_metrics_
     );
 
     // Rolled up: the Application names the Service each insight is about, and adds its own.
-    // Weights passed / weights that apply: careless 3/23 (only pod-security-restricted),
-    // careful 24/24, the Application's own rules 0/4: 27/51.
-    let rolled_up = 27 * 100 / 51;
+    // Weights passed / weights that apply: careless 6/26 (pod-security-restricted, and
+    // over-provisioned once the cluster's metrics measure its pod), careful 27/27, the
+    // Application's own rules 0/4: 33/57 (idle does not apply in production).
+    let rolled_up = 33 * 100 / 57;
     let app = wait_object(&env.applications(), "shop", "shop scored", |a| {
         let card = &a.data["status"]["scorecard"];
         (card["critical"] == 2 && card["info"] == 2 && card["score"] == rolled_up)

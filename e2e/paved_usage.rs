@@ -1,0 +1,389 @@
+//! Real usage as a user meets it: the local cluster serves `metrics.k8s.io`
+//! (metrics-server over kwok's simulated usage, see e2e/cluster/up.sh), and a
+//! Service's pods' usage, set with a kwok `ResourceUsage` per pod, shows in
+//! the status of the Service (sum, busiest pod, against requests), its
+//! Application and its Environment (against the quota), in the cost from
+//! usage and in the `paved_usage_*` metrics; a move below the step writes no
+//! status; a Service far below its requests becomes `over-provisioned` with a
+//! suggested request, one with no CPU in a development Environment `idle`.
+//!
+//! The e2e controller (e2e/run.sh) polls every 5 s and judges over 20 s, with
+//! thresholds kwok's default usage (1m, 1Mi) never meets: only the Services
+//! here, which ask for 4 cores and 4Gi, can be over-provisioned.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+use crate::paved_support::{TestEnvironment, holds_for, metric_sum, scrape_metrics, wait_object};
+use crate::support::{WAIT, wait_until};
+
+fn resource_usage_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "ResourceUsage"),
+        "resourceusages",
+    )
+}
+
+/// Two pods, each asking for 4 cores and 4Gi: a lot, so that a little use is
+/// "far below" even with the e2e controller's minimum saving (3 cores, 3Gi).
+fn generous() -> Value {
+    json!({
+        "application": "shop",
+        "image": "registry.example.test/generous:1.0",
+        "replicas": 2,
+        "ports": [{"name": "http", "port": 8080}],
+        "health": {"path": "/healthz", "port": "http"},
+        "resources": {"requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+    })
+}
+
+/// Two pods asking for 500m and 512Mi each: what they use below is far from
+/// the e2e controller's minimum saving, so no usage insight moves their status
+/// while the step rule is watched.
+fn modest() -> Value {
+    json!({
+        "application": "shop",
+        "image": "registry.example.test/modest:1.0",
+        "replicas": 2,
+        "ports": [{"name": "http", "port": 8080}],
+        "health": {"path": "/healthz", "port": "http"},
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+    })
+}
+
+/// The running pods of a Service, by name, once there are `count`.
+async fn pods_of(env: &TestEnvironment, service: &str, count: usize) -> Vec<String> {
+    let pods: Api<Pod> = env.api();
+    wait_until(
+        &format!("{count} running pods of {service}"),
+        WAIT,
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("paved.dev/service={service}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            let running: Vec<String> = list
+                .items
+                .iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                })
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            (running.len() == count)
+                .then_some(running.clone())
+                .ok_or(format!("running {running:?}"))
+        },
+    )
+    .await
+}
+
+/// Set what one pod uses (every container), as kwok serves it to metrics-server.
+async fn set_usage(env: &TestEnvironment, pod: &str, cpu: &str, memory: &str) {
+    let usages = Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        &env.namespace,
+        &resource_usage_resource(),
+    );
+    let usage = json!({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ResourceUsage",
+        "metadata": {"name": pod, "namespace": env.namespace},
+        "spec": {"usages": [{"usage": {"cpu": {"value": cpu}, "memory": {"value": memory}}}]}
+    });
+    usages
+        .patch(
+            pod,
+            &PatchParams::apply("paved-e2e").force(),
+            &Patch::Apply(usage),
+        )
+        .await
+        .expect("ResourceUsage applied");
+}
+
+fn usage(object: &DynamicObject) -> &Value {
+    &object.data["status"]["usage"]
+}
+
+fn rules(object: &DynamicObject) -> Vec<String> {
+    object.data["status"]["scorecard"]["insights"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| i["rule"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn insight<'a>(object: &'a DynamicObject, rule: &str) -> Option<&'a Value> {
+    object.data["status"]["scorecard"]["insights"]
+        .as_array()?
+        .iter()
+        .find(|i| i["rule"] == rule)
+}
+
+/// `250m` → 250.
+fn millicores(value: &Value) -> i64 {
+    value
+        .as_str()
+        .and_then(|v| v.strip_suffix('m'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_services_real_usage_shows_in_status_cost_and_metrics_and_moves_only_by_a_step() {
+    let env = TestEnvironment::create_with(
+        "usage",
+        json!({"guardrails": {"quota": {"cpu": "16", "memory": "32Gi", "pods": "20"}}}),
+    )
+    .await;
+    let ns = env.namespace.clone();
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    env.apply_service("api", modest()).await;
+    let services = env.services();
+    let pods = pods_of(&env, "api", 2).await;
+    set_usage(&env, &pods[0], "200m", "300Mi").await;
+    set_usage(&env, &pods[1], "100m", "100Mi").await;
+
+    // Sum and busiest pod, next to the requests: 2 × 500m, 2 × 512Mi.
+    let api = wait_object(&services, "api", "api's usage figures", |s| {
+        let u = usage(s);
+        let cpu = millicores(&u["cpu"]["used"]);
+        (u["available"] == true
+            && u["pods"] == 2
+            && (285..=315).contains(&cpu)
+            && u["memory"]["used"] == "400Mi")
+            .then_some(())
+            .ok_or(format!("usage {u}"))
+    })
+    .await;
+    let u = usage(&api);
+    assert!(
+        (190..=210).contains(&millicores(&u["cpu"]["peakPod"])),
+        "{u}"
+    );
+    assert_eq!(u["memory"]["peakPod"], "300Mi", "{u}");
+    assert_eq!(u["cpu"]["requested"], "1000m", "{u}");
+    assert_eq!(u["memory"]["requested"], "1024Mi", "{u}");
+    assert_eq!(u["memory"]["limit"], "2048Mi", "{u}");
+    assert!(
+        u["cpu"].get("limit").is_none(),
+        "no CPU limit, none shown: {u}"
+    );
+    let percent = u["cpu"]["percentOfRequested"].as_i64().unwrap_or(-1);
+    assert!((28..=31).contains(&percent), "{u}");
+    assert_eq!(u["memory"]["percentOfRequested"], 39, "{u}");
+    assert!(u["sampledAt"].is_string(), "{u}");
+
+    // The cost from usage: (0.3 cores × 0.04 + 400/1024 GiB × 0.005) × 730 ≈ 10.19,
+    // next to the estimate from requests.
+    let cost = &api.data["status"]["cost"];
+    let from_usage: f64 = cost["monthlyFromUsage"].as_str().unwrap().parse().unwrap();
+    assert!((9.5..=10.9).contains(&from_usage), "{cost}");
+    // 2 × (0.5 × 0.04 + 0.5 × 0.005) × 730
+    assert_eq!(cost["monthlyRequested"], "32.85", "{cost}");
+
+    // The Application and the Environment sum it; the Environment against its quota.
+    wait_object(&env.applications(), "shop", "shop's usage", |a| {
+        let u = usage(a);
+        (u["pods"] == 2 && u["memory"]["used"] == "400Mi" && u["cpu"]["requested"] == "1000m")
+            .then_some(())
+            .ok_or(format!("usage {u}"))
+    })
+    .await;
+    let environments = crate::paved_support::environments(&env.client);
+    let environment = wait_object(&environments, &env.name, "the environment's usage", |e| {
+        let u = usage(e);
+        (u["pods"] == 2 && u["memory"]["used"] == "400Mi")
+            .then_some(())
+            .ok_or(format!("usage {u}"))
+    })
+    .await;
+    let u = usage(&environment);
+    assert_eq!(u["cpu"]["quota"], "16000m", "{u}");
+    assert_eq!(u["memory"]["quota"], "32768Mi", "{u}");
+    assert_eq!(u["memory"]["percentOfQuota"], 1, "{u}");
+    assert!(environment.data["status"]["cost"]["monthlyFromUsage"].is_string());
+
+    // The metrics follow every poll.
+    let cpu_series = || {
+        metric_sum(
+            &scrape_metrics(),
+            "paved_usage_cpu_cores",
+            &[
+                ("namespace", &ns),
+                ("service", "api"),
+                ("application", "shop"),
+            ],
+        )
+    };
+    let memory = metric_sum(
+        &scrape_metrics(),
+        "paved_usage_memory_bytes",
+        &[("namespace", &ns), ("service", "api")],
+    );
+    assert_eq!(memory, 400.0 * 1024.0 * 1024.0);
+    assert!((0.28..=0.32).contains(&cpu_series()), "{}", cpu_series());
+    assert_eq!(
+        metric_sum(&scrape_metrics(), "paved_usage_available", &[]),
+        1.0
+    );
+
+    // A move below the step (300Mi → 310Mi: 2.5 % of 400Mi) writes no status,
+    // though the metric shows it.
+    let version = wait_object(&services, "api", "api settled", |_| Ok(()))
+        .await
+        .metadata
+        .resource_version;
+    set_usage(&env, &pods[0], "200m", "310Mi").await;
+    wait_until("the metric to show the small move", WAIT, || async {
+        let memory = metric_sum(
+            &scrape_metrics(),
+            "paved_usage_memory_bytes",
+            &[("namespace", &ns), ("service", "api")],
+        );
+        (memory == 410.0 * 1024.0 * 1024.0)
+            .then_some(())
+            .ok_or(format!("{memory}"))
+    })
+    .await;
+    holds_for(
+        "api's status to stay put over two polls",
+        std::time::Duration::from_secs(11),
+        || {
+            let services = services.clone();
+            let version = version.clone();
+            async move {
+                let now = services.get("api").await.map_err(|e| e.to_string())?;
+                (now.metadata.resource_version == version)
+                    .then_some(())
+                    .ok_or(format!("api was written again: {}", usage(&now)))
+            }
+        },
+    )
+    .await;
+
+    // A step (the busy pod doubles) is written.
+    set_usage(&env, &pods[0], "600m", "310Mi").await;
+    wait_object(&services, "api", "api's usage after a step", |s| {
+        let cpu = millicores(&usage(s)["cpu"]["used"]);
+        (660..=740)
+            .contains(&cpu)
+            .then_some(())
+            .ok_or(format!("usage {}", usage(s)))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_service_far_below_its_requests_is_over_provisioned_and_one_without_cpu_is_idle() {
+    let env = TestEnvironment::create("usage-idle").await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    let mut quiet = generous();
+    quiet["replicas"] = json!(1);
+    env.apply_service("quiet", quiet).await;
+    let services = env.services();
+    let pod = pods_of(&env, "quiet", 1).await.remove(0);
+    set_usage(&env, &pod, "40m", "100Mi").await;
+
+    // 40m of 4 cores and 100Mi of 4Gi, for the e2e controller's 20 s.
+    let quiet = wait_object(&services, "quiet", "quiet over-provisioned", |s| {
+        insight(s, "over-provisioned").map(|_| ()).ok_or(format!(
+            "rules {:?}, usage {}",
+            rules(s),
+            usage(s)
+        ))
+    })
+    .await;
+    let message = insight(&quiet, "over-provisioned").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The suggestion is the most a pod used, plus half again: about 60m (kwok's CPU
+    // wavers by a few percent), and exactly 160Mi (100Mi × 1.5, rounded up to 16Mi).
+    let suggested = message
+        .split("CPU of its 4000m request for 20s+, suggested request ")
+        .nth(1)
+        .map(|rest| millicores(&json!(rest.split([';', ':']).next().unwrap())))
+        .unwrap_or(-1);
+    assert!((55..=70).contains(&suggested), "{message}");
+    assert!(
+        message.contains("100Mi memory of its 4096Mi request for 20s+, suggested request 160Mi")
+            && message.contains("lower spec.resources.requests"),
+        "{message}"
+    );
+    let cpu = &usage(&quiet)["cpu"];
+    assert!(cpu["lowSince"].is_string(), "{cpu}");
+    assert!((36..=46).contains(&millicores(&cpu["lowPeakPod"])), "{cpu}");
+    assert!(
+        !rules(&quiet).contains(&"idle".to_string()),
+        "40m is no idle pod"
+    );
+    let series = |rule: &str| {
+        metric_sum(
+            &scrape_metrics(),
+            "paved_insights",
+            &[
+                ("namespace", &env.namespace),
+                ("name", "quiet"),
+                ("rule", rule),
+            ],
+        )
+    };
+    assert_eq!(series("over-provisioned"), 1.0);
+
+    // No CPU at all, in a development Environment: idle, with what to do about it.
+    set_usage(&env, &pod, "0", "100Mi").await;
+    let quiet = wait_object(&services, "quiet", "quiet idle", |s| {
+        insight(s, "idle")
+            .map(|_| ())
+            .ok_or(format!("rules {:?}, usage {}", rules(s), usage(s)))
+    })
+    .await;
+    let idle = insight(&quiet, "idle").unwrap();
+    assert_eq!(idle["level"], "warning");
+    assert!(
+        idle["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no pod used more than 0m CPU for 20s+: stop the Environment"),
+        "{idle}"
+    );
+    assert!(usage(&quiet)["idleSince"].is_string());
+    wait_until("the idle series", WAIT, || async {
+        (series("idle") == 1.0)
+            .then_some(())
+            .ok_or(format!("{}", series("idle")))
+    })
+    .await;
+    // Rolled up: the Application names the Service.
+    wait_object(&env.applications(), "shop", "shop's idle insight", |a| {
+        a.data["status"]["scorecard"]["insights"]
+            .as_array()
+            .is_some_and(|i| {
+                i.iter()
+                    .any(|i| i["rule"] == "idle" && i["service"] == "quiet")
+            })
+            .then_some(())
+            .ok_or(format!("{}", a.data["status"]["scorecard"]))
+    })
+    .await;
+
+    // Busy again: both insights go, from status and metrics.
+    set_usage(&env, &pod, "3500m", "3900Mi").await;
+    wait_object(&services, "quiet", "quiet busy", |s| {
+        let rules = rules(s);
+        (!rules.contains(&"idle".to_string()) && !rules.contains(&"over-provisioned".to_string()))
+            .then_some(())
+            .ok_or(format!("rules {rules:?}, usage {}", usage(s)))
+    })
+    .await;
+    assert_eq!(series("idle") + series("over-provisioned"), 0.0);
+}
