@@ -211,9 +211,18 @@ async fn a_careless_production_service_gets_critical_insights_in_status_metrics_
             .contains("image-pinned")
     );
 
-    // An unchanged world writes no status: the scorecard does not churn.
+    // An unchanged world writes no status: the scorecard does not churn, nor
+    // does the usage once the metrics have measured both pods (held over a poll
+    // of the e2e controller, every 5 s).
+    let careful = wait_object(&services, "careful", "careful's pods measured", |s| {
+        let usage = &s.data["status"]["usage"];
+        (usage["pods"] == 2)
+            .then_some(())
+            .ok_or(format!("usage {usage}"))
+    })
+    .await;
     let version = careful.metadata.resource_version.clone();
-    holds_for("careful's status stays put", Duration::from_secs(3), || {
+    holds_for("careful's status stays put", Duration::from_secs(6), || {
         let services = services.clone();
         let version = version.clone();
         async move {
