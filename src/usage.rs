@@ -489,7 +489,9 @@ pub fn totals_usage(totals: &Totals, quota: Quota) -> Usage {
 /// Fold one poll into the records: every Service of `snapshot` gets its sample
 /// (none measured: zero pods), a Service seen for the first time starts from
 /// what its status shows, and records of Services gone are dropped. Returns
-/// the Services whose shown figures changed (to wake).
+/// the Services whose shown figures changed (to wake), but not a Service first
+/// seen without pods: zeros are news to nobody, and its next reconcile (its
+/// pods starting, a change) writes them anyway.
 pub fn fold(
     snapshot: &crate::resolve::Snapshot,
     records: &mut BTreeMap<ServiceKey, Record>,
@@ -505,6 +507,7 @@ pub fn fold(
         let key = (namespace, service.metadata.name.clone().unwrap_or_default());
         let environment = snapshot.environment_of(&key.0, "Service").ok();
         let resources = crate::cost::pod_resources(service, environment);
+        let fresh = !records.contains_key(&key);
         let record = records.entry(key.clone()).or_insert_with(|| {
             service
                 .status
@@ -514,7 +517,8 @@ pub fn fold(
                 .unwrap_or_default()
         });
         let sample = samples.get(&key).copied().unwrap_or_default();
-        if record.observe(sample, resources, now, thresholds, steps) {
+        if record.observe(sample, resources, now, thresholds, steps) && !(fresh && sample.pods == 0)
+        {
             changed.push(key.clone());
         }
         present.insert(key);
@@ -863,7 +867,11 @@ mod tests {
         let mut samples = BTreeMap::new();
         samples.insert(services[0].clone(), sample(1, 100.0, 50.0));
         let first = fold(&snapshot, &mut records, &samples, at(0), &t, &s);
-        assert_eq!(first, services, "every Service shows its first figures");
+        assert_eq!(
+            first,
+            [services[0].clone()],
+            "only a Service with pods is news"
+        );
         assert!(!records.contains_key(&("gone".to_string(), "old".to_string())));
         assert_eq!(
             records[&services[1]]
