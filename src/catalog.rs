@@ -13,7 +13,9 @@
 //! portal can show and sort by them without reading Kubernetes; and its
 //! delivery metrics (`paved.dev/deploys`, `paved.dev/change-failures`,
 //! `paved.dev/change-failure-rate`, `paved.dev/delivery-since`, and when known
-//! `paved.dev/mean-time-to-restore-seconds`, `paved.dev/last-lead-time-seconds`).
+//! `paved.dev/mean-time-to-restore-seconds`, `paved.dev/last-lead-time-seconds`);
+//! and, on a cluster with metrics, what its pods use (`paved.dev/usage-cpu`,
+//! `paved.dev/usage-memory`, `paved.dev/usage-cpu-percent-of-requested`, ...).
 //!
 //! Owners are Group references (`group:default/<owner>`). The same Application
 //! in staging and production becomes two Systems, `staging/shop` and
@@ -27,6 +29,7 @@ use serde_json::{Value, json};
 use crate::api::delivery::Delivery;
 use crate::api::environment::AccessRole;
 use crate::api::scorecard::Scorecard;
+use crate::api::usage::Usage;
 use crate::api::{Application, Environment, Service};
 use crate::names::labels;
 
@@ -97,13 +100,35 @@ fn delivery_annotations(delivery: Option<&Delivery>) -> BTreeMap<String, String>
     annotations
 }
 
-/// Scorecard and delivery annotations of a status.
+/// What the pods use as annotations (`paved.dev/usage-cpu`, `-memory`, and
+/// the percent of the requests when known); none without usage figures.
+fn usage_annotations(usage: Option<&Usage>) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    let Some(usage) = usage.filter(|u| u.available) else {
+        return annotations;
+    };
+    for (name, figures) in [("cpu", &usage.cpu), ("memory", &usage.memory)] {
+        let Some(figures) = figures else { continue };
+        annotations.insert(format!("paved.dev/usage-{name}"), figures.used.clone());
+        if let Some(percent) = figures.percent_of_requested {
+            annotations.insert(
+                format!("paved.dev/usage-{name}-percent-of-requested"),
+                percent.to_string(),
+            );
+        }
+    }
+    annotations
+}
+
+/// Scorecard, delivery and usage annotations of a status.
 fn status_annotations(
     scorecard: Option<&Scorecard>,
     delivery: Option<&Delivery>,
+    usage: Option<&Usage>,
 ) -> BTreeMap<String, String> {
     let mut annotations = scorecard_annotations(scorecard);
     annotations.extend(delivery_annotations(delivery));
+    annotations.extend(usage_annotations(usage));
     annotations
 }
 
@@ -126,6 +151,7 @@ fn environment_entity(env: &Environment) -> Value {
             "annotations": status_annotations(
                 env.status.as_ref().and_then(|s| s.scorecard.as_ref()),
                 env.status.as_ref().and_then(|s| s.delivery.as_ref()),
+                env.status.as_ref().and_then(|s| s.usage.as_ref()),
             ),
         },
         "spec": {"type": "environment", "owner": group_ref(&owner)},
@@ -136,6 +162,7 @@ fn application_entity(app: &Application, namespace: &str) -> Value {
     let mut annotations = status_annotations(
         app.status.as_ref().and_then(|s| s.scorecard.as_ref()),
         app.status.as_ref().and_then(|s| s.delivery.as_ref()),
+        app.status.as_ref().and_then(|s| s.usage.as_ref()),
     );
     annotations.insert(labels::BACKSTAGE_KUBERNETES_ID.to_string(), app.name_any());
     let mut metadata = json!({
@@ -171,6 +198,7 @@ fn service_entity(service: &Service, namespace: &str, app: Option<&Application>)
     let mut annotations = status_annotations(
         service.status.as_ref().and_then(|s| s.scorecard.as_ref()),
         service.status.as_ref().and_then(|s| s.delivery.as_ref()),
+        service.status.as_ref().and_then(|s| s.usage.as_ref()),
     );
     annotations.extend([
         (
@@ -412,6 +440,42 @@ mod tests {
         assert!(
             entities[3]["metadata"]["annotations"]
                 .get("paved.dev/deploys")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_measured_service_carries_its_usage_as_annotations_and_one_without_metrics_none() {
+        let (envs, apps, mut svcs) = fixture();
+        svcs[1].status = Some(crate::api::ServiceStatus {
+            usage: Some(
+                serde_yaml::from_str(
+                    "{available: true, pods: 2, cpu: {used: 180m, percentOfRequested: 36}, memory: {used: 212Mi}}",
+                )
+                .unwrap(),
+            ),
+            ..Default::default()
+        });
+        svcs[0].status = Some(crate::api::ServiceStatus {
+            usage: Some(serde_yaml::from_str("{available: false, reason: none}").unwrap()),
+            ..Default::default()
+        });
+        let entities = backstage_entities(&envs, &apps, &svcs);
+        let annotations = &entities[2]["metadata"]["annotations"];
+        assert_eq!(annotations["paved.dev/usage-cpu"], "180m");
+        assert_eq!(
+            annotations["paved.dev/usage-cpu-percent-of-requested"],
+            "36"
+        );
+        assert_eq!(annotations["paved.dev/usage-memory"], "212Mi");
+        assert!(
+            annotations
+                .get("paved.dev/usage-memory-percent-of-requested")
+                .is_none()
+        );
+        assert!(
+            entities[3]["metadata"]["annotations"]
+                .get("paved.dev/usage-cpu")
                 .is_none()
         );
     }
