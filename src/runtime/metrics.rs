@@ -108,6 +108,8 @@ pub struct Metrics {
     usage_cpu: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
     usage_memory: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
     usage_available: Gauge,
+    /// The usage series of the latest poll, to remove those of Services gone.
+    usage_published: Mutex<std::collections::HashSet<DeliveryLabels>>,
 }
 
 /// One Service's use at the latest poll, for [`Metrics::set_usage`].
@@ -246,6 +248,7 @@ impl Default for Metrics {
             usage_cpu,
             usage_memory,
             usage_available,
+            usage_published: Mutex::default(),
             deploys,
             change_failures,
             restores,
@@ -464,11 +467,12 @@ impl Metrics {
         self.lead_time.remove(labels);
     }
 
-    /// Replace the usage series with the latest poll's; None: no metrics (no series).
+    /// Replace the usage series with the latest poll's (set first, then the
+    /// series of Services gone removed, so a scrape never sees a gap); None: no
+    /// metrics, no series.
     pub fn set_usage(&self, figures: Option<&[UsageFigures]>) {
-        self.usage_cpu.clear();
-        self.usage_memory.clear();
         self.usage_available.set(i64::from(figures.is_some()));
+        let mut now = std::collections::HashSet::new();
         for figure in figures.into_iter().flatten() {
             let labels = DeliveryLabels {
                 namespace: figure.namespace.clone(),
@@ -479,7 +483,14 @@ impl Metrics {
             self.usage_memory
                 .get_or_create(&labels)
                 .set(figure.memory_bytes);
+            now.insert(labels);
         }
+        let mut published = self.usage_published.lock().expect("metrics lock");
+        for gone in published.difference(&now) {
+            self.usage_cpu.remove(gone);
+            self.usage_memory.remove(gone);
+        }
+        *published = now;
     }
 
     /// Remove every insight and the score of an object that is gone (and a
@@ -537,6 +548,37 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_series_follow_each_poll_and_go_with_their_service_or_the_metrics_api() {
+        let metrics = Metrics::default();
+        let figure = |service: &str, cpu: f64| UsageFigures {
+            namespace: "shop".into(),
+            application: "shop".into(),
+            service: service.into(),
+            cpu_cores: cpu,
+            memory_bytes: 1024.0,
+        };
+        metrics.set_usage(Some(&[figure("api", 0.25), figure("web", 0.5)]));
+        let text = metrics.encode();
+        assert!(
+            text.contains("paved_usage_cpu_cores{namespace=\"shop\",application=\"shop\",service=\"api\"} 0.25"),
+            "{text}"
+        );
+        assert!(text.contains("paved_usage_available 1"), "{text}");
+        metrics.set_usage(Some(&[figure("api", 0.3)]));
+        let text = metrics.encode();
+        assert!(
+            text.contains("service=\"api\"} 0.3") && !text.contains("service=\"web\""),
+            "{text}"
+        );
+        metrics.set_usage(None);
+        let text = metrics.encode();
+        assert!(
+            !text.contains("service=\"api\"") && text.contains("paved_usage_available 0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn an_insight_that_goes_away_leaves_no_series_and_a_deleted_object_none_at_all() {
