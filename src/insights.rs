@@ -625,7 +625,7 @@ pub fn application_evaluations(
 ) -> Vec<Evaluation> {
     let mut evaluations = evaluate_application(application, settings);
     for service in services {
-        let shown = usage_of(usage, service);
+        let shown = usage_of(usage, service, environment);
         evaluations.extend(
             evaluate_service(service, environment, shown.as_ref(), settings)
                 .into_iter()
@@ -642,15 +642,9 @@ pub fn application_evaluations(
 fn usage_of(
     usage: Option<&crate::usage::UsageStore>,
     service: &Service,
+    environment: Option<&Environment>,
 ) -> Option<crate::usage::Published> {
-    let store = usage?;
-    if store.availability() != crate::usage::Availability::Available {
-        return None;
-    }
-    store.published(
-        &service.namespace().unwrap_or_default(),
-        &service.name_any(),
-    )
+    usage?.shown(service, environment).1
 }
 
 /// An Application's scorecard, rolled up over its Services.
@@ -691,7 +685,7 @@ pub fn environment_evaluations(
         }));
     }
     for service in snapshot.services_in(namespace) {
-        let shown = usage_of(usage, service);
+        let shown = usage_of(usage, service, Some(environment));
         let evaluated = evaluate_service(service, Some(environment), shown.as_ref(), settings);
         evaluations.extend(evaluated.into_iter().map(|e| Evaluation {
             application: Some(service.spec.application.clone()),

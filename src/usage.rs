@@ -595,6 +595,34 @@ impl UsageStore {
         }
     }
 
+    /// What a Service's status shows and the figures its insights judge. Until
+    /// the first poll, both come from its status as it is (a restarted
+    /// controller neither drops nor rewrites them, nor flips its usage insights).
+    pub fn shown(
+        &self,
+        service: &crate::api::Service,
+        environment: Option<&crate::api::Environment>,
+    ) -> (Option<Usage>, Option<Published>) {
+        let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
+        let name = service.metadata.name.as_deref().unwrap_or_default();
+        match self.availability() {
+            Availability::Unknown => {
+                let usage = service.status.as_ref().and_then(|s| s.usage.clone());
+                let resources = crate::cost::pod_resources(service, environment);
+                let published = usage
+                    .as_ref()
+                    .and_then(|u| Record::from_status(u, resources))
+                    .and_then(|r| r.published);
+                (usage, published)
+            }
+            Availability::Unavailable(_) => (self.service(namespace, name), None),
+            Availability::Available => (
+                self.service(namespace, name),
+                self.published(namespace, name),
+            ),
+        }
+    }
+
     /// The sums of several Services (an Application's, an Environment's).
     pub fn sum<'a>(
         &self,
@@ -885,6 +913,37 @@ mod tests {
         samples.insert(services[0].clone(), sample(1, 200.0, 50.0));
         let second = fold(&snapshot, &mut records, &samples, at(1), &t, &s);
         assert_eq!(second, [services[0].clone()]);
+    }
+
+    #[test]
+    fn before_the_first_poll_a_service_shows_what_its_status_already_says() {
+        let mut service: crate::api::Service = serde_yaml::from_str(
+            "apiVersion: paved.dev/v1alpha1\nkind: Service\nmetadata: {name: api, namespace: shop}\nspec: {application: shop, image: a:1, resources: {requests: {cpu: '1'}}}",
+        )
+        .unwrap();
+        let store = UsageStore::default();
+        assert_eq!(store.shown(&service, None), (None, None));
+        let mut record = Record::default();
+        let r = crate::cost::pod_resources(&service, None);
+        let t = Thresholds {
+            low_for: SignedDuration::ZERO,
+            ..Thresholds::default()
+        };
+        record.observe(sample(1, 10.0, 10.0), r, at(0), &t, &Steps::default());
+        let written = service_usage(record.published.as_ref().unwrap());
+        service.status = Some(crate::api::ServiceStatus {
+            usage: Some(written.clone()),
+            ..Default::default()
+        });
+        let (usage, published) = store.shown(&service, None);
+        assert_eq!(usage, Some(written));
+        assert!(published.unwrap().verdicts(&t).cpu_over_provisioned);
+        store.set_availability(Availability::Available);
+        assert_eq!(
+            store.shown(&service, None).1,
+            None,
+            "the store rules once it polled"
+        );
     }
 
     #[test]

@@ -39,13 +39,17 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     );
     let name = application.name_any();
     let services = snapshot.services_of(&namespace, &name);
-    status.usage = ctx.usage.sum(
-        &namespace,
-        services
-            .iter()
-            .map(|s| s.metadata.name.as_deref().unwrap_or_default()),
-        crate::usage::Quota::default(),
-    );
+    status.usage = ctx
+        .usage
+        .sum(
+            &namespace,
+            services
+                .iter()
+                .map(|s| s.metadata.name.as_deref().unwrap_or_default()),
+            crate::usage::Quota::default(),
+        )
+        // Before the first poll: what status says already.
+        .or_else(|| application.status.as_ref().and_then(|s| s.usage.clone()));
     let scorecard = crate::insights::application_scorecard(
         &application,
         &snapshot,

@@ -334,13 +334,17 @@ async fn write_status(
             cpu: quota("requests.cpu"),
             memory: quota("requests.memory"),
         };
-        status.usage = ctx.usage.sum(
-            &namespace,
-            snapshot
-                .services_in(&namespace)
-                .map(|s| s.metadata.name.as_deref().unwrap_or_default()),
-            quota,
-        );
+        status.usage = ctx
+            .usage
+            .sum(
+                &namespace,
+                snapshot
+                    .services_in(&namespace)
+                    .map(|s| s.metadata.name.as_deref().unwrap_or_default()),
+                quota,
+            )
+            // Before the first poll: what status says already.
+            .or_else(|| environment.status.as_ref().and_then(|s| s.usage.clone()));
         let scorecard = crate::insights::environment_scorecard(
             environment,
             &snapshot,

@@ -113,13 +113,8 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     let at = now();
     let mut status = service_status(&service, observation, &at);
     let environment = snapshot.environment_of(&namespace, "Service").ok();
-    let name = service.name_any();
-    status.usage = ctx.usage.service(&namespace, &name);
-    let shown = status
-        .usage
-        .as_ref()
-        .filter(|u| u.available)
-        .and_then(|_| ctx.usage.published(&namespace, &name));
+    let (usage, shown) = ctx.usage.shown(&service, environment);
+    status.usage = usage;
     let scorecard =
         crate::insights::service_scorecard(&service, environment, shown.as_ref(), &ctx.insights);
     super::publish_insights(&ctx, "Service", &namespace, &service.name_any(), &scorecard);
