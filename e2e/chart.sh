@@ -357,7 +357,7 @@ run=0
 start_controller() { # log-file
   k -n "$release_ns" delete lease "$lease" --ignore-not-found >/dev/null 2>&1 || true
   KUBECONFIG=$impersonating RUST_LOG=info,paved=debug,kube_runtime=debug "$paved_bin" run \
-    --listen "127.0.0.1:$port" --lease-namespace "$release_ns" --lease-name "$lease" \
+    --usage-interval 5 --listen "127.0.0.1:$port" --lease-namespace "$release_ns" --lease-name "$lease" \
     --lease-duration 3 --renew-deadline 2 --retry-period 0.5 --identity "chart-e2e-$run" >"$1" 2>&1 &
   controller_pid=$!
   # Ready within 10 s, or (step 5) refused the removed rule and still not ready
@@ -540,6 +540,9 @@ EOF
   try "production Service -> PodDisruptionBudget" exists poddisruptionbudget "$env" web || return 1
   try "Service Ready" condition_is service.paved.dev web "$env" Ready True || return 1
   try "Application Ready" condition_is application.paved.dev shop "$env" Ready True || return 1
+  # The local cluster serves metrics.k8s.io (metrics-server fed by kwok): the
+  # usage poller's cluster-wide list of PodMetrics reaches the Service's status.
+  try "Service -> usage from metrics.k8s.io" field_is service.paved.dev "$env" web '.status.usage.available' true || return 1
 
   environment_scenarios "$env" || return 1
 
