@@ -5,7 +5,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: build test unit scripts e2e faults chart upgrade image dev dev-down screenshot cluster-build cluster-up cluster-down cluster-stats crds bench fmt lint
+.PHONY: build test unit scripts e2e faults chart upgrade image dev dev-down screenshot cluster-build cluster-up cluster-down cluster-stats crds bench bench-scale fmt lint
 
 build:
 	$(CARGO) build --bin paved
@@ -77,6 +77,13 @@ image:
 
 bench:
 	e2e/bench.sh
+
+## bench-scale: one controller at 100, 1,000 and 10,000 Services (PAVED_SCALE_SIZES):
+## converge time against the direct and floor phases, memory per Service, a
+## restart, an idle window, change latency and watches; JSON and a PNG chart
+## (see README.md, Performance). Up to an hour on 2 cores; not part of `make test`.
+bench-scale:
+	e2e/bench-scale.sh
 
 fmt:
 	$(CARGO) fmt

@@ -16,6 +16,13 @@ source "$here/lib.sh"
 PKI=$CLUSTER_DIR/pki
 LOGS=$CLUSTER_DIR/logs
 FAKE_NODES=${PAVED_FAKE_NODES:-2}
+# `make bench-scale` (PAVED_SCALE_LIMITS=1): the controller-manager's and the
+# scheduler's client limits raised from their defaults (20 QPS, burst 30; the
+# scheduler 50/100), as scale tests on kwok clusters do, so that making and
+# scheduling 10,000 pods is not throttled by the cluster's own clients. The
+# marker file tells a reused cluster's limits.
+client_limits=()
+if [ "${PAVED_SCALE_LIMITS:-}" = 1 ]; then client_limits=(--kube-api-qps 5000 --kube-api-burst 10000); fi
 
 api_ready() {
   curl -fsS --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
@@ -172,13 +179,14 @@ start kube-controller-manager --kubeconfig "$CLUSTER_DIR/controller-manager.kube
   --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" --leader-elect=false \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --use-service-account-credentials=true --cluster-signing-cert-file "$PKI/ca.crt" \
-  --cluster-signing-key-file "$PKI/ca.key" --profiling=false --v 1
+  --cluster-signing-key-file "$PKI/ca.key" --profiling=false --v 1 "${client_limits[@]}"
 wait_for kube-controller-manager 60 healthz "$CONTROLLER_MANAGER_PORT"
 
 start kube-scheduler --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
   --authentication-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
   --authorization-kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
-  --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false --v 1
+  --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false --v 1 "${client_limits[@]}"
+if [ ${#client_limits[@]} -gt 0 ]; then echo "${client_limits[*]}" > "$CLUSTER_DIR/scale-limits"; else rm -f "$CLUSTER_DIR/scale-limits"; fi
 wait_for kube-scheduler 60 healthz "$SCHEDULER_PORT"
 
 # ---------------------------------------------------------------- usage

@@ -448,7 +448,7 @@ pub async fn run(
         )
         .for_each(|result| async move { log_result("Service", result) });
 
-    // Keep the objects-managed gauge current.
+    // Keep the objects-managed and store-size gauges current.
     let gauges = {
         let stores = stores.clone();
         let metrics = metrics.clone();
@@ -459,6 +459,24 @@ pub async fn run(
                     metrics.set_managed("Environment", stores.environments.len());
                     metrics.set_managed("Application", stores.applications.len());
                     metrics.set_managed("Service", stores.services.len());
+                    for (kind, count) in [
+                        ("Environment", stores.environments.len()),
+                        ("Application", stores.applications.len()),
+                        ("Service", stores.services.len()),
+                        ("Namespace", stores.namespaces.len()),
+                        ("Deployment", stores.deployments.len()),
+                        ("CoreService", stores.core_services.len()),
+                        ("Ingress", stores.ingresses.len()),
+                        ("HTTPRoute", stores.http_routes.len()),
+                        ("HorizontalPodAutoscaler", stores.autoscalers.len()),
+                        ("PodDisruptionBudget", stores.disruption_budgets.len()),
+                        ("RoleBinding", stores.role_bindings.len()),
+                        ("ResourceQuota", stores.resource_quotas.len()),
+                        ("LimitRange", stores.limit_ranges.len()),
+                        ("NetworkPolicy", stores.network_policies.len()),
+                    ] {
+                        metrics.set_store_objects(kind, count);
+                    }
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             };

@@ -6,11 +6,15 @@
 //! | `paved_reconcile_errors_total` | kind, reason (failures retried every 5 s) |
 //! | `paved_reconcile_stalls_total` | kind, reason (reconciles that ended Stalled: only a change can fix them) |
 //! | `paved_reconcile_duration_seconds` (histogram) | kind |
+//! | `paved_reconciles_running` (gauge) | kind (reconciles in flight; at `--concurrency`, more wait) |
 //! | `paved_objects_managed` (gauge) | kind |
+//! | `paved_store_objects` (gauge) | kind (objects held in the in-memory stores: what memory grows with) |
 //! | `paved_writes_total` | resource |
 //! | `paved_status_conflicts_total` | kind (status writes refused: computed from a copy the object has since left behind) |
 //! | `paved_leader` (gauge) | |
 //! | `paved_watch_errors_total` | resource |
+//! | `paved_watch_relists_total` | resource (full lists: one at start, one after each watch that lost its place) |
+//! | `paved_watches` (gauge) | resource (watches held open, one per kind) |
 //! | `paved_watches_failing` (gauge) | |
 //! | `paved_insights` (gauge, 1 per insight) | rule, level, kind, namespace, name (an object's own insights, not rolled up) |
 //! | `paved_score` (gauge, 0-100) | kind, namespace, name (rolled up: an Application over its Services) |
@@ -26,6 +30,9 @@
 //! The delivery counters mirror the cumulative figures in each Service's
 //! status, so a restarted controller resumes them where status left them
 //! (Prometheus sees a counter appear, not a reset to zero).
+//!
+//! No queue depth: kube-runtime's controller keeps its queue to itself.
+//! `paved_reconciles_running` at the concurrency limit says objects are waiting.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -88,11 +95,15 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     stalls: Family<ErrorLabels, Counter>,
     duration: Family<KindLabel, Histogram, fn() -> Histogram>,
+    running: Family<KindLabel, Gauge>,
     managed: Family<KindLabel, Gauge>,
+    store_objects: Family<KindLabel, Gauge>,
     writes: Family<ResourceLabel, Counter>,
     status_conflicts: Family<KindLabel, Counter>,
     leader: Gauge,
     watch_errors: Family<ResourceLabel, Counter>,
+    watch_relists: Family<ResourceLabel, Counter>,
+    watches: Family<ResourceLabel, Gauge>,
     watches_failing: Gauge,
     insights: Family<InsightLabels, Gauge>,
     scores: Family<ObjectLabels, Gauge>,
@@ -131,11 +142,15 @@ impl Default for Metrics {
         let duration = Family::<KindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
             duration_histogram,
         );
+        let running = Family::<KindLabel, Gauge>::default();
         let managed = Family::<KindLabel, Gauge>::default();
+        let store_objects = Family::<KindLabel, Gauge>::default();
         let writes = Family::<ResourceLabel, Counter>::default();
         let status_conflicts = Family::<KindLabel, Counter>::default();
         let leader = Gauge::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
+        let watch_relists = Family::<ResourceLabel, Counter>::default();
+        let watches = Family::<ResourceLabel, Gauge>::default();
         let watches_failing = Gauge::default();
         let insights = Family::<InsightLabels, Gauge>::default();
         let scores = Family::<ObjectLabels, Gauge>::default();
@@ -156,9 +171,19 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register(
+            "reconciles_running",
+            "Reconciles in flight, by kind; at the concurrency limit, further objects wait in the queue",
+            running.clone(),
+        );
+        registry.register(
             "objects_managed",
             "Custom resources Paved manages, by kind",
             managed.clone(),
+        );
+        registry.register(
+            "store_objects",
+            "Objects held in Paved's in-memory stores (one per watched kind), by kind",
+            store_objects.clone(),
         );
         registry.register(
             "writes",
@@ -179,6 +204,16 @@ impl Default for Metrics {
             "watch_errors",
             "Watch requests that failed (and were retried), by resource",
             watch_errors.clone(),
+        );
+        registry.register(
+            "watch_relists",
+            "Full lists of a watched kind: one when its watch starts, then one each time the watch lost its place (410 Gone) and restarted from a list, by resource",
+            watch_relists.clone(),
+        );
+        registry.register(
+            "watches",
+            "Watches Paved holds open (or is retrying), by resource",
+            watches.clone(),
         );
         registry.register(
             "watches_failing",
@@ -262,11 +297,15 @@ impl Default for Metrics {
             errors,
             stalls,
             duration,
+            running,
             managed,
+            store_objects,
             writes,
             status_conflicts,
             leader,
             watch_errors,
+            watch_relists,
+            watches,
             watches_failing,
         }
     }
@@ -282,6 +321,12 @@ pub struct ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics
+            .running
+            .get_or_create(&KindLabel {
+                kind: self.kind.into(),
+            })
+            .dec();
+        self.metrics
             .duration
             .get_or_create(&KindLabel {
                 kind: self.kind.into(),
@@ -293,6 +338,9 @@ impl Drop for ReconcileTimer<'_> {
 impl Metrics {
     pub fn reconcile_started(&self, kind: &'static str) -> ReconcileTimer<'_> {
         self.reconciles
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+        self.running
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
         ReconcileTimer {
@@ -343,6 +391,13 @@ impl Metrics {
             .set(count as i64);
     }
 
+    /// How many objects the store of `kind` holds now.
+    pub fn set_store_objects(&self, kind: &str, count: usize) {
+        self.store_objects
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }
@@ -353,6 +408,24 @@ impl Metrics {
                 resource: resource.into(),
             })
             .inc();
+    }
+
+    /// A watch of `resource` listed its kind in full (a start or a restart).
+    pub fn watch_relisted(&self, resource: &str) {
+        self.watch_relists
+            .get_or_create(&ResourceLabel {
+                resource: resource.into(),
+            })
+            .inc();
+    }
+
+    /// One more (`1`) or one fewer (`-1`) watch of `resource` held.
+    pub fn watches_held(&self, resource: &str, change: i64) {
+        self.watches
+            .get_or_create(&ResourceLabel {
+                resource: resource.into(),
+            })
+            .inc_by(change);
     }
 
     /// One more (`1`) or one fewer (`-1`) watch whose last attempt failed.
@@ -688,5 +761,63 @@ mod tests {
                 .contains("paved_reconcile_errors_total{kind=\"Service\",reason=\"HostConflict\"}"),
             "a stall is not an error:\n{text}"
         );
+    }
+
+    #[test]
+    fn a_reconcile_counts_as_running_until_it_ends_even_when_it_panics() {
+        let metrics = Metrics::default();
+        let first = metrics.reconcile_started("Service");
+        let second = metrics.reconcile_started("Service");
+        let other = metrics.reconcile_started("Environment");
+        let text = metrics.encode();
+        assert!(
+            text.contains("paved_reconciles_running{kind=\"Service\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paved_reconciles_running{kind=\"Environment\"} 1"),
+            "{text}"
+        );
+        drop(first);
+        // A reconcile that panics unwinds through its timer.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _timer = second;
+            panic!("reconcile panicked");
+        }));
+        assert!(panicked.is_err());
+        drop(other);
+        let text = metrics.encode();
+        assert!(
+            text.contains("paved_reconciles_running{kind=\"Service\"} 0")
+                && text.contains("paved_reconciles_running{kind=\"Environment\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paved_reconciles_total{kind=\"Service\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn store_sizes_and_watches_held_are_published_by_kind_and_follow_their_latest_value() {
+        let metrics = Metrics::default();
+        metrics.set_store_objects("Deployment", 10_000);
+        metrics.set_store_objects("Deployment", 9_999);
+        metrics.set_store_objects("Namespace", 0);
+        metrics.watches_held("Deployment", 1);
+        metrics.watches_held("Secret", 1);
+        metrics.watches_held("Secret", -1);
+        metrics.watch_relisted("Deployment");
+        metrics.watch_relisted("Deployment");
+        let text = metrics.encode();
+        for line in [
+            "paved_store_objects{kind=\"Deployment\"} 9999",
+            "paved_store_objects{kind=\"Namespace\"} 0",
+            "paved_watches{resource=\"Deployment\"} 1",
+            "paved_watches{resource=\"Secret\"} 0",
+            "paved_watch_relists_total{resource=\"Deployment\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

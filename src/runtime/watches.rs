@@ -8,6 +8,11 @@
 //! (`paved_watch_errors_total{resource}`), logged at WARN, and a watch whose last
 //! attempt failed counts in `paved_watches_failing` (so `/readyz` says not
 //! ready) until it delivers again. The merged stream never sees an error.
+//!
+//! Each watch counts in `paved_watches{resource}` while its stream lives, and
+//! each full list it makes (at start, and after losing its place: 410 Gone) in
+//! `paved_watch_relists_total{resource}`: on a large cluster a relist is what
+//! a watch restart costs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +37,11 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
 {
+    let resource = K::kind(&K::DynamicType::default()).to_string();
+    metrics.watches_held(&resource, 1);
     let state = Arc::new(WatchState {
         metrics: metrics.clone(),
-        resource: K::kind(&K::DynamicType::default()).to_string(),
+        resource,
         failing: AtomicBool::new(false),
     });
     watcher(api, config)
@@ -45,6 +52,9 @@ where
                 match event {
                     Ok(event) => {
                         state.flowing();
+                        if matches!(event, watcher::Event::Init) {
+                            state.metrics.watch_relisted(&state.resource);
+                        }
                         Some(Ok(event))
                     }
                     Err(error) => {
@@ -81,6 +91,7 @@ impl WatchState {
 
 impl Drop for WatchState {
     fn drop(&mut self) {
+        self.metrics.watches_held(&self.resource, -1);
         if *self.failing.get_mut() {
             self.metrics.watches_failing(-1);
         }
@@ -126,6 +137,58 @@ impl Backoff for WatchBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client whose API server lists no ConfigMaps and ends every watch at
+    /// once with 410 Gone, so the watcher must list again each time.
+    fn client_whose_watches_lose_their_place() -> kube::Client {
+        use kube::client::Body;
+        let service = tower::service_fn(|request: http::Request<Body>| async move {
+            let watching = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.contains("watch=true"));
+            let body = if watching {
+                r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version","reason":"Expired","code":410}}"#.to_string() + "\n"
+            } else {
+                r#"{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}"#.to_string()
+            };
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(body.into_bytes())))
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn a_watch_counts_as_held_while_it_lives_and_each_list_after_a_410_as_a_relist() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let metrics = Arc::new(Metrics::default());
+        let api = Api::<ConfigMap>::all(client_whose_watches_lose_their_place());
+        let mut stream = Box::pin(watch(api, watcher::Config::default(), &metrics));
+        let mut lists = 0;
+        while lists < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("the watch lists again within its backoff")
+                .expect("the stream goes on");
+            if matches!(event, Ok(watcher::Event::Init)) {
+                lists += 1;
+            }
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains("paved_watches{resource=\"ConfigMap\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paved_watch_relists_total{resource=\"ConfigMap\"} 3"),
+            "{text}"
+        );
+        drop(stream);
+        let text = metrics.encode();
+        assert!(
+            text.contains("paved_watches{resource=\"ConfigMap\"} 0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_backoff_grows_to_a_few_seconds_and_resets() {

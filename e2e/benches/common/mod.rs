@@ -1,0 +1,864 @@
+//! What `make bench` (e2e/benches/scale.rs) and `make bench-scale`
+//! (e2e/benches/scale_sweep.rs) share: the manifests, the direct, floor and
+//! Paved phases, the API server's counters and the processes' CPU.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Discovery;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub const RUN_LABEL: &str = "paved.dev/bench";
+
+/// Services done over time in one phase: `(seconds since the phase's clock
+/// started, Services done)`, for the chart of `make bench-scale`.
+#[derive(Clone, Default)]
+pub struct Progress(std::sync::Arc<std::sync::Mutex<Vec<(f64, usize)>>>);
+
+impl Progress {
+    pub fn record(&self, start: Instant, done: usize) {
+        let mut samples = self.0.lock().unwrap();
+        if samples.last().is_none_or(|(_, last)| *last != done) {
+            samples.push((start.elapsed().as_secs_f64(), done));
+        }
+    }
+
+    /// One more Service done.
+    pub fn one_more(&self, start: Instant) {
+        let mut samples = self.0.lock().unwrap();
+        let done = samples.last().map_or(0, |(_, n)| *n) + 1;
+        samples.push((start.elapsed().as_secs_f64(), done));
+    }
+
+    pub fn samples(&self) -> Vec<(f64, usize)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The processes whose CPU [`cpu_seconds`] reads, as "name=pid,..." (set by a
+/// bench that starts and restarts the controller itself); PAVED_BENCH_PIDS otherwise.
+static PIDS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+pub fn set_pids(pids: String) {
+    *PIDS.lock().unwrap() = Some(pids);
+}
+
+/// The Paved manifests of one run: per environment, an Environment, an
+/// Application and its Services; every third Service is exposed.
+pub fn manifests(prefix: &str, environments: usize, services: usize) -> Vec<Value> {
+    let mut docs = Vec::new();
+    for e in 0..environments {
+        let env = format!("{prefix}-{e}");
+        docs.push(json!({
+            "apiVersion": "paved.dev/v1alpha1", "kind": "Environment",
+            "metadata": {"name": env, "labels": {RUN_LABEL: prefix}},
+            "spec": {"type": "development", "domain": format!("{env}.bench.example.com")}
+        }));
+        docs.push(json!({
+            "apiVersion": "paved.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": env, "labels": {RUN_LABEL: prefix}},
+            "spec": {"owner": "team-bench", "lifecycle": "experimental"}
+        }));
+    }
+    for s in 0..services {
+        let env = format!("{prefix}-{}", s % environments);
+        let mut spec = json!({
+            "application": "shop",
+            "image": format!("registry.invalid/bench/svc-{s}:1.0.0"),
+            "ports": [{"name": "http", "port": 8080}],
+            "replicas": 1,
+            "env": [{"name": "INDEX", "value": s.to_string()}]
+        });
+        if s % 3 == 0 {
+            spec["expose"] = json!({});
+        }
+        docs.push(json!({
+            "apiVersion": "paved.dev/v1alpha1", "kind": "Service",
+            "metadata": {"name": format!("svc-{s}"), "namespace": env, "labels": {RUN_LABEL: prefix}},
+            "spec": spec
+        }));
+    }
+    docs
+}
+
+/// The children Paved would create for `docs`, by running `paved render`.
+pub fn render(docs: &[Value]) -> Vec<Value> {
+    let bin = std::env::var("PAVED_BIN").unwrap_or_else(|_| "target/release/paved".into());
+    let input = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let dir = std::env::temp_dir().join(format!("paved-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("manifests.yaml");
+    std::fs::write(&file, input).unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["render", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} render: {e}"));
+    assert!(
+        out.status.success(),
+        "paved render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(d).unwrap()).unwrap()
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+pub async fn apply_all(
+    client: &Client,
+    discovery: &Discovery,
+    objects: Vec<Value>,
+    concurrency: usize,
+    manager: &str,
+) {
+    apply_all_counted(client, discovery, objects, concurrency, manager, None).await
+}
+
+/// [`apply_all`], and each Deployment applied counts in `progress` as one
+/// Service done (the direct phase's figure for the chart).
+pub async fn apply_all_counted(
+    client: &Client,
+    discovery: &Discovery,
+    objects: Vec<Value>,
+    concurrency: usize,
+    manager: &str,
+    progress: Option<(&Progress, Instant)>,
+) {
+    let params = PatchParams::apply(manager).force();
+    let results: Vec<Result<(), String>> = stream::iter(objects)
+        .map(|obj| {
+            let client = client.clone();
+            let params = params.clone();
+            async move {
+                let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+                let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+                let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+                let gvk = GroupVersionKind::gvk(group, version, &kind);
+                let (resource, caps) = discovery
+                    .resolve_gvk(&gvk)
+                    .ok_or_else(|| format!("unknown kind {api_version} {kind}"))?;
+                let name = obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+                    Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                        Api::namespaced_with(client, ns, &resource)
+                    }
+                    _ => Api::all_with(client, &resource),
+                };
+                api.patch(&name, &params, &Patch::Apply(&obj))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{kind} {name}: {e}"))?;
+                if let Some((progress, start)) = progress
+                    && kind == "Deployment"
+                {
+                    progress.one_more(start);
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        errors.is_empty(),
+        "{} applies failed, first: {}",
+        errors.len(),
+        errors[0]
+    );
+}
+
+/// Sum of the API server's write requests per (group, resource, subresource).
+pub async fn apiserver_writes(client: &Client) -> BTreeMap<(String, String, String), f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.expect("apiserver /metrics");
+    let mut sums = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let label = |key: &str| {
+            let pat = format!("{key}=\"");
+            labels.find(&pat).map(|i| {
+                let rest = &labels[i + pat.len()..];
+                rest[..rest.find('"').unwrap()].to_string()
+            })
+        };
+        let verb = label("verb").unwrap_or_default();
+        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE") {
+            continue;
+        }
+        let key = (
+            label("group").unwrap_or_default(),
+            label("resource").unwrap_or_default(),
+            label("subresource").unwrap_or_default(),
+        );
+        *sums.entry(key).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    sums
+}
+
+/// Writes that only Paved (or the bench client) makes: Paved's kinds with their
+/// status, and the children's main resources (the controller-manager writes
+/// only their status subresources, which are left out).
+pub fn paved_writes(
+    before: &BTreeMap<(String, String, String), f64>,
+    after: &BTreeMap<(String, String, String), f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter(|((group, resource, sub), _)| {
+            group == "paved.dev"
+                || (sub.is_empty()
+                    && matches!(
+                        (group.as_str(), resource.as_str()),
+                        ("apps", "deployments")
+                            | ("", "services")
+                            | ("networking.k8s.io", "ingresses")
+                            | ("autoscaling", "horizontalpodautoscalers")
+                    ))
+        })
+        .map(|(k @ (group, resource, sub), v)| {
+            let mut name = resource.clone();
+            if !group.is_empty() {
+                name = format!("{name}.{group}");
+            }
+            if !sub.is_empty() {
+                name = format!("{name}/{sub}");
+            }
+            (name, v - before.get(k).copied().unwrap_or(0.0))
+        })
+        .filter(|(_, delta)| *delta > 0.0)
+        .collect()
+}
+
+pub fn peak_rss_mib() -> Option<f64> {
+    let pid = std::env::var("PAVED_BENCH_CONTROLLER_PID").ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// CPU seconds (user + system) so far of each process named in PAVED_BENCH_PIDS
+/// ("name=pid,name=pid"), and of this bench process itself.
+pub fn cpu_seconds() -> BTreeMap<String, f64> {
+    let ticks = 100.0; // USER_HZ, 100 on Linux
+    let read = |pid: &str| -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        Some((user + system) / ticks)
+    };
+    let mut cpu = BTreeMap::new();
+    let pids = PIDS
+        .lock()
+        .unwrap()
+        .clone()
+        .or_else(|| std::env::var("PAVED_BENCH_PIDS").ok());
+    for pair in pids.unwrap_or_default().split(',') {
+        if let Some((name, pid)) = pair.split_once('=')
+            && let Some(seconds) = read(pid)
+        {
+            cpu.insert(name.to_string(), seconds);
+        }
+    }
+    if let Some(seconds) = read("self") {
+        cpu.insert("bench client".to_string(), seconds);
+    }
+    cpu
+}
+
+/// Waits (up to 2 minutes) until the processes of PAVED_BENCH_PIDS together use
+/// less than a tenth of a core over 2 seconds; without them, waits 5 seconds.
+pub async fn wait_until_idle() {
+    if std::env::var("PAVED_BENCH_PIDS").is_err() && PIDS.lock().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        return;
+    }
+    let window = Duration::from_secs(2);
+    let start = Instant::now();
+    loop {
+        let before = cpu_seconds();
+        tokio::time::sleep(window).await;
+        let after = cpu_seconds();
+        let used: f64 = after
+            .iter()
+            .filter(|(name, _)| name.as_str() != "bench client")
+            .map(|(name, s)| s - before.get(name).copied().unwrap_or(0.0))
+            .sum();
+        if used < 0.1 * window.as_secs_f64() || start.elapsed() > Duration::from_secs(120) {
+            return;
+        }
+    }
+}
+
+pub fn cpu_line(
+    label: &str,
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> String {
+    let used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, s)| (name.clone(), s - before.get(name).copied().unwrap_or(0.0)))
+        .collect();
+    let total: f64 = used.iter().map(|(_, s)| s).sum();
+    let parts: Vec<String> = used
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1}"))
+        .collect();
+    format!(
+        "cpu:     {label}: {total:.1} CPU-s in all ({})",
+        parts.join(", ")
+    )
+}
+
+/// A store kept current by a watch in the background; returns once it is listed.
+pub async fn watched<K>(api: Api<K>, config: watcher::Config, dyntype: K::DynamicType) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let reader = writer.as_reader();
+    tokio::spawn(
+        reflector::reflector(writer, watcher::watcher(api, config))
+            .default_backoff()
+            .for_each(|_| futures::future::ready(())),
+    );
+    reader.wait_until_ready().await.expect("watch started");
+    reader
+}
+
+pub async fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Result<(), String>,
+) {
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > timeout => panic!("timed out waiting for {what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// What every phase works with.
+pub struct Bench {
+    pub client: Client,
+    pub discovery: Discovery,
+    pub namespaces: Api<Namespace>,
+    pub environments: usize,
+    pub services: usize,
+    pub concurrency: usize,
+}
+
+/// Creates the phase's namespaces (`<prefix>-<n>`), labelled with the round's `run`.
+pub async fn create_namespaces(b: &Bench, prefix: &str, run: &str, manager: &str) {
+    for e in 0..b.environments {
+        let name = format!("{prefix}-{e}");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": &name, "labels": {RUN_LABEL: run}}});
+        b.namespaces
+            .patch(&name, &PatchParams::apply(manager), &Patch::Apply(&ns))
+            .await
+            .unwrap();
+    }
+}
+
+/// The rendered children without their owner references, which would point at
+/// Services that do not exist (the direct phase) or are of another kind (floor).
+pub fn without_owners(children: Vec<Value>) -> Vec<Value> {
+    children
+        .into_iter()
+        .filter(|o| o["kind"] != "Namespace")
+        .map(|mut o| {
+            if let Some(m) = o["metadata"].as_object_mut() {
+                m.remove("ownerReferences");
+            }
+            o
+        })
+        .collect()
+}
+
+/// Phase 1: the rendered children applied by a plain server-side-apply client,
+/// then deleted again. Returns the apply time and the CPU seconds before and after it.
+pub async fn direct_phase(
+    b: &Bench,
+    direct_prefix: &str,
+    run: &str,
+    progress: Option<&Progress>,
+) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let docs = manifests(direct_prefix, b.environments, b.services);
+    let children = without_owners(render(&docs));
+    create_namespaces(b, direct_prefix, run, "bench-direct").await;
+    let child_count = children.len();
+    let cpu_direct_start = cpu_seconds();
+    let start = Instant::now();
+    apply_all_counted(
+        &b.client,
+        &b.discovery,
+        children,
+        b.concurrency,
+        "bench-direct",
+        progress.map(|p| (p, start)),
+    )
+    .await;
+    let direct = start.elapsed();
+    let cpu_direct = cpu_seconds();
+    println!(
+        "direct:  {child_count} children applied in {:.2}s",
+        direct.as_secs_f64()
+    );
+
+    // Every phase starts from the same cluster: the direct phase's namespaces
+    // are deleted, and gone, before the next. Left in place, its objects would make
+    // the next phase dearer (the ClusterIP allocator, for one, counts every
+    // allocated address on each Service create), and the controller-manager would
+    // still be making its pods.
+    let settle = Instant::now();
+    delete_namespaces(&b.namespaces, run).await;
+    println!(
+        "settle:  the direct phase's namespaces were deleted {:.0}s after its last apply",
+        settle.elapsed().as_secs_f64()
+    );
+
+    (direct, cpu_direct_start, cpu_direct)
+}
+
+/// Deletes the namespaces labelled with this round's `run`, waits until they are
+/// gone, then until the control plane is idle (the garbage collector catching up).
+pub async fn delete_namespaces(namespaces: &Api<Namespace>, run: &str) {
+    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    if let Ok(list) = namespaces.list(&mine).await {
+        for ns in list.items {
+            let _ = namespaces
+                .delete(&ns.name_any(), &DeleteParams::default())
+                .await;
+        }
+    }
+    wait_for(
+        "the namespaces to be deleted",
+        Duration::from_secs(900),
+        async || {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match namespaces.list(&mine).await {
+                Ok(list) if list.items.is_empty() => Ok(()),
+                Ok(list) => Err(format!("{} left", list.items.len())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    wait_until_idle().await;
+}
+
+/// API group of the floor phase's copy of the Service CRD: same schema and
+/// validation rules, but no controller watches it.
+pub const FLOOR_GROUP: &str = "floor.bench.paved.dev";
+
+/// Installs the floor phase's copy of Paved's Service CRD (crds/), under
+/// [`FLOOR_GROUP`] and outside the `paved` category.
+pub async fn install_floor_crd(client: &Client) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/services.paved.dev.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("crds/services.paved.dev.yaml");
+    let mut crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
+    crd["metadata"] = json!({"name": format!("services.{FLOOR_GROUP}")});
+    crd["spec"]["group"] = json!(FLOOR_GROUP);
+    let names = crd["spec"]["names"].as_object_mut().expect("names");
+    names.remove("categories");
+    names.remove("shortNames");
+    let gvk = GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    let name = format!("services.{FLOOR_GROUP}");
+    api.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&crd))
+        .await
+        .expect("apply the floor CRD");
+    wait_for(
+        "the floor CRD to be established",
+        Duration::from_secs(60),
+        async || {
+            let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+            let established = crd.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Established" && c["status"] == "True")
+                });
+            if established {
+                Ok(())
+            } else {
+                Err("not established".into())
+            }
+        },
+    )
+    .await;
+}
+
+/// A status like the one Paved writes for a new Service that is rolling out.
+pub fn floor_status(service: &Value, namespace: &str) -> Value {
+    let name = service["metadata"]["name"].as_str().unwrap_or_default();
+    let image = service["spec"]["image"].clone();
+    let at = "2026-01-01T00:00:00Z";
+    let mut status = json!({
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Progressing",
+             "message": "Deployment is rolling out: 0/1 replicas ready",
+             "lastTransitionTime": at, "observedGeneration": 1},
+            {"type": "Reconciling", "status": "True", "reason": "Progressing",
+             "message": "Deployment is rolling out: 0/1 replicas ready",
+             "lastTransitionTime": at, "observedGeneration": 1},
+        ],
+        "image": image,
+        "replicas": {"desired": 1, "ready": 0, "available": 0, "updated": 0},
+        "endpoint": format!("{name}.{namespace}.svc.cluster.local:8080"),
+        "dependencies": [],
+        "revision": 1,
+        "history": [{"revision": 1, "image": image, "configHash": "0123456789ab", "deployedAt": at}],
+    });
+    if service["spec"].get("expose").is_some() {
+        status["url"] = json!(format!("http://{name}.{namespace}.bench.example.com"));
+    }
+    status
+}
+
+/// The floor: what Paved's design asks of the API server, written by a plain
+/// client with no controller logic. Per Service: the Service object (in a copy of
+/// the CRD no controller watches), its rendered children, and one status write,
+/// at the same concurrency. Paved's own time can approach this, not the direct
+/// phase's. Returns the time and the CPU seconds before and after.
+pub async fn floor_phase(
+    b: &Bench,
+    prefix: &str,
+    run: &str,
+    progress: Option<&Progress>,
+) -> (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>) {
+    let (client, discovery) = (&b.client, &b.discovery);
+    let docs = manifests(prefix, b.environments, b.services);
+    let children = without_owners(render(&docs));
+    let service_docs: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d["kind"] == "Service")
+        .collect();
+    create_namespaces(b, prefix, run, "bench-floor").await;
+    // One unit of work per Service: its object, its children, its status.
+    let mut children_of: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for child in children {
+        let key = (
+            child["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            child["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        children_of.entry(key).or_default().push(child);
+    }
+    let resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk(FLOOR_GROUP, "v1alpha1", "Service"));
+    let params = PatchParams::apply("bench-floor").force();
+    let cpu_start = cpu_seconds();
+    let start = Instant::now();
+    let errors: Vec<String> = stream::iter(service_docs)
+        .map(|mut service| {
+            let namespace = service["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = service["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let children = children_of
+                .remove(&(namespace.clone(), name.clone()))
+                .unwrap_or_default();
+            service["apiVersion"] = json!(format!("{FLOOR_GROUP}/v1alpha1"));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &namespace, &resource);
+            let params = params.clone();
+            async move {
+                api.patch(&name, &params, &Patch::Apply(&service))
+                    .await
+                    .map_err(|e| format!("Service {name}: {e}"))?;
+                apply_all(client, discovery, children, 1, "bench-floor").await;
+                let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
+                    json_patch::AddOperation {
+                        path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+                        value: floor_status(&service, &namespace),
+                    },
+                )]);
+                api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(status))
+                    .await
+                    .map_err(|e| format!("status of {name}: {e}"))?;
+                if let Some(progress) = progress {
+                    progress.one_more(start);
+                }
+                Ok::<(), String>(())
+            }
+        })
+        .buffer_unordered(b.concurrency)
+        .filter_map(|r| futures::future::ready(r.err()))
+        .collect()
+        .await;
+    let floor = start.elapsed();
+    let cpu_end = cpu_seconds();
+    assert!(
+        errors.is_empty(),
+        "{} floor writes failed, first: {}",
+        errors.len(),
+        errors[0]
+    );
+    println!(
+        "floor:   {} Services with children and status written in {:.2}s",
+        b.services,
+        floor.as_secs_f64()
+    );
+    delete_namespaces(&b.namespaces, run).await;
+    (floor, cpu_start, cpu_end)
+}
+
+/// What one Paved phase measured.
+pub struct PavedPhase {
+    pub applied: Duration,
+    pub reflected: Duration,
+    pub writes_by_resource: BTreeMap<String, f64>,
+    pub cpu_start: BTreeMap<String, f64>,
+    pub cpu_end: BTreeMap<String, f64>,
+}
+
+/// Phase 3: Environments and Applications first (untimed), then the Services,
+/// timed until every status reflects its generation and all children exist.
+pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -> PavedPhase {
+    let (client, discovery, namespaces) = (&b.client, &b.discovery, &b.namespaces);
+    let (environments, services, concurrency) = (b.environments, b.services, b.concurrency);
+    let docs = manifests(prefix, environments, services);
+    let (setup, services_docs): (Vec<Value>, Vec<Value>) =
+        docs.into_iter().partition(|d| d["kind"] != "Service");
+    let (envs, apps): (Vec<Value>, Vec<Value>) =
+        setup.into_iter().partition(|d| d["kind"] == "Environment");
+    apply_all(client, discovery, envs, concurrency, "bench").await;
+    for e in 0..environments {
+        let ns = format!("{prefix}-{e}");
+        wait_for(
+            "the Environment namespaces",
+            Duration::from_secs(60),
+            async || {
+                namespaces
+                    .get(&ns)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await;
+    }
+    apply_all(client, discovery, apps, concurrency, "bench").await;
+
+    let before = apiserver_writes(client).await;
+    let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
+    let service_api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::from_gvk(&service_gvk));
+    // Completion is seen through watches started before the clock: listing
+    // thousands of objects over and over would load the API server being measured.
+    let children_config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
+    let run_services = watched(
+        service_api,
+        watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
+        ApiResource::from_gvk(&service_gvk),
+    )
+    .await;
+    let run_deployments = watched(
+        Api::<Deployment>::all(client.clone()),
+        children_config.clone(),
+        (),
+    )
+    .await;
+    let run_core_services =
+        watched(Api::<CoreService>::all(client.clone()), children_config, ()).await;
+    let in_run = |ns: Option<String>| ns.is_some_and(|n| n.starts_with(&format!("{prefix}-")));
+    let cpu_start = cpu_seconds();
+    let start = Instant::now();
+    apply_all(client, discovery, services_docs, concurrency, "bench").await;
+    let applied = start.elapsed();
+    wait_for(
+        "every Service's status to reflect its generation",
+        Duration::from_secs(600 + services as u64 / 5),
+        async || {
+            let reflected = run_services
+                .state()
+                .iter()
+                .filter(|o| {
+                    let generation = o.metadata.generation.unwrap_or(-1);
+                    o.data["status"]["observedGeneration"].as_i64() == Some(generation)
+                })
+                .count();
+            if let Some(progress) = progress {
+                // Services done: status reflects the generation and the Deployment exists.
+                let deployments: std::collections::BTreeSet<(String, String)> = run_deployments
+                    .state()
+                    .iter()
+                    .filter(|o| in_run(o.namespace()))
+                    .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+                    .collect();
+                let done = run_services
+                    .state()
+                    .iter()
+                    .filter(|o| {
+                        let generation = o.metadata.generation.unwrap_or(-1);
+                        o.data["status"]["observedGeneration"].as_i64() == Some(generation)
+                            && deployments
+                                .contains(&(o.namespace().unwrap_or_default(), o.name_any()))
+                    })
+                    .count();
+                progress.record(start, done);
+            }
+            if reflected < services {
+                return Err(format!("{reflected}/{services} reflect their generation"));
+            }
+            let d = run_deployments
+                .state()
+                .iter()
+                .filter(|o| in_run(o.namespace()))
+                .count();
+            let s = run_core_services
+                .state()
+                .iter()
+                .filter(|o| in_run(o.namespace()))
+                .count();
+            if d < services || s < services {
+                return Err(format!("{d} Deployments, {s} Services of {services}"));
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let reflected = start.elapsed();
+    let cpu_end = cpu_seconds();
+    // Let in-flight status writes land before reading the counters.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = apiserver_writes(client).await;
+    let mut writes_by_resource = paved_writes(&before, &after);
+    if let Some(bench_applies) = writes_by_resource.get_mut("services.paved.dev") {
+        *bench_applies -= services as f64; // the bench's own Service applies
+    }
+    PavedPhase {
+        applied,
+        reflected,
+        writes_by_resource,
+        cpu_start,
+        cpu_end,
+    }
+}
+
+/// Deletes a Paved phase's Environments and waits until they and their
+/// namespaces are gone: the controller must see the deletions through
+/// (finalizers), or the next phase starts on a cluster still busy with this one.
+pub async fn delete_paved(client: &Client, prefix: &str, environments: usize) {
+    let env_api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "paved.dev",
+            "v1alpha1",
+            "Environment",
+        )),
+    );
+    for e in 0..environments {
+        let _ = env_api
+            .delete(&format!("{prefix}-{e}"), &DeleteParams::default())
+            .await;
+    }
+    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
+    wait_for(
+        "the Environments to be deleted",
+        Duration::from_secs(300),
+        async || match env_api.list(&mine).await {
+            Ok(list) if list.items.is_empty() => Ok(()),
+            Ok(list) => Err(format!("{} left", list.items.len())),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_for(
+        "the namespaces to be deleted",
+        Duration::from_secs(600),
+        async || {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let list = namespaces
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let left = list
+                .items
+                .iter()
+                .filter(|n| {
+                    n.metadata
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
+                })
+                .count();
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} left"))
+            }
+        },
+    )
+    .await;
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

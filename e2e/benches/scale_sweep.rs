@@ -1,0 +1,774 @@
+//! `make bench-scale`: how each figure of one controller grows with the number
+//! of Services (issue 16). Figures, not assertions, except correctness: a run
+//! whose end state is wrong fails.
+//!
+//! For each size of the sweep (PAVED_SCALE_SIZES, default "100,1000,10000";
+//! Environments: one per 100 Services, 1 to 100), on the local control plane
+//! and with a controller this bench starts itself (PAVED_BIN, a release build):
+//!
+//! 1. converge: the direct, floor and Paved phases of `make bench` (see
+//!    e2e/benches/scale.rs), one run each, with the Services done over time;
+//! 2. correctness: every Service Ready, exactly the children `paved render`
+//!    gives for the manifests, and none else in the run's namespaces;
+//! 3. memory: the controller's peak (`VmHWM`) and settled (`VmRSS`) resident
+//!    memory, against its own idle figure before the run;
+//! 4. watches: Paved's watches counted by the API server
+//!    (`apiserver_longrunning_requests{verb="WATCH"}` with and without the
+//!    controller), beside Paved's own `paved_watches`;
+//! 5. idle: PAVED_SCALE_IDLE_SECONDS (default 620, past the 600 s requeue of
+//!    every object) with nothing changing: API writes and CPU;
+//! 6. latency: PAVED_SCALE_CHANGES (default 200) image changes, one at a time,
+//!    each on another Service: from the change's apply until the bench's watch
+//!    sees the Deployment with the new image; p50 and p99;
+//! 7. restart: SIGTERM, then a new controller on the converged cluster: seconds
+//!    to ready, and the writes it makes until its reconciles settle (its own
+//!    `paved_writes_total`, and the API server's counters).
+//!
+//! Then the Environments are deleted and the next size starts. At the end: a
+//! table, the memory slope across sizes, and everything as JSON in
+//! PAVED_SCALE_OUT/result.json (the chart is drawn from it by
+//! `paved-bench-chart`). Other settings: PAVED_BENCH_CONCURRENCY (16),
+//! PAVED_BENCH_PIDS (the cluster's processes, for their CPU), PAVED_SCALE_LISTEN
+//! (the controller's metrics address), PAVED_SCALE_LOG (its log file).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Discovery;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use common::*;
+
+fn text_setting(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// A controller process this bench started.
+struct Controller {
+    child: Child,
+    listen: String,
+}
+
+impl Controller {
+    /// Starts `paved run` and waits until `/readyz` answers; returns it and
+    /// the seconds that took.
+    fn start(bin: &str, listen: &str, log: &str) -> (Controller, f64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the controller's log file");
+        let started = Instant::now();
+        let child = Command::new(bin)
+            .args(["run", "--listen", listen])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let mut controller = Controller {
+            child,
+            listen: listen.to_string(),
+        };
+        loop {
+            if http_get(listen, "/readyz").is_some_and(|(code, _)| code == 200) {
+                break;
+            }
+            if let Ok(Some(status)) = controller.child.try_wait() {
+                panic!("the controller exited before it was ready: {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "the controller was not ready within 300 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (controller, started.elapsed().as_secs_f64())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn metrics(&self) -> String {
+        http_get(&self.listen, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM (a graceful stop, as on a rolling update), then waits for the exit.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET on the loopback: (status, body).
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// Sum of the samples of metric `name` (any labels) in a text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0
+}
+
+/// `VmHWM` (peak) or `VmRSS` (now) of `pid`, in MiB.
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Watches open on the API server (all clients), by resource.
+async fn watches_open(client: &Client) -> BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.expect("apiserver /metrics");
+    let mut open = BTreeMap::new();
+    for line in text.lines().filter(|l| {
+        l.starts_with("apiserver_longrunning_requests{") && l.contains("verb=\"WATCH\"")
+    }) {
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let resource = labels
+            .split("resource=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        *open.entry(resource).or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    open
+}
+
+fn difference(
+    with: &BTreeMap<String, f64>,
+    without: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    with.iter()
+        .map(|(k, v)| (k.clone(), v - without.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v != 0.0)
+        .collect()
+}
+
+fn cpu_of(name: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> f64 {
+    after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+}
+
+/// CPU seconds of the controller, the API server and etcd between two readings.
+fn phase_cpu(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Value {
+    json!({
+        "controller": cpu_of("controller", before, after),
+        "kube-apiserver": cpu_of("kube-apiserver", before, after),
+        "etcd": cpu_of("etcd", before, after),
+        "all": after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0)).sum::<f64>(),
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The cluster's processes (PAVED_BENCH_PIDS) and the controller, for [`cpu_seconds`].
+fn track(controller: &Controller) {
+    let mut pids = format!("controller={}", controller.pid());
+    if let Ok(cluster) = std::env::var("PAVED_BENCH_PIDS") {
+        pids = format!("{pids},{cluster}");
+    }
+    set_pids(pids);
+}
+
+/// Paved's children in the run's namespaces, by (kind, namespace, name).
+async fn children_in_run(
+    client: &Client,
+    discovery: &Discovery,
+    prefix: &str,
+) -> BTreeSet<(String, String, String)> {
+    let mut found = BTreeSet::new();
+    let managed = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
+    for (group, version, kind) in [
+        ("apps", "v1", "Deployment"),
+        ("", "v1", "Service"),
+        ("networking.k8s.io", "v1", "Ingress"),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+        ("policy", "v1", "PodDisruptionBudget"),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+        ("", "v1", "ResourceQuota"),
+        ("", "v1", "LimitRange"),
+        ("networking.k8s.io", "v1", "NetworkPolicy"),
+    ] {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let Some((resource, _)) = discovery.resolve_gvk(&gvk) else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let list = api.list(&managed).await.expect("list children");
+        for o in list.items {
+            let namespace = o.namespace().unwrap_or_default();
+            if namespace.starts_with(&format!("{prefix}-")) {
+                found.insert((kind.to_string(), namespace, o.name_any()));
+            }
+        }
+    }
+    found
+}
+
+/// Every Service Ready, exactly the rendered children, no orphans; panics otherwise.
+/// Returns the seconds until every Service was Ready (from the call).
+async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
+    let started = Instant::now();
+    let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
+    let services: Api<DynamicObject> =
+        Api::all_with(b.client.clone(), &ApiResource::from_gvk(&service_gvk));
+    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
+    let mut last = String::new();
+    loop {
+        let list = services.list(&mine).await.expect("list Services");
+        let not_ready: Vec<String> = list
+            .items
+            .iter()
+            .filter(|o| {
+                !o.data["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+            .collect();
+        if list.items.len() == b.services && not_ready.is_empty() {
+            break;
+        }
+        last = format!(
+            "{} Services, {} not Ready (first: {:?})",
+            list.items.len(),
+            not_ready.len(),
+            not_ready.first()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300 + b.services as u64 / 5),
+            "correctness: not every Service became Ready: {last}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let ready = started.elapsed().as_secs_f64();
+    let _ = last;
+    let expected: BTreeSet<(String, String, String)> =
+        render(&manifests(prefix, b.environments, b.services))
+            .into_iter()
+            .filter(|o| o["kind"] != "Namespace")
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap_or_default().to_string(),
+                    o["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    o["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+    let found = children_in_run(&b.client, &b.discovery, prefix).await;
+    let missing: Vec<_> = expected.difference(&found).take(5).collect();
+    let orphans: Vec<_> = found.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && orphans.is_empty(),
+        "correctness: {} children expected, {} found; missing {:?}; not expected {:?}",
+        expected.len(),
+        found.len(),
+        missing,
+        orphans
+    );
+    (ready, found.len())
+}
+
+/// Deployment images as the bench's watch sees them arrive.
+type Sightings = tokio::sync::mpsc::UnboundedReceiver<(String, String, String, Instant)>;
+
+fn watch_deployment_images(client: &Client) -> Sightings {
+    let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+    let api = Api::<Deployment>::all(client.clone());
+    let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
+    tokio::spawn(async move {
+        let mut events = Box::pin(watcher(api, config).default_backoff().applied_objects());
+        while let Some(event) = events.next().await {
+            if let Ok(d) = event {
+                let at = Instant::now();
+                let image = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|s| s.containers.first())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default();
+                if send
+                    .send((d.namespace().unwrap_or_default(), d.name_any(), image, at))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    receive
+}
+
+/// `changes` image changes, one at a time, each on another Service (spread over
+/// the run): seconds from the apply until the Deployment carries the image.
+async fn change_latencies(
+    b: &Bench,
+    prefix: &str,
+    changes: usize,
+    sightings: &mut Sightings,
+) -> Vec<f64> {
+    let docs: Vec<Value> = manifests(prefix, b.environments, b.services)
+        .into_iter()
+        .filter(|d| d["kind"] == "Service")
+        .collect();
+    let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
+    let resource = ApiResource::from_gvk(&gvk);
+    let params = PatchParams::apply("bench").force();
+    let stride = (b.services / changes.max(1)).max(1);
+    let mut latencies = Vec::new();
+    for k in 0..changes {
+        let mut doc = docs[(k * stride + k / b.services.max(1)) % docs.len()].clone();
+        let namespace = doc["metadata"]["namespace"].as_str().unwrap().to_string();
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let image = format!("registry.invalid/bench/{name}:2.0.{k}");
+        doc["spec"]["image"] = json!(image);
+        while sightings.try_recv().is_ok() {}
+        let api: Api<DynamicObject> = Api::namespaced_with(b.client.clone(), &namespace, &resource);
+        let start = Instant::now();
+        api.patch(&name, &params, &Patch::Apply(&doc))
+            .await
+            .expect("apply an image change");
+        loop {
+            let seen = tokio::time::timeout(Duration::from_secs(60), sightings.recv())
+                .await
+                .expect("the Deployment carries the new image within 60 s")
+                .expect("the Deployment watch goes on");
+            if seen.0 == namespace && seen.1 == name && seen.2 == image {
+                latencies.push(seen.3.duration_since(start).as_secs_f64());
+                break;
+            }
+        }
+    }
+    latencies
+}
+
+/// Waits until the controller's reconciles stop for `quiet` (at most `limit`).
+async fn settle(controller: &Controller, quiet: Duration, limit: Duration) -> f64 {
+    let start = Instant::now();
+    let mut last = -1.0;
+    let mut since = Instant::now();
+    while start.elapsed() < limit {
+        let now = metric_sum(&controller.metrics(), "paved_reconciles_total");
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    since.duration_since(start).as_secs_f64()
+}
+
+fn downsample(samples: Vec<(f64, usize)>, keep: usize) -> Vec<(f64, usize)> {
+    if samples.len() <= keep {
+        return samples;
+    }
+    let step = samples.len() as f64 / keep as f64;
+    let mut out: Vec<(f64, usize)> = (0..keep)
+        .map(|i| samples[(i as f64 * step) as usize])
+        .collect();
+    out.push(*samples.last().unwrap());
+    out
+}
+
+fn series(samples: Vec<(f64, usize)>) -> Value {
+    json!(
+        downsample(samples, 200)
+            .into_iter()
+            .map(|(t, n)| json!([(t * 1000.0).round() / 1000.0, n]))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// Least-squares slope of `y` over `x`.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = text_setting("PAVED_SCALE_SIZES", "100,1000,10000")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
+    let idle_seconds = setting("PAVED_SCALE_IDLE_SECONDS", 620) as u64;
+    let changes = setting("PAVED_SCALE_CHANGES", 200);
+    let bin = text_setting("PAVED_BIN", "target/release/paved");
+    let listen = text_setting("PAVED_SCALE_LISTEN", "127.0.0.1:18090");
+    let log = text_setting("PAVED_SCALE_LOG", "/tmp/paved-bench-scale.log");
+    let out_dir = text_setting("PAVED_SCALE_OUT", "target/bench-scale");
+    std::fs::create_dir_all(&out_dir).expect("PAVED_SCALE_OUT");
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG of the local cluster");
+    install_floor_crd(&client).await;
+    println!(
+        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, idle window {idle_seconds} s, {changes} changes"
+    );
+    // The bench's own watch of Deployment images, open before any watch count.
+    let mut sightings = watch_deployment_images(&client);
+    let mut results = Vec::new();
+    let sweep_started = Instant::now();
+    for &services in &sizes {
+        let environments = (services / 100).clamp(1, 100);
+        let bench = Bench {
+            namespaces: Api::<Namespace>::all(client.clone()),
+            client: client.clone(),
+            discovery: Discovery::new(client.clone())
+                .run()
+                .await
+                .expect("discovery"),
+            environments,
+            services,
+            concurrency,
+        };
+        let run = format!("s{}n{services}", std::process::id() % 100_000);
+        println!("== {services} Services in {environments} Environments");
+        let (controller, _) = Controller::start(&bin, &listen, &log);
+        track(&controller);
+        wait_until_idle().await;
+        let rss_idle = memory_mib(controller.pid(), "VmRSS:");
+
+        // 1. Converge: direct, floor, Paved.
+        let (direct_progress, floor_progress, paved_progress) = (
+            Progress::default(),
+            Progress::default(),
+            Progress::default(),
+        );
+        let (direct, direct_cpu0, direct_cpu1) = direct_phase(
+            &bench,
+            &format!("{run}-direct"),
+            &run,
+            Some(&direct_progress),
+        )
+        .await;
+        let (floor, floor_cpu0, floor_cpu1) =
+            floor_phase(&bench, &format!("{run}-floor"), &run, Some(&floor_progress)).await;
+        let prefix = format!("{run}-paved");
+        let paved = paved_phase(&bench, &prefix, Some(&paved_progress)).await;
+        let converge = paved.reflected.as_secs_f64();
+        let writes: f64 = paved.writes_by_resource.values().sum();
+        println!(
+            "converge: direct {:.1}s, floor {:.1}s, paved {converge:.1}s: paved/direct {:.2}x, paved/floor {:.2}x; {:.2} writes per Service",
+            direct.as_secs_f64(),
+            floor.as_secs_f64(),
+            converge / direct.as_secs_f64(),
+            converge / floor.as_secs_f64(),
+            writes / services as f64
+        );
+
+        // 2. Correctness.
+        let (ready_after, children) = check_end_state(&bench, &prefix).await;
+        println!(
+            "correct:  every Service Ready ({ready_after:.0}s after converging), exactly the {children} rendered children, no others"
+        );
+
+        // 3. Memory, converged.
+        let rss_peak = memory_mib(controller.pid(), "VmHWM:");
+        let rss_settled = memory_mib(controller.pid(), "VmRSS:");
+        println!(
+            "memory:   peak {rss_peak:.1} MiB, settled {rss_settled:.1} MiB, idle before the run {rss_idle:.1} MiB: {:.1} KiB per Service (settled - idle)",
+            (rss_settled - rss_idle) * 1024.0 / services as f64
+        );
+
+        // 5. Idle window (6 and 7 need the converged cluster too).
+        let metrics_before = controller.metrics();
+        let writes_before = apiserver_writes(&client).await;
+        let cpu_before = cpu_seconds();
+        tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+        let cpu_after = cpu_seconds();
+        let idle_api_writes = paved_writes(&writes_before, &apiserver_writes(&client).await);
+        let idle_own_writes = metric_sum(&controller.metrics(), "paved_writes_total")
+            - metric_sum(&metrics_before, "paved_writes_total");
+        let idle_cpu = cpu_of("controller", &cpu_before, &cpu_after);
+        println!(
+            "idle:     {idle_seconds}s: Paved wrote {idle_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {idle_api_writes:?}; controller CPU {idle_cpu:.2}s",
+            idle_api_writes.values().sum::<f64>().abs()
+        );
+
+        // 6. Latency of a change.
+        let mut latencies = change_latencies(&bench, &prefix, changes, &mut sightings).await;
+        latencies.sort_by(f64::total_cmp);
+        let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
+        println!(
+            "latency:  {} image changes, Deployment patched after p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            latencies.len(),
+            p50 * 1000.0,
+            p99 * 1000.0,
+            latencies.last().copied().unwrap_or(f64::NAN) * 1000.0
+        );
+        settle(&controller, Duration::from_secs(3), Duration::from_secs(60)).await;
+
+        // 4 and 7. Watches (with and without the controller) and a restart.
+        let own_watches = metric_sum(&controller.metrics(), "paved_watches");
+        let with = watches_open(&client).await;
+        let peak_before_restart = memory_mib(controller.pid(), "VmHWM:");
+        controller.stop();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let without = watches_open(&client).await;
+        let watches = difference(&with, &without);
+        let watch_count: f64 = watches.values().sum();
+        println!(
+            "watches:  the API server holds {watch_count:.0} watches of Paved's ({} by its own paved_watches): {watches:?}",
+            own_watches
+        );
+        let writes_before = apiserver_writes(&client).await;
+        let (controller, to_ready) = Controller::start(&bin, &listen, &log);
+        track(&controller);
+        let settled_after = settle(
+            &controller,
+            Duration::from_secs(5),
+            Duration::from_secs(600),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let restart_metrics = controller.metrics();
+        let restart_own_writes = metric_sum(&restart_metrics, "paved_writes_total");
+        let restart_reconciles = metric_sum(&restart_metrics, "paved_reconciles_total");
+        let restart_api_writes = paved_writes(&writes_before, &apiserver_writes(&client).await);
+        let restart_peak = memory_mib(controller.pid(), "VmHWM:");
+        println!(
+            "restart:  ready in {to_ready:.2}s, reconciles settled {settled_after:.1}s after start ({restart_reconciles:.0} reconciles); writes: {restart_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {restart_api_writes:?}; peak {restart_peak:.1} MiB",
+            restart_api_writes.values().sum::<f64>().abs()
+        );
+
+        let cleanup = Instant::now();
+        delete_paved(&client, &prefix, environments).await;
+        controller.stop();
+        println!("cleanup:  {:.0}s", cleanup.elapsed().as_secs_f64());
+        results.push(json!({
+            "services": services,
+            "environments": environments,
+            "converge_seconds": {"direct": direct.as_secs_f64(), "floor": floor.as_secs_f64(), "paved": converge},
+            "paved_over_direct": converge / direct.as_secs_f64(),
+            "paved_over_floor": converge / floor.as_secs_f64(),
+            "writes_per_service": writes / services as f64,
+            "writes_by_resource": paved.writes_by_resource,
+            "cpu_seconds": {
+                "direct": phase_cpu(&direct_cpu0, &direct_cpu1),
+                "floor": phase_cpu(&floor_cpu0, &floor_cpu1),
+                "paved": phase_cpu(&paved.cpu_start, &paved.cpu_end),
+                "idle": phase_cpu(&cpu_before, &cpu_after),
+            },
+            "progress": {
+                "direct": series(direct_progress.samples()),
+                "floor": series(floor_progress.samples()),
+                "paved": series(paved_progress.samples()),
+            },
+            "correct": {"ready_seconds_after_converging": ready_after, "children": children},
+            "memory_mib": {
+                "idle_before": rss_idle,
+                "peak": peak_before_restart.max(rss_peak),
+                "settled": rss_settled,
+                "peak_after_restart": restart_peak,
+                "kib_per_service": (rss_settled - rss_idle) * 1024.0 / services as f64,
+            },
+            "idle": {
+                "seconds": idle_seconds,
+                "own_writes": idle_own_writes,
+                "api_writes": idle_api_writes.values().sum::<f64>().abs(),
+                "controller_cpu_seconds": idle_cpu,
+            },
+            "latency_ms": {
+                "changes": latencies.len(),
+                "p50": p50 * 1000.0,
+                "p99": p99 * 1000.0,
+                "max": latencies.last().copied().unwrap_or(f64::NAN) * 1000.0,
+            },
+            "watches": {"count": watch_count, "own_metric": own_watches, "by_resource": watches},
+            "restart": {
+                "seconds_to_ready": to_ready,
+                "seconds_to_settle": settled_after,
+                "reconciles": restart_reconciles,
+                "own_writes": restart_own_writes,
+                "api_writes": restart_api_writes.values().sum::<f64>().abs(),
+                "api_writes_by_resource": restart_api_writes,
+            },
+        }));
+        // Written after each size: a later size that fails keeps the earlier figures.
+        write_result(&out_dir, &results, sweep_started);
+    }
+
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+        )),
+    );
+    let _ = crds
+        .delete("services.floor.bench.paved.dev", &DeleteParams::default())
+        .await;
+    let summary = write_result(&out_dir, &results, sweep_started);
+    print_table(&results, &summary);
+    println!("figures: {out_dir}/result.json");
+}
+
+/// result.json: every size's figures and the memory slope across sizes.
+fn write_result(out_dir: &str, results: &[Value], started: Instant) -> Value {
+    let points: Vec<(f64, f64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["services"].as_f64().unwrap_or(0.0),
+                r["memory_mib"]["peak"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let settled: Vec<(f64, f64)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["services"].as_f64().unwrap_or(0.0),
+                r["memory_mib"]["settled"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let summary = json!({
+        "peak_kib_per_service_slope": slope(&points).map(|s| s * 1024.0),
+        "settled_kib_per_service_slope": slope(&settled).map(|s| s * 1024.0),
+        "sweep_seconds": started.elapsed().as_secs_f64(),
+    });
+    let machine = json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory_gib": std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok()
+        }).map(|kib| (kib / 1024.0 / 1024.0).round()),
+    });
+    let doc = json!({"sizes": results, "summary": summary, "machine": machine});
+    std::fs::write(
+        format!("{out_dir}/result.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .expect("write result.json");
+    summary
+}
+
+fn print_table(results: &[Value], summary: &Value) {
+    println!("-- summary (one run per size)");
+    println!(
+        "{:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7}",
+        "Services",
+        "paved s",
+        "/direct",
+        "/floor",
+        "peak MiB",
+        "KiB/Svc",
+        "restart",
+        "rst wr",
+        "idle wr",
+        "idle cpu",
+        "p50 ms",
+        "p99 ms",
+        "watches"
+    );
+    for r in results {
+        println!(
+            "{:>8} {:>9.1} {:>7.2}x {:>7.2}x {:>9.1} {:>9.1} {:>7.2}s {:>9.0} {:>9.0} {:>7.2}s {:>8.0} {:>7.0} {:>7.0}",
+            r["services"].as_u64().unwrap_or(0),
+            r["converge_seconds"]["paved"].as_f64().unwrap_or(f64::NAN),
+            r["paved_over_direct"].as_f64().unwrap_or(f64::NAN),
+            r["paved_over_floor"].as_f64().unwrap_or(f64::NAN),
+            r["memory_mib"]["peak"].as_f64().unwrap_or(f64::NAN),
+            r["memory_mib"]["kib_per_service"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            r["restart"]["seconds_to_ready"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            r["restart"]["own_writes"].as_f64().unwrap_or(f64::NAN),
+            r["idle"]["own_writes"].as_f64().unwrap_or(f64::NAN),
+            r["idle"]["controller_cpu_seconds"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            r["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
+            r["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+            r["watches"]["count"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    println!(
+        "memory slope across sizes: peak {} KiB per Service, settled {} KiB per Service",
+        summary["peak_kib_per_service_slope"]
+            .as_f64()
+            .map_or("n/a".into(), |s| format!("{s:.1}")),
+        summary["settled_kib_per_service_slope"]
+            .as_f64()
+            .map_or("n/a".into(), |s| format!("{s:.1}")),
+    );
+}
