@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::Api;
 use kube::discovery::Discovery;
 use std::collections::BTreeMap;
 
@@ -142,17 +141,7 @@ async fn main() {
         paved_times.push(paved.reflected.as_secs_f64());
     }
 
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-        )),
-    );
-    let _ = crds
-        .delete(&format!("services.{FLOOR_GROUP}"), &DeleteParams::default())
-        .await;
+    remove_floor_crd(&client).await;
     let list = |values: &[f64]| {
         values
             .iter()

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -664,17 +664,7 @@ async fn main() {
         write_result(&out_dir, &results, sweep_started);
     }
 
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-        )),
-    );
-    let _ = crds
-        .delete("services.floor.bench.paved.dev", &DeleteParams::default())
-        .await;
+    remove_floor_crd(&client).await;
     let summary = write_result(&out_dir, &results, sweep_started);
     print_table(&results, &summary);
     println!("figures: {out_dir}/result.json");

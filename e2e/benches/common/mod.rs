@@ -501,6 +501,15 @@ pub async fn delete_namespaces(namespaces: &Api<Namespace>, run: &str) {
 /// validation rules, but no controller watches it.
 pub const FLOOR_GROUP: &str = "floor.bench.paved.dev";
 
+/// Removes the floor phase's CRD (and so its objects) after a bench.
+pub async fn remove_floor_crd(client: &Client) {
+    let gvk = GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    let _ = api
+        .delete(&format!("services.{FLOOR_GROUP}"), &DeleteParams::default())
+        .await;
+}
+
 /// Installs the floor phase's copy of Paved's Service CRD (crds/), under
 /// [`FLOOR_GROUP`] and outside the `paved` category.
 pub async fn install_floor_crd(client: &Client) {
