@@ -84,6 +84,7 @@ pub mod reconcile;
 pub mod resolve;
 pub mod retry;
 pub mod runtime;
+pub mod slim;
 pub mod status;
 pub mod usage;
 

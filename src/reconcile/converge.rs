@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -39,6 +40,7 @@ use sha2::{Digest, Sha256};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::names::{FIELD_MANAGER, annotations};
+use crate::slim::Slim;
 
 pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -205,14 +207,15 @@ pub enum Claim {
     Foreign(String),
 }
 
-/// Who controls `current` (the object at the child's name), for `owner`.
-pub fn claim<K: Resource>(owner: &Owner, current: Option<&K>) -> Claim {
+/// Who controls `current` (the metadata of the object at the child's name), for `owner`.
+pub fn claim(owner: &Owner, current: Option<&ObjectMeta>) -> Claim {
     let Some(current) = current else {
         return Claim::Free;
     };
     let controller = current
-        .owner_references()
+        .owner_references
         .iter()
+        .flatten()
         .find(|r| r.controller == Some(true));
     match controller {
         Some(r) if r.uid == owner.uid => {
@@ -229,8 +232,8 @@ pub fn claim<K: Resource>(owner: &Owner, current: Option<&K>) -> Claim {
 }
 
 /// Whether another field manager owns part of the object's spec.
-fn taken_over<K: Resource>(object: &K) -> bool {
-    object.meta().managed_fields.iter().flatten().any(|entry| {
+fn taken_over(meta: &ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|entry| {
         entry.manager.as_deref() != Some(FIELD_MANAGER)
             && entry.subresource.as_deref().unwrap_or_default().is_empty()
             && entry
@@ -279,14 +282,14 @@ pub struct Converged<K> {
 /// Make one child match: apply `desired`, or delete the child when nothing is
 /// desired, never touching an object `owner` does not control (a
 /// [`Error::ChildConflict`] when Paved wants to write it). `in_store` is the
-/// store's copy of the child (or of whatever holds its name).
+/// store's copy of the child (or of whatever holds its name), slim or whole.
 pub async fn converge<K: Child>(
     ctx: &Context,
     owner: &Owner,
     namespace: &str,
     name: &str,
     desired: Option<&K>,
-    in_store: Option<Arc<K>>,
+    in_store: Option<Arc<Slim<K>>>,
 ) -> Result<Converged<K>> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let key = ObjectKey::new::<K>(Some(namespace), name);
@@ -302,7 +305,7 @@ pub async fn converge<K: Child>(
         };
         if claim(
             owner,
-            current(&api, &key, owner, Some(live)).await?.as_deref(),
+            current(&api, &key, owner, Some(live)).await?.as_ref(),
         ) == Claim::Ours
             && delete(&api, &key).await?
         {
@@ -312,12 +315,12 @@ pub async fn converge<K: Child>(
     };
     let body = digest_body(desired, &key)?;
     if let Some(live) = &live {
-        if matches(&body, live.as_ref(), &key)? {
+        if is_subset(&body, &live.value()) {
             return Ok(converged);
         }
     }
     // Before any write: who controls what is at this name?
-    match claim(owner, current(&api, &key, owner, live).await?.as_deref()) {
+    match claim(owner, current(&api, &key, owner, live).await?.as_ref()) {
         Claim::Free | Claim::Ours => {}
         Claim::Leaving => {
             converged.look_again = true;
@@ -333,31 +336,32 @@ pub async fn converge<K: Child>(
     }
     let written = write(&api, &body, &key).await?;
     ctx.metrics.wrote(&key.kind);
-    ctx.own_writes.remember(key, written.clone());
+    ctx.own_writes.remember(key, Slim::of(&written));
     converged.written = Some(written);
     Ok(converged)
 }
 
-/// The object at the child's name, to check who controls it. The store only holds
-/// objects labelled as Paved's and keeps no managedFields, so the API server is
-/// asked when the store has nothing (the first write to a name: a hand-made object
-/// there is not in the store) and for copies (whose check reads managedFields).
+/// The metadata of the object at the child's name, to check who controls it. The
+/// store only holds objects labelled as Paved's and keeps no managedFields, so the
+/// API server is asked when the store has nothing (the first write to a name: a
+/// hand-made object there is not in the store) and for copies (whose check reads
+/// managedFields).
 async fn current<K>(
     api: &Api<K>,
     key: &ObjectKey,
     owner: &Owner,
-    live: Option<Arc<K>>,
-) -> Result<Option<Arc<K>>>
+    live: Option<Arc<Slim<K>>>,
+) -> Result<Option<ObjectMeta>>
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
     match live {
-        Some(live) if !owner.yields_to_other_managers => Ok(Some(live)),
+        Some(live) if !owner.yields_to_other_managers => Ok(Some(live.meta().clone())),
         _ => Ok(api
             .get_opt(&key.name)
             .await
             .map_err(Error::kube("read", key.to_string()))?
-            .map(Arc::new)),
+            .map(|object| object.meta().clone())),
     }
 }
 
@@ -584,30 +588,36 @@ mod tests {
     #[test]
     fn only_a_name_that_is_free_or_held_by_the_owners_own_child_may_be_written() {
         let owner = owner();
-        assert_eq!(claim::<Deployment>(&owner, None), Claim::Free);
+        assert_eq!(claim(&owner, None), Claim::Free);
         let own = object(Some(("Service", "taken", "uid-paved")));
-        assert_eq!(claim(&owner, Some(&own)), Claim::Ours);
+        assert_eq!(claim(&owner, Some(&own.metadata)), Claim::Ours);
         // Made by hand: no controller at all.
         assert_eq!(
-            claim(&owner, Some(&object(None))),
+            claim(&owner, Some(&object(None).metadata)),
             Claim::Foreign("not created by Paved".into())
         );
         // Another owner's child, even one with the owner's labels.
         assert_eq!(
             claim(
                 &owner,
-                Some(&object(Some(("Rollout", "taken", "uid-other"))))
+                Some(&object(Some(("Rollout", "taken", "uid-other"))).metadata)
             ),
             Claim::Foreign("controlled by Rollout taken".into())
         );
         // Controlled, but not as controller: still not Paved's.
         let mut shared = object(Some(("Service", "taken", "uid-paved")));
         shared.metadata.owner_references.as_mut().unwrap()[0].controller = Some(false);
-        assert!(matches!(claim(&owner, Some(&shared)), Claim::Foreign(_)));
+        assert!(matches!(
+            claim(&owner, Some(&shared.metadata)),
+            Claim::Foreign(_)
+        ));
         // An earlier Service of the same name (deleted, made again): its child
         // goes with garbage collection; wait for it, write nothing.
         assert_eq!(
-            claim(&owner, Some(&object(Some(("Service", "taken", "uid-old"))))),
+            claim(
+                &owner,
+                Some(&object(Some(("Service", "taken", "uid-old"))).metadata)
+            ),
             Claim::Leaving
         );
     }
@@ -635,15 +645,18 @@ mod tests {
                 Some("status"),
             ),
         ]);
-        assert_eq!(claim(&owner, Some(&copy)), Claim::Ours);
+        assert_eq!(claim(&owner, Some(&copy.metadata)), Claim::Ours);
         copy.metadata.managed_fields.as_mut().unwrap().push(entry(
             "argocd-controller",
             json!({"f:spec": {"f:image": {}}}),
             None,
         ));
-        assert!(matches!(claim(&owner, Some(&copy)), Claim::Foreign(_)));
+        assert!(matches!(
+            claim(&owner, Some(&copy.metadata)),
+            Claim::Foreign(_)
+        ));
         // A child (not a copy) does not yield: kubectl edits are drift, repaired.
-        assert_eq!(claim(&self::owner(), Some(&copy)), Claim::Ours);
+        assert_eq!(claim(&self::owner(), Some(&copy.metadata)), Claim::Ours);
     }
 
     #[test]

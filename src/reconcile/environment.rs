@@ -214,7 +214,8 @@ fn quota_usage(ctx: &Context, environment: &Environment) -> Option<QuotaUsage> {
     let quota = ctx
         .stores
         .resource_quotas
-        .get(&ObjectRef::new(QUOTA_NAME).within(&environment.namespace_name()))?;
+        .get(&ObjectRef::new(QUOTA_NAME).within(&environment.namespace_name()))?
+        .object()?;
     let status = quota.status.as_ref()?;
     let strings = |map: &Option<std::collections::BTreeMap<String, Quantity>>| {
         map.iter()

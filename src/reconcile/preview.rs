@@ -22,6 +22,7 @@ use crate::children::clone::{is_clone, render_cloned_application, render_cloned_
 use crate::error::{Error, Result};
 use crate::names::labels;
 use crate::resolve::Snapshot;
+use crate::slim::Slim;
 
 /// The base Environment of a preview, when it exists, is not being deleted
 /// and owns its namespace.
@@ -148,7 +149,7 @@ async fn converge_copy<K: Child>(
     look_again: &mut bool,
 ) -> Result<bool> {
     let name = desired.name_any();
-    let live = live.cloned().map(Arc::new);
+    let live = live.map(|live| Arc::new(Slim::whole(live)));
     match converge(ctx, owner, namespace, &name, Some(desired), live).await {
         Ok(converged) => {
             *look_again |= converged.look_again;
@@ -173,7 +174,7 @@ async fn remove_copy<K: Child>(
         namespace,
         &name,
         None,
-        Some(Arc::new(live.clone())),
+        Some(Arc::new(Slim::whole(live))),
     )
     .await?;
     Ok(())

@@ -85,27 +85,27 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         Ok(_) => ctx.backoff.succeeded(&uid),
     }
 
-    let deployment_in_store = || {
-        ctx.stores
-            .deployments
-            .get(&ObjectRef::new(&service.name_any()).within(&namespace))
-    };
     let dependencies = dependency_statuses(&snapshot, &service, &namespace);
-    let from_store = deployment_in_store();
+    let from_store = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&service.name_any()).within(&namespace))
+        .and_then(|slim| slim.object());
     let route_in_store = ctx
         .stores
         .http_routes
-        .get(&ObjectRef::new(&service.name_any()).within(&namespace));
+        .get(&ObjectRef::new(&service.name_any()).within(&namespace))
+        .and_then(|slim| slim.object());
     let observation = match &outcome {
         Ok((applied, written)) => ServiceObservation {
             outcome: Ok(applied.clone()),
-            deployment: written.deployment.as_ref().or(from_store.as_deref()),
+            deployment: written.deployment.as_ref().or(from_store.as_ref()),
             dependencies,
-            route: written.http_route.as_ref().or(route_in_store.as_deref()),
+            route: written.http_route.as_ref().or(route_in_store.as_ref()),
         },
         Err(error) => ServiceObservation {
             outcome: Err(error),
-            deployment: from_store.as_deref(),
+            deployment: from_store.as_ref(),
             dependencies,
             route: None,
         },

@@ -21,6 +21,7 @@ use crate::api::gateway_api::HttpRoute;
 use crate::api::{Application, Environment, Service};
 use crate::names::annotations;
 use crate::resolve::Snapshot;
+use crate::slim::Slim;
 
 macro_rules! stores {
     ($($(#[$doc:meta])* $field:ident: $kind:ty,)*) => {
@@ -85,20 +86,21 @@ stores! {
     services: Service,
     /// Namespaces labelled `paved.dev/environment`.
     namespaces: Namespace,
-    /// Children of Services, labelled `app.kubernetes.io/managed-by=paved`.
-    deployments: Deployment,
-    core_services: CoreService,
-    ingresses: Ingress,
+    /// Children of Services, labelled `app.kubernetes.io/managed-by=paved`,
+    /// kept slim: what Paved applied, and status ([`crate::slim`]).
+    deployments: Slim<Deployment>,
+    core_services: Slim<CoreService>,
+    ingresses: Slim<Ingress>,
     /// Gateway API routes. On a cluster without the Gateway API CRDs this store
     /// is loaded empty, and filled once discovery finds them.
-    http_routes: HttpRoute,
-    autoscalers: HorizontalPodAutoscaler,
-    disruption_budgets: PodDisruptionBudget,
+    http_routes: Slim<HttpRoute>,
+    autoscalers: Slim<HorizontalPodAutoscaler>,
+    disruption_budgets: Slim<PodDisruptionBudget>,
     /// Children of Environments (access and guardrails), same label.
-    role_bindings: RoleBinding,
-    resource_quotas: ResourceQuota,
-    limit_ranges: LimitRange,
-    network_policies: NetworkPolicy,
+    role_bindings: Slim<RoleBinding>,
+    resource_quotas: Slim<ResourceQuota>,
+    limit_ranges: Slim<LimitRange>,
+    network_policies: Slim<NetworkPolicy>,
 }
 
 /// Opens the gate of [`Stores::wait_until_ready`] once every store is loaded.

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -23,6 +23,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
@@ -34,6 +35,7 @@ use crate::children::config::ConfigKind;
 use crate::error::Error;
 use crate::names::{CONTROLLER_NAME, labels};
 use crate::reconcile::{self, Context, StoreWriters};
+use crate::slim::Slim;
 
 /// Runtime knobs of the controllers.
 #[derive(Clone, Debug)]
@@ -55,27 +57,36 @@ pub struct Settings {
     pub published_stores: super::page::PublishedStores,
 }
 
-/// A reflector: the store of `writer` kept current by a watch; returns the stream
-/// that feeds it (which must be polled, here by a controller).
-pub(super) fn reflect<K>(
-    writer: Writer<K>,
+/// A reflector of children: the store of `writer` kept current by a watch, each
+/// object kept slim ([`Slim`]); returns the stream that feeds it (which must be
+/// polled, here by a controller).
+pub(super) fn reflect_slim<K>(
+    writer: Writer<Slim<K>>,
     api: Api<K>,
     config: watcher::Config,
     metrics: &Arc<Metrics>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K>
+) -> impl Stream<Item = Result<Slim<K>, watcher::Error>> + Send + use<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
+        + Serialize
         + DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
         + 'static,
 {
-    reflect_tapped(writer, api, config, metrics, Taps::default())
+    let slim = watch(api, config, metrics).map_ok(|event| match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(Slim::of(&object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(Slim::of(&object)),
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(Slim::of(&object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    });
+    taps::reflect(slim, writer, Taps::default()).touched_objects()
 }
 
-/// [`reflect`], and each object goes to `taps` once the store holds it: the
+/// A reflector of a kind kept whole, each object going to `taps` once the store holds it: the
 /// other controllers that follow this kind are triggered from there, never by
 /// a watch of their own that could run ahead of the store (see [`super::taps`]).
 fn reflect_tapped<K>(
@@ -240,9 +251,10 @@ pub async fn run(
         &metrics,
         namespace_taps,
     );
-    let deployment_stream = reflect(deployments, Api::all(all()), managed.clone(), &metrics);
-    let core_service_stream = reflect(core_services, Api::all(all()), managed.clone(), &metrics);
-    let ingress_stream = reflect(ingresses, Api::all(all()), managed.clone(), &metrics);
+    let deployment_stream = reflect_slim(deployments, Api::all(all()), managed.clone(), &metrics);
+    let core_service_stream =
+        reflect_slim(core_services, Api::all(all()), managed.clone(), &metrics);
+    let ingress_stream = reflect_slim(ingresses, Api::all(all()), managed.clone(), &metrics);
     // Only once the cluster serves HTTPRoute (it may never, or later).
     let (gateway_api_served, gateway_api) = tokio::sync::watch::channel(false);
     let (gateway_api_appeared, gateway_api_appeared_rx) = tokio::sync::watch::channel(false);
@@ -254,18 +266,19 @@ pub async fn run(
         gateway_api_served,
         gateway_api_appeared,
     );
-    let autoscaler_stream = reflect(autoscalers, Api::all(all()), managed.clone(), &metrics);
-    let disruption_budget_stream = reflect(
+    let autoscaler_stream = reflect_slim(autoscalers, Api::all(all()), managed.clone(), &metrics);
+    let disruption_budget_stream = reflect_slim(
         disruption_budgets,
         Api::all(all()),
         managed.clone(),
         &metrics,
     );
-    let role_binding_stream = reflect(role_bindings, Api::all(all()), managed.clone(), &metrics);
+    let role_binding_stream =
+        reflect_slim(role_bindings, Api::all(all()), managed.clone(), &metrics);
     let resource_quota_stream =
-        reflect(resource_quotas, Api::all(all()), managed.clone(), &metrics);
-    let limit_range_stream = reflect(limit_ranges, Api::all(all()), managed.clone(), &metrics);
-    let network_policy_stream = reflect(network_policies, Api::all(all()), managed, &metrics);
+        reflect_slim(resource_quotas, Api::all(all()), managed.clone(), &metrics);
+    let limit_range_stream = reflect_slim(limit_ranges, Api::all(all()), managed.clone(), &metrics);
+    let network_policy_stream = reflect_slim(network_policies, Api::all(all()), managed, &metrics);
     let stores_loaded = stores_loaded.run();
     let (environments, applications, services) = (
         stores.environments.clone(),

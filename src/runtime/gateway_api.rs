@@ -9,6 +9,7 @@
 //! every controller runs; a Service of a gateway Environment is Stalled with
 //! `GatewayApiMissing` meanwhile. Discovery endpoints need no RBAC.
 
+use crate::slim::Slim;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,13 +40,13 @@ pub async fn serves_http_routes(client: &Client) -> Result<bool, kube::Error> {
 /// starts; `appeared` too, but only when the kind was missing first (the Service
 /// controller then looks at every Service again, see [`appeared`]).
 pub fn reflect_when_served(
-    writer: Writer<HttpRoute>,
+    writer: Writer<Slim<HttpRoute>>,
     client: Client,
     config: watcher::Config,
     metrics: Arc<Metrics>,
     served: tokio::sync::watch::Sender<bool>,
     appeared: tokio::sync::watch::Sender<bool>,
-) -> impl Stream<Item = Result<HttpRoute, watcher::Error>> + Send {
+) -> impl Stream<Item = Result<Slim<HttpRoute>, watcher::Error>> + Send {
     let discovered = async move {
         let mut writer = writer;
         let mut marked_empty = false;
@@ -78,7 +79,7 @@ pub fn reflect_when_served(
         (writer, client, config, metrics)
     };
     futures::stream::once(discovered).flat_map(|(writer, client, config, metrics)| {
-        super::controllers::reflect(writer, Api::all(client), config, &metrics)
+        super::controllers::reflect_slim(writer, Api::all(client), config, &metrics)
     })
 }
 

@@ -361,36 +361,42 @@ fn children_of(stores: &Stores, namespace: &str, name: &str) -> Vec<ChildState> 
         stores
             .deployments
             .get(&child_ref(namespace, name))
+            .and_then(|d| d.object())
             .map(|d| page::children::deployment(&d)),
     );
     found.extend(
         stores
             .core_services
             .get(&child_ref(namespace, name))
+            .and_then(|s| s.object())
             .map(|s| page::children::core_service(&s)),
     );
     found.extend(
         stores
             .ingresses
             .get(&child_ref(namespace, name))
+            .and_then(|i| i.object())
             .map(|i| page::children::ingress(&i)),
     );
     found.extend(
         stores
             .http_routes
             .get(&child_ref(namespace, name))
+            .and_then(|r| r.object())
             .map(|r| page::children::http_route(&r)),
     );
     found.extend(
         stores
             .autoscalers
             .get(&child_ref(namespace, name))
+            .and_then(|h| h.object())
             .map(|h| page::children::autoscaler(&h)),
     );
     found.extend(
         stores
             .disruption_budgets
             .get(&child_ref(namespace, name))
+            .and_then(|p| p.object())
             .map(|p| page::children::disruption_budget(&p)),
     );
     found

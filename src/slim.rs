@@ -1,0 +1,465 @@
+//! Slim children: what the stores keep of a Service's children.
+//!
+//! A Deployment as the API server returns it carries every default of its pod
+//! template; parsed into k8s-openapi's structs it costs about 14 KiB of memory,
+//! and a Service has three or four children. Paved reads three things of a
+//! child: who controls it (ownerReferences), whether it still holds what Paved
+//! applied (drift, [`crate::reconcile::converge`]), and its status. So a
+//! [`Slim`] keeps the identifying metadata, and as compact JSON only the fields
+//! Paved's own server-side apply owns (its `managedFields` entry, `fieldsV1`),
+//! a few fields status reads that others set (`spec.replicas` under an HPA,
+//! `spec.clusterIP`), and the whole `status`.
+//!
+//! Drift is still seen: a field edited by hand or by another tool moves to that
+//! field manager, so it drops out of Paved's set and the slim copy no longer
+//! contains what Paved wants; a field removed is gone from both.
+//!
+//! ```text
+//! fieldsV1 node      what is kept of the value there
+//! {}                 the whole value (a leaf, or an atomic list or map)
+//! f:<name>           that field of an object
+//! k:{"name":"app"}   the list items whose key fields match
+//! v:<json>           the list items equal to the value (a set)
+//! i:<n>              the list item at the index
+//! .                  the node itself (nothing more)
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::names::FIELD_MANAGER;
+
+/// Fields others set that status or the catalog page read, kept whatever their manager.
+const READ_BY_STATUS: &[&[&str]] = &[
+    &["spec", "replicas"],
+    &["spec", "clusterIP"],
+    &["spec", "type"],
+];
+
+/// A child as the stores keep it: identity and ownership as metadata, the rest
+/// as compact JSON (see the module).
+pub struct Slim<K> {
+    metadata: ObjectMeta,
+    json: Box<str>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Slim<K> {
+    fn clone(&self) -> Self {
+        Slim {
+            metadata: self.metadata.clone(),
+            json: self.json.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> fmt::Debug for Slim<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slim")
+            .field("metadata", &self.metadata)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// A `K` read from JSON, kept slim (what generic readers of a stream need).
+impl<'de, K> serde::Deserialize<'de> for Slim<K>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        K::deserialize(deserializer).map(|object| Slim::of(&object))
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Slim<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<K> Slim<K>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+{
+    /// What the stores keep of `object`, as the API server sent it (with its
+    /// managedFields, which are not kept).
+    pub fn of(object: &K) -> Self {
+        let meta = object.meta();
+        let value = serde_json::to_value(object).unwrap_or(Value::Null);
+        let owned = paved_fields(meta);
+        let mut kept = match owned {
+            Some(fields) => prune(&value, fields),
+            None => Value::Object(Map::new()),
+        };
+        if let (Value::Object(kept), Value::Object(value)) = (&mut kept, &value) {
+            for field in ["apiVersion", "kind", "status"] {
+                if let Some(v) = value.get(field) {
+                    kept.insert(field.into(), v.clone());
+                }
+            }
+            for path in READ_BY_STATUS {
+                if let Some(v) = path
+                    .iter()
+                    .try_fold(&Value::Object(value.clone()), |v, k| v.get(k))
+                {
+                    insert_at(kept, path, v.clone());
+                }
+            }
+            // Whatever Paved owns of metadata (labels, annotations, owners) stays
+            // in the JSON for the drift check; identity is in `metadata`.
+            kept.remove("metadata");
+            if let Some(owned_meta) = owned
+                .and_then(|f| f.get("f:metadata"))
+                .map(|f| prune(&value["metadata"], f))
+            {
+                kept.insert("metadata".into(), owned_meta);
+            }
+        }
+        Slim {
+            metadata: ObjectMeta {
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                generation: meta.generation,
+                deletion_timestamp: meta.deletion_timestamp.clone(),
+                owner_references: meta.owner_references.clone(),
+                ..ObjectMeta::default()
+            },
+            json: kept.to_string().into_boxed_str(),
+            kind: PhantomData,
+        }
+    }
+
+    /// All of `object`, unpruned: for objects the stores keep whole (a
+    /// preview's copies of Paved's own kinds, whose stores keep no managedFields).
+    pub fn whole(object: &K) -> Self {
+        let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("managedFields");
+        }
+        Slim {
+            metadata: object.meta().clone(),
+            json: value.to_string().into_boxed_str(),
+            kind: PhantomData,
+        }
+    }
+
+    /// The kept fields with the identity, as JSON (what the drift check compares).
+    pub fn value(&self) -> Value {
+        let mut value: Value = serde_json::from_str(&self.json).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            let metadata = map
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(metadata) = metadata {
+                let identity = serde_json::to_value(&self.metadata).unwrap_or(Value::Null);
+                if let Value::Object(identity) = identity {
+                    for (k, v) in identity.into_iter().filter(|(k, _)| k != "managedFields") {
+                        metadata.entry(k).or_insert(v);
+                    }
+                }
+            }
+        }
+        value
+    }
+
+    /// The kept fields as a `K` (status, replicas, what the catalog page shows).
+    /// None only when they do not make a `K` (a required field owned by another
+    /// manager), which status then treats as a child not yet seen.
+    pub fn object(&self) -> Option<K> {
+        serde_json::from_value(self.value()).ok()
+    }
+}
+
+/// Paved's own server-side apply entry in `managedFields`: the fields it owns.
+fn paved_fields(meta: &ObjectMeta) -> Option<&Value> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .find(|entry| {
+            entry.manager.as_deref() == Some(FIELD_MANAGER)
+                && entry.operation.as_deref() == Some("Apply")
+                && entry.subresource.as_deref().unwrap_or_default().is_empty()
+        })
+        .and_then(|entry| entry.fields_v1.as_ref())
+        .map(|fields| &fields.0)
+}
+
+fn insert_at(map: &mut Map<String, Value>, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut here = map;
+    for key in parents {
+        let next = here
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(next) = next else {
+            return;
+        };
+        here = next;
+    }
+    here.insert(last.to_string(), value);
+}
+
+/// The part of `value` that `fields` (a `fieldsV1` set) covers.
+pub fn prune(value: &Value, fields: &Value) -> Value {
+    let Some(fields) = fields.as_object().filter(|f| f.keys().any(|k| k != ".")) else {
+        // A leaf of the set, or a node owned as a whole: keep all of it. A node
+        // with only "." (an item or map Paved made, fields all others') keeps
+        // nothing inside.
+        return match fields.as_object() {
+            Some(f) if f.contains_key(".") => empty_like(value),
+            _ => value.clone(),
+        };
+    };
+    match value {
+        Value::Object(object) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|(key, sub)| {
+                    let name = key.strip_prefix("f:")?;
+                    Some((name.to_string(), prune(object.get(name)?, sub)))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| {
+                    fields
+                        .iter()
+                        .find(|(key, _)| item_matches(key, index, item))
+                        .map(|(_, sub)| prune(item, sub))
+                })
+                .collect(),
+        ),
+        scalar => scalar.clone(),
+    }
+}
+
+fn empty_like(value: &Value) -> Value {
+    match value {
+        Value::Object(_) => Value::Object(Map::new()),
+        Value::Array(_) => Value::Array(Vec::new()),
+        other => other.clone(),
+    }
+}
+
+/// Whether a list item is the one a `fieldsV1` key names.
+fn item_matches(key: &str, index: usize, item: &Value) -> bool {
+    if let Some(keys) = key.strip_prefix("k:") {
+        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(keys) else {
+            return false;
+        };
+        keys.iter().all(|(k, v)| item.get(k) == Some(v))
+    } else if let Some(set_value) = key.strip_prefix("v:") {
+        serde_json::from_str::<Value>(set_value).is_ok_and(|v| &v == item)
+    } else if let Some(at) = key.strip_prefix("i:") {
+        at.parse::<usize>() == Ok(index)
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::converge::is_subset;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use serde_json::json;
+
+    /// A Deployment as the API server returns it after Paved's apply: defaults
+    /// everywhere, Paved's fields in its managedFields entry, status by the
+    /// controller-manager, replicas by an HPA.
+    fn live() -> Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": "api", "namespace": "shop", "uid": "u-1", "generation": 3,
+                "resourceVersion": "7",
+                "labels": {"paved.dev/service": "api", "team": "by-hand"},
+                "annotations": {"paved.dev/applied-digest": "abc", "deployment.kubernetes.io/revision": "2"},
+                "ownerReferences": [{"apiVersion": "paved.dev/v1alpha1", "kind": "Service", "name": "api", "uid": "s-1", "controller": true}],
+                "managedFields": [
+                    {"manager": "paved", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {
+                        "f:metadata": {"f:annotations": {"f:paved.dev/applied-digest": {}}, "f:labels": {"f:paved.dev/service": {}},
+                                       "f:ownerReferences": {"k:{\"uid\":\"s-1\"}": {}}},
+                        "f:spec": {"f:selector": {}, "f:template": {
+                            "f:metadata": {"f:labels": {"f:paved.dev/service": {}}},
+                            "f:spec": {"f:containers": {"k:{\"name\":\"api\"}": {".": {}, "f:name": {}, "f:image": {},
+                                "f:ports": {"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:name": {}}}}}}}}}},
+                    {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}},
+                    {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+                ]
+            },
+            "spec": {
+                "replicas": 4, "progressDeadlineSeconds": 600, "revisionHistoryLimit": 10,
+                "selector": {"matchLabels": {"paved.dev/service": "api"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": {
+                    "metadata": {"labels": {"paved.dev/service": "api"}},
+                    "spec": {
+                        "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                        "containers": [
+                            {"name": "api", "image": "shop/api:1", "imagePullPolicy": "IfNotPresent",
+                             "terminationMessagePath": "/dev/termination-log",
+                             "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]},
+                            {"name": "mesh-sidecar", "image": "mesh:9"}
+                        ]
+                    }
+                }
+            },
+            "status": {"replicas": 4, "readyReplicas": 3, "observedGeneration": 3}
+        }))
+        .unwrap()
+    }
+
+    /// What Paved applies for it (no replicas: the HPA sets them).
+    fn desired() -> Value {
+        let mut body = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "shop", "labels": {"paved.dev/service": "api"},
+                         "ownerReferences": [{"apiVersion": "paved.dev/v1alpha1", "kind": "Service", "name": "api", "uid": "s-1", "controller": true}]},
+            "spec": {"selector": {"matchLabels": {"paved.dev/service": "api"}}, "template": {
+                "metadata": {"labels": {"paved.dev/service": "api"}},
+                "spec": {"containers": [{"name": "api", "image": "shop/api:1", "ports": [{"containerPort": 8080, "name": "http"}]}]}}}
+        });
+        body["metadata"]["annotations"] = json!({"paved.dev/applied-digest": "abc"});
+        body
+    }
+
+    #[test]
+    fn a_slim_child_keeps_what_paved_applied_its_status_and_replicas_and_drops_the_defaults() {
+        let slim = Slim::of(&live());
+        let value = slim.value();
+        assert!(is_subset(&desired(), &value), "{value:#}");
+        let containers = &value["spec"]["template"]["spec"]["containers"];
+        assert_eq!(
+            containers.as_array().unwrap().len(),
+            1,
+            "the sidecar is not Paved's: {value:#}"
+        );
+        assert_eq!(containers[0]["imagePullPolicy"], Value::Null);
+        assert_eq!(value["spec"]["strategy"], Value::Null);
+        assert_eq!(value["metadata"]["labels"].get("team"), None);
+        assert_eq!(value["metadata"]["managedFields"], Value::Null);
+        let object = slim.object().expect("makes a Deployment");
+        assert_eq!(
+            object.spec.unwrap().replicas,
+            Some(4),
+            "read by status under an HPA"
+        );
+        assert_eq!(object.status.unwrap().ready_replicas, Some(3));
+        assert_eq!(object.metadata.generation, Some(3));
+        assert_eq!(slim.meta().owner_references.as_ref().unwrap()[0].uid, "s-1");
+        assert!(slim.json.len() < serde_json::to_string(&live()).unwrap().len() / 2);
+    }
+
+    #[test]
+    fn a_field_edited_by_another_manager_is_drift_and_one_removed_too() {
+        // `kubectl set image`: the image moves to kubectl's entry.
+        let mut edited = live();
+        edited
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some("shop/api:hacked".into());
+        let fields = &mut edited.metadata.managed_fields.as_mut().unwrap()[0]
+            .fields_v1
+            .as_mut()
+            .unwrap()
+            .0;
+        let container =
+            &mut fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"api\"}"];
+        container.as_object_mut().unwrap().remove("f:image");
+        assert!(!is_subset(&desired(), &Slim::of(&edited).value()));
+        // The port removed (kubectl edit): gone from the object and from the set.
+        let mut removed = live();
+        removed
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .ports = None;
+        assert!(!is_subset(&desired(), &Slim::of(&removed).value()));
+    }
+
+    #[test]
+    fn an_object_paved_never_applied_keeps_only_its_identity_and_status() {
+        let mut foreign = live();
+        foreign.metadata.managed_fields.as_mut().unwrap().remove(0);
+        let slim = Slim::of(&foreign);
+        assert!(!is_subset(&desired(), &slim.value()));
+        assert_eq!(slim.value()["metadata"]["name"], "api");
+        assert_eq!(slim.value()["status"]["readyReplicas"], 3);
+    }
+
+    #[test]
+    fn a_whole_copy_keeps_everything_but_managed_fields() {
+        let object = live();
+        let whole = Slim::whole(&object);
+        let mut expected = serde_json::to_value(&object).unwrap();
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        assert_eq!(whole.value(), expected);
+        assert!(
+            whole.meta().managed_fields.is_some(),
+            "the claim check of copies reads them"
+        );
+    }
+
+    #[test]
+    fn prune_follows_keys_set_values_and_indices() {
+        let value = json!({"finalizers": ["a", "b"], "list": [{"n": 1, "x": 2}, {"n": 2, "x": 3}], "pair": [10, 20]});
+        let fields = json!({"f:finalizers": {"v:\"b\"": {}}, "f:list": {"k:{\"n\":2}": {".": {}, "f:n": {}}}, "f:pair": {"i:1": {}}});
+        assert_eq!(
+            prune(&value, &fields),
+            json!({"finalizers": ["b"], "list": [{"n": 2}], "pair": [20]})
+        );
+        assert_eq!(
+            prune(&json!({"a": {"b": 1}}), &json!({"f:a": {".": {}}})),
+            json!({"a": {}})
+        );
+    }
+}
