@@ -223,17 +223,25 @@ async fn a_services_real_usage_shows_in_status_cost_and_metrics_and_moves_only_b
             ],
         )
     };
-    let memory = metric_sum(
-        &scrape_metrics(),
-        "paved_usage_memory_bytes",
-        &[("namespace", &ns), ("service", "api")],
-    );
-    assert_eq!(memory, 400.0 * 1024.0 * 1024.0);
-    assert!((0.28..=0.32).contains(&cpu_series()), "{}", cpu_series());
-    assert_eq!(
-        metric_sum(&scrape_metrics(), "paved_usage_available", &[]),
-        1.0
-    );
+    // (Waited for, not read once: a test restarting the controller in parallel
+    // leaves a moment without gauges, until the new leader's first poll.)
+    wait_until("the usage series", WAIT, || async {
+        let memory = metric_sum(
+            &scrape_metrics(),
+            "paved_usage_memory_bytes",
+            &[("namespace", &ns), ("service", "api")],
+        );
+        let available = metric_sum(&scrape_metrics(), "paved_usage_available", &[]);
+        (memory == 400.0 * 1024.0 * 1024.0
+            && (0.28..=0.32).contains(&cpu_series())
+            && available == 1.0)
+            .then_some(())
+            .ok_or(format!(
+                "memory {memory}, cpu {}, available {available}",
+                cpu_series()
+            ))
+    })
+    .await;
 
     // A move below the step (300Mi → 310Mi: 2.5 % of 400Mi) writes no status,
     // though the metric shows it.
@@ -337,7 +345,12 @@ async fn a_service_far_below_its_requests_is_over_provisioned_and_one_without_cp
             ],
         )
     };
-    assert_eq!(series("over-provisioned"), 1.0);
+    wait_until("the over-provisioned series", WAIT, || async {
+        (series("over-provisioned") == 1.0)
+            .then_some(())
+            .ok_or(format!("{}", series("over-provisioned")))
+    })
+    .await;
 
     // No CPU at all, in a development Environment: idle, with what to do about it.
     set_usage(&env, &pod, "0", "100Mi").await;
@@ -599,7 +612,22 @@ async fn a_controller_restart_that_changes_nothing_writes_no_status() {
     })
     .await;
     assert_eq!(usage(&rolled)["pods"], 2, "{}", usage(&rolled));
-    let pid_file = pid_file.clone();
+    // The rollout's own writes done: the Application and the Environment count
+    // the deploy (they are paced, a second or two behind).
+    let deployed = rolled.data["status"]["delivery"]["lastDeployAt"].clone();
+    let counted = |o: &DynamicObject| {
+        (o.data["status"]["delivery"]["lastDeployAt"] == deployed)
+            .then_some(())
+            .ok_or(format!("delivery {}", o.data["status"]["delivery"]))
+    };
+    wait_object(&env.applications(), "shop", "the deploy counted", counted).await;
+    let environments = crate::paved_support::environments(&env.client);
+    wait_object(&environments, &env.name, "the deploy counted", counted).await;
+    let measured = measured_pods(&env, "three").await;
+    assert!(
+        measured < 2,
+        "metrics-server measured {measured} of three's new pods already: too late to restart in the gap"
+    );
     restart_controller(&pid_file).await;
     let after_rollout = own_objects(&env).await;
     holds_for(
@@ -614,6 +642,20 @@ async fn a_controller_restart_that_changes_nothing_writes_no_status() {
         },
     )
     .await;
+}
+
+/// How many of a Service's pods metrics-server serves figures for.
+async fn measured_pods(env: &TestEnvironment, service: &str) -> usize {
+    let pod_metrics = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics"),
+        "pods",
+    );
+    Api::<DynamicObject>::namespaced_with(env.client.clone(), &env.namespace, &pod_metrics)
+        .list(&ListParams::default().labels(&format!("paved.dev/service={service}")))
+        .await
+        .expect("metrics.k8s.io served")
+        .items
+        .len()
 }
 
 /// SIGTERM the controller e2e/run.sh runs in a loop; returns once its

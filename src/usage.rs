@@ -918,6 +918,21 @@ mod tests {
             (read.cpu_low, read.idle_since),
             (kept.cpu_low, kept.idle_since)
         );
+        // Idle (no CPU at all) reads back the same way, verdict included.
+        let mut idle = Record::default();
+        idle.observe(odd(0.0, 100.4), r, start, &t, &s);
+        idle.observe(
+            odd(0.0, 100.6),
+            r,
+            start + SignedDuration::from_hours(80),
+            &t,
+            &s,
+        );
+        let shown = idle.published.clone().unwrap();
+        assert!(shown.verdicts(&t).idle);
+        let read = Record::from_status(&service_usage(&shown), r).unwrap();
+        assert_eq!(read.published, Some(shown));
+        assert_eq!(read.idle_since, idle.idle_since);
     }
 
     #[test]
