@@ -188,6 +188,26 @@ async fn a_services_real_usage_shows_in_status_cost_and_metrics_and_moves_only_b
     assert!((9.5..=10.9).contains(&from_usage), "{cost}");
     // 2 × (0.5 × 0.04 + 0.5 × 0.005) × 730
     assert_eq!(cost["monthlyRequested"], "32.85", "{cost}");
+    // Backstage's entity carries what status shows.
+    let shown = (
+        cost["monthlyFromUsage"].clone(),
+        usage(&api)["memory"]["used"].clone(),
+    );
+    wait_until("api's usage and cost in Backstage", WAIT, || async {
+        let annotations =
+            crate::paved_support::backstage_component(&ns, "api")["metadata"]["annotations"]
+                .clone();
+        let seen = (
+            annotations["paved.dev/cost-monthly-from-usage"].clone(),
+            annotations["paved.dev/usage-memory"].clone(),
+        );
+        (seen == shown
+            && annotations["paved.dev/cost-monthly-requested"] == "32.85"
+            && annotations["paved.dev/cost-currency"] == "USD")
+            .then_some(())
+            .ok_or(format!("{annotations}"))
+    })
+    .await;
 
     // The Application and the Environment sum it; the Environment against its quota.
     wait_object(&env.applications(), "shop", "shop's usage", |a| {
