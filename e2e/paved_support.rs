@@ -431,8 +431,18 @@ pub fn controller_http_get(path: &str) -> String {
     let base =
         std::env::var("PAVED_E2E_METRICS").unwrap_or_else(|_| "http://127.0.0.1:18080".to_string());
     let address = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = std::net::TcpStream::connect(address)
-        .unwrap_or_else(|e| panic!("controller endpoint {address} unreachable: {e}"));
+    // A test may restart the controller (paved_usage.rs, env_lifecycle.rs):
+    // its successor listens within a few seconds.
+    let started = std::time::Instant::now();
+    let mut stream = loop {
+        match std::net::TcpStream::connect(address) {
+            Ok(stream) => break stream,
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(15) => {
+                panic!("controller endpoint {address} unreachable: {e}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    };
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();

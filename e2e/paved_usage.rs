@@ -188,6 +188,26 @@ async fn a_services_real_usage_shows_in_status_cost_and_metrics_and_moves_only_b
     assert!((9.5..=10.9).contains(&from_usage), "{cost}");
     // 2 × (0.5 × 0.04 + 0.5 × 0.005) × 730
     assert_eq!(cost["monthlyRequested"], "32.85", "{cost}");
+    // Backstage's entity carries what status shows.
+    let shown = (
+        cost["monthlyFromUsage"].clone(),
+        usage(&api)["memory"]["used"].clone(),
+    );
+    wait_until("api's usage and cost in Backstage", WAIT, || async {
+        let annotations =
+            crate::paved_support::backstage_component(&ns, "api")["metadata"]["annotations"]
+                .clone();
+        let seen = (
+            annotations["paved.dev/cost-monthly-from-usage"].clone(),
+            annotations["paved.dev/usage-memory"].clone(),
+        );
+        (seen == shown
+            && annotations["paved.dev/cost-monthly-requested"] == "32.85"
+            && annotations["paved.dev/cost-currency"] == "USD")
+            .then_some(())
+            .ok_or(format!("{annotations}"))
+    })
+    .await;
 
     // The Application and the Environment sum it; the Environment against its quota.
     wait_object(&env.applications(), "shop", "shop's usage", |a| {
@@ -223,17 +243,25 @@ async fn a_services_real_usage_shows_in_status_cost_and_metrics_and_moves_only_b
             ],
         )
     };
-    let memory = metric_sum(
-        &scrape_metrics(),
-        "paved_usage_memory_bytes",
-        &[("namespace", &ns), ("service", "api")],
-    );
-    assert_eq!(memory, 400.0 * 1024.0 * 1024.0);
-    assert!((0.28..=0.32).contains(&cpu_series()), "{}", cpu_series());
-    assert_eq!(
-        metric_sum(&scrape_metrics(), "paved_usage_available", &[]),
-        1.0
-    );
+    // (Waited for, not read once: a test restarting the controller in parallel
+    // leaves a moment without gauges, until the new leader's first poll.)
+    wait_until("the usage series", WAIT, || async {
+        let memory = metric_sum(
+            &scrape_metrics(),
+            "paved_usage_memory_bytes",
+            &[("namespace", &ns), ("service", "api")],
+        );
+        let available = metric_sum(&scrape_metrics(), "paved_usage_available", &[]);
+        (memory == 400.0 * 1024.0 * 1024.0
+            && (0.28..=0.32).contains(&cpu_series())
+            && available == 1.0)
+            .then_some(())
+            .ok_or(format!(
+                "memory {memory}, cpu {}, available {available}",
+                cpu_series()
+            ))
+    })
+    .await;
 
     // A move below the step (300Mi → 310Mi: 2.5 % of 400Mi) writes no status,
     // though the metric shows it.
@@ -337,7 +365,12 @@ async fn a_service_far_below_its_requests_is_over_provisioned_and_one_without_cp
             ],
         )
     };
-    assert_eq!(series("over-provisioned"), 1.0);
+    wait_until("the over-provisioned series", WAIT, || async {
+        (series("over-provisioned") == 1.0)
+            .then_some(())
+            .ok_or(format!("{}", series("over-provisioned")))
+    })
+    .await;
 
     // No CPU at all, in a development Environment: idle, with what to do about it.
     set_usage(&env, &pod, "0", "100Mi").await;
@@ -386,4 +419,280 @@ async fn a_service_far_below_its_requests_is_over_provisioned_and_one_without_cp
     })
     .await;
     assert_eq!(series("idle") + series("over-provisioned"), 0.0);
+}
+
+/// Whether the controller's HTTP endpoint answers `/readyz` with 200.
+fn controller_ready() -> Result<(), String> {
+    use std::io::{Read, Write};
+    let base =
+        std::env::var("PAVED_E2E_METRICS").unwrap_or_else(|_| "http://127.0.0.1:18080".to_string());
+    let address = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    write!(stream, "GET /readyz HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    response
+        .lines()
+        .next()
+        .filter(|head| head.contains(" 200"))
+        .map(|_| ())
+        .ok_or(response)
+}
+
+/// Every object of the test's own, by kind and name, with its resourceVersion
+/// and status.
+async fn own_objects(env: &TestEnvironment) -> std::collections::BTreeMap<String, (String, Value)> {
+    let mut objects = std::collections::BTreeMap::new();
+    let lists = [
+        ("Service", env.services()),
+        ("Application", env.applications()),
+    ];
+    for (kind, api) in lists {
+        for object in api.list(&ListParams::default()).await.unwrap().items {
+            objects.insert(
+                format!(
+                    "{kind}/{}",
+                    object.metadata.name.clone().unwrap_or_default()
+                ),
+                (
+                    object.metadata.resource_version.clone().unwrap_or_default(),
+                    object.data["status"].clone(),
+                ),
+            );
+        }
+    }
+    let environment = crate::paved_support::environments(&env.client)
+        .get(&env.name)
+        .await
+        .unwrap();
+    objects.insert(
+        format!("Environment/{}", env.name),
+        (
+            environment
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default(),
+            environment.data["status"].clone(),
+        ),
+    );
+    objects
+}
+
+/// The fields of two statuses that differ, one line each.
+fn status_changes(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            for key in keys {
+                status_changes(
+                    b.get(key).unwrap_or(&Value::Null),
+                    a.get(key).unwrap_or(&Value::Null),
+                    &format!("{path}.{key}"),
+                    out,
+                );
+            }
+        }
+        (b, a) if b != a => out.push(format!("{path}: {b} -> {a}")),
+        _ => {}
+    }
+}
+
+/// Objects written since `before`, with what changed in their status.
+async fn written_since(
+    env: &TestEnvironment,
+    before: &std::collections::BTreeMap<String, (String, Value)>,
+) -> Result<(), String> {
+    let now = own_objects(env).await;
+    let mut changes = Vec::new();
+    for (name, (version, status)) in &now {
+        match before.get(name) {
+            Some((was, _)) if was == version => {}
+            Some((_, was)) => {
+                let mut fields = Vec::new();
+                status_changes(was, status, "status", &mut fields);
+                changes.push(format!("{name} written: {fields:?}"));
+            }
+            None => changes.push(format!("{name} is new")),
+        }
+    }
+    changes.is_empty().then_some(()).ok_or(changes.join("\n"))
+}
+
+/// Needs e2e/run.sh's restart loop (`PAVED_E2E_CONTROLLER_PID_FILE`); skipped
+/// otherwise. As in the scale bench: Services showing usage, some of them
+/// rolled to a new image, everything settled; then the controller is stopped
+/// and a new one (empty memory: no usage records, no availability) takes
+/// over. Nothing changed in the cluster, so nothing of this test's may be
+/// written, through the new controller's first reconciles and its first polls.
+#[tokio::test]
+async fn a_controller_restart_that_changes_nothing_writes_no_status() {
+    let Some(pid_file) = std::env::var_os("PAVED_E2E_CONTROLLER_PID_FILE") else {
+        eprintln!("skipped: PAVED_E2E_CONTROLLER_PID_FILE is not set (see e2e/run.sh)");
+        return;
+    };
+    let env = TestEnvironment::create("usage-restart").await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    let names = ["one", "two", "three", "four"];
+    for name in names {
+        let mut spec = modest();
+        spec["image"] = json!(crate::paved_support::image(name, "1.0"));
+        env.apply_service(name, spec).await;
+    }
+    let services = env.services();
+    // Two pods each, at kwok's default use; two of them at a usage of their own.
+    for name in names {
+        pods_of(&env, name, 2).await;
+    }
+    for pod in pods_of(&env, "one", 2).await {
+        set_usage(&env, &pod, "120m", "90Mi").await;
+    }
+    for name in names {
+        wait_object(&services, name, "usage shown", |s| {
+            let u = usage(s);
+            (u["available"] == true && u["pods"] == 2)
+                .then_some(())
+                .ok_or(format!("usage {u}"))
+        })
+        .await;
+    }
+    // And one whose usage insight (a streak read back from status) must not flip.
+    let mut quiet = generous();
+    quiet["replicas"] = json!(1);
+    env.apply_service("quiet", quiet).await;
+    let pod = pods_of(&env, "quiet", 1).await.remove(0);
+    set_usage(&env, &pod, "40m", "100Mi").await;
+    wait_object(&services, "quiet", "quiet over-provisioned", |s| {
+        insight(s, "over-provisioned").map(|_| ()).ok_or(format!(
+            "rules {:?}, usage {}",
+            rules(s),
+            usage(s)
+        ))
+    })
+    .await;
+    // Two of them roll to a new image (new pods, new revisions, a deploy each).
+    for name in ["one", "two"] {
+        crate::paved_support::merge_patch(
+            &services,
+            name,
+            json!({"spec": {"image": crate::paved_support::image(name, "2.0")}}),
+        )
+        .await;
+    }
+    for name in ["one", "two"] {
+        wait_object(&services, name, "rolled to 2.0 with usage shown", |s| {
+            let u = usage(s);
+            let deploys = &s.data["status"]["delivery"];
+            (crate::paved_support::condition(s, "Ready").is_some_and(|c| c.status == "True")
+                && s.data["status"]["observedGeneration"] == s.metadata.generation.unwrap_or(0)
+                && u["pods"] == 2)
+                .then_some(())
+                .ok_or(format!("usage {u}, delivery {deploys}"))
+        })
+        .await;
+    }
+    // Settled: nothing of ours written over three polls (5 s each).
+    let settled = wait_until("everything settled", WAIT, || async {
+        let before = own_objects(&env).await;
+        tokio::time::sleep(std::time::Duration::from_secs(16)).await;
+        written_since(&env, &before).await.map(|()| before)
+    })
+    .await;
+
+    restart_controller(&pid_file).await;
+    // Its first reconciles and three polls: nothing written.
+    holds_for(
+        "no status written after the restart",
+        std::time::Duration::from_secs(17),
+        || written_since(&env, &settled),
+    )
+    .await;
+
+    // A restart just after a rollout, while metrics-server has not measured
+    // the new pods yet (it scrapes every 10 s here, and a pod needs two
+    // scrapes): the new pods use what the old ones did (kwok's default), so
+    // there is nothing new to show, and no poll may show the Service without
+    // pods in between.
+    crate::paved_support::merge_patch(
+        &services,
+        "three",
+        json!({"spec": {"image": crate::paved_support::image("three", "2.0")}}),
+    )
+    .await;
+    let rolled = wait_object(&services, "three", "three rolled to 2.0", |s| {
+        (crate::paved_support::condition(s, "Ready").is_some_and(|c| c.status == "True")
+            && s.data["status"]["observedGeneration"] == s.metadata.generation.unwrap_or(0)
+            && s.data["status"]["replicas"]["updated"] == 2
+            && s.data["status"]["replicas"]["ready"] == 2)
+            .then_some(())
+            .ok_or(format!("replicas {}", s.data["status"]["replicas"]))
+    })
+    .await;
+    assert_eq!(usage(&rolled)["pods"], 2, "{}", usage(&rolled));
+    // The rollout's own writes done: the Application and the Environment count
+    // the deploy (they are paced, a second or two behind).
+    let deployed = rolled.data["status"]["delivery"]["lastDeployAt"].clone();
+    let counted = |o: &DynamicObject| {
+        (o.data["status"]["delivery"]["lastDeployAt"] == deployed)
+            .then_some(())
+            .ok_or(format!("delivery {}", o.data["status"]["delivery"]))
+    };
+    wait_object(&env.applications(), "shop", "the deploy counted", counted).await;
+    let environments = crate::paved_support::environments(&env.client);
+    wait_object(&environments, &env.name, "the deploy counted", counted).await;
+    let measured = measured_pods(&env, "three").await;
+    assert!(
+        measured < 2,
+        "metrics-server measured {measured} of three's new pods already: too late to restart in the gap"
+    );
+    restart_controller(&pid_file).await;
+    let after_rollout = own_objects(&env).await;
+    holds_for(
+        "no usage dip and no write after a restart in a rollout",
+        std::time::Duration::from_secs(22),
+        || async {
+            let three = services.get("three").await.map_err(|e| e.to_string())?;
+            if usage(&three)["pods"] != 2 {
+                return Err(format!("three shows {}", usage(&three)));
+            }
+            written_since(&env, &after_rollout).await
+        },
+    )
+    .await;
+}
+
+/// How many of a Service's pods metrics-server serves figures for.
+async fn measured_pods(env: &TestEnvironment, service: &str) -> usize {
+    let pod_metrics = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics"),
+        "pods",
+    );
+    Api::<DynamicObject>::namespaced_with(env.client.clone(), &env.namespace, &pod_metrics)
+        .list(&ListParams::default().labels(&format!("paved.dev/service={service}")))
+        .await
+        .expect("metrics.k8s.io served")
+        .items
+        .len()
+}
+
+/// SIGTERM the controller e2e/run.sh runs in a loop; returns once its
+/// successor answers `/readyz`.
+async fn restart_controller(pid_file: &std::ffi::OsString) {
+    let pid = std::fs::read_to_string(pid_file).expect("controller pid file");
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success(), "could not stop controller {pid}");
+    wait_until("a new controller, ready", WAIT, || async {
+        let now = std::fs::read_to_string(pid_file).map_err(|e| e.to_string())?;
+        if now.trim() == pid.trim() {
+            return Err("the old controller still runs".to_string());
+        }
+        controller_ready()
+    })
+    .await;
 }

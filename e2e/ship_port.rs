@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::paved_support::{
     TestEnvironment, application_resource, environment_resource, image, service_resource,
-    wait_ready,
+    wait_object, wait_ready,
 };
 use crate::ship_support::{object_json, repo_root, yaml_file_as_json};
 
@@ -104,6 +104,11 @@ fn check_against_blueprint(entity: &Entity, blueprints: &[Value]) {
         entity.identifier
     );
     let schema = &blueprint["schema"]["properties"];
+    let required: Vec<&Value> = blueprint["schema"]["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     for (name, value) in &entity.properties {
         let declared = &schema[name];
         assert!(
@@ -111,6 +116,10 @@ fn check_against_blueprint(entity: &Entity, blueprints: &[Value]) {
             "{}: property {name} is not in the blueprint",
             entity.blueprint
         );
+        // null leaves a property unset in Port: fine unless it is required.
+        if value.is_null() && !required.contains(&&json!(name)) {
+            continue;
+        }
         let matches = match declared["type"].as_str().unwrap() {
             "string" => value.is_string(),
             "number" => value.is_number(),
@@ -182,12 +191,31 @@ async fn port_exporter_mappings_turn_live_objects_into_valid_entities() {
     env.apply_service(
         "web",
         json!({"application": "shop", "image": image("web", "1"), "ports": [{"name": "http", "port": 8080}],
-               "expose": {}, "dependsOn": ["payments"], "replicas": 2}),
+               "expose": {}, "dependsOn": ["payments"], "replicas": 2,
+               "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}),
     )
     .await;
     wait_ready(&env.services(), "payments").await;
     wait_ready(&env.services(), "web").await;
     wait_ready(&env.applications(), "shop").await;
+    // The usage figures (kwok's default use, 1m and 1Mi a pod) reach every kind.
+    let measured = |pods: i64| {
+        move |o: &DynamicObject| {
+            let usage = &o.data["status"]["usage"];
+            (usage["available"] == true && usage["pods"] == pods)
+                .then_some(())
+                .ok_or(format!("usage {usage}"))
+        }
+    };
+    wait_object(&env.services(), "web", "web measured", measured(2)).await;
+    wait_object(&env.applications(), "shop", "shop measured", measured(3)).await;
+    wait_object(
+        &crate::paved_support::environments(&env.client),
+        &env.name,
+        "the environment measured",
+        measured(3),
+    )
+    .await;
 
     let root = repo_root();
     let config = yaml_file_as_json("examples/integrations/port/exporter-config.yaml");
@@ -197,6 +225,7 @@ async fn port_exporter_mappings_turn_live_objects_into_valid_entities() {
     .expect("blueprints.json is JSON");
 
     let mut entities: BTreeMap<String, Entity> = BTreeMap::new();
+    let mut statuses: BTreeMap<String, Value> = BTreeMap::new();
     for resource in config["resources"].as_array().expect("resources") {
         let kind = resource["kind"].as_str().unwrap();
         let (api_resource, namespaced): (ApiResource, bool) = match kind {
@@ -231,6 +260,7 @@ async fn port_exporter_mappings_turn_live_objects_into_valid_entities() {
             for mapping in resource["port"]["entity"]["mappings"].as_array().unwrap() {
                 let entity = map_entity(mapping, &json);
                 check_against_blueprint(&entity, &blueprints);
+                statuses.insert(entity.identifier.clone(), json["status"].clone());
                 entities.insert(entity.identifier.clone(), entity);
             }
         }
@@ -273,6 +303,60 @@ async fn port_exporter_mappings_turn_live_objects_into_valid_entities() {
         web.relations["dependsOn"],
         json!([format!("payments-{ns}-{CLUSTER_NAME}")])
     );
+    // Usage and cost: the figures status shows, as numbers, on every kind.
+    let web_usage = &statuses[&web.identifier]["usage"];
+    assert_eq!(
+        web.properties["cpuPercentOfRequested"],
+        web_usage["cpu"]["percentOfRequested"]
+    );
+    assert!(
+        web_usage["cpu"]["percentOfRequested"].is_number(),
+        "{web_usage}"
+    );
+    assert!(
+        web.properties["memoryPercentOfRequested"].is_number(),
+        "{web:?}"
+    );
+    for entity in [environment, app, web] {
+        let status = &statuses[&entity.identifier];
+        let number = |text: &Value, unit: &str| -> Value {
+            let text = text
+                .as_str()
+                .unwrap_or_else(|| panic!("{text} in {status}"));
+            json!(text.trim_end_matches(unit).parse::<f64>().unwrap())
+        };
+        let p = &entity.properties;
+        assert_eq!(p["usageAvailable"], json!(true), "{entity:?}");
+        assert_eq!(
+            p["cpuUsedMillicores"].as_f64(),
+            number(&status["usage"]["cpu"]["used"], "m").as_f64(),
+            "{entity:?}"
+        );
+        assert_eq!(
+            p["memoryUsedMiB"].as_f64(),
+            number(&status["usage"]["memory"]["used"], "Mi").as_f64(),
+            "{entity:?}"
+        );
+        assert!(p["memoryUsedMiB"].as_f64().unwrap() >= 2.0, "{entity:?}");
+        assert_eq!(
+            p["monthlyCostFromUsage"].as_f64(),
+            number(&status["cost"]["monthlyFromUsage"], "").as_f64(),
+            "{entity:?}"
+        );
+        assert!(
+            p["monthlyCostRequested"].as_f64().unwrap() > 0.0,
+            "{entity:?}"
+        );
+        assert_eq!(p["costCurrency"], json!("USD"));
+    }
+    assert_eq!(
+        environment.properties["cpuPercentOfQuota"],
+        statuses[&environment.identifier]["usage"]["cpu"]
+            .get("percentOfQuota")
+            .cloned()
+            .unwrap_or(Value::Null)
+    );
+
     // Every relation points at an entity the same exporter produces.
     for entity in entities.values() {
         for value in entity.relations.values() {

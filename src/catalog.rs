@@ -15,7 +15,9 @@
 //! `paved.dev/change-failure-rate`, `paved.dev/delivery-since`, and when known
 //! `paved.dev/mean-time-to-restore-seconds`, `paved.dev/last-lead-time-seconds`);
 //! and, on a cluster with metrics, what its pods use (`paved.dev/usage-cpu`,
-//! `paved.dev/usage-memory`, `paved.dev/usage-cpu-percent-of-requested`, ...).
+//! `paved.dev/usage-memory`, `paved.dev/usage-cpu-percent-of-requested`, ...);
+//! and, with prices set, the monthly estimates (`paved.dev/cost-monthly-requested`,
+//! `paved.dev/cost-monthly-from-usage`, `paved.dev/cost-currency`).
 //!
 //! Owners are Group references (`group:default/<owner>`). The same Application
 //! in staging and production becomes two Systems, `staging/shop` and
@@ -26,6 +28,7 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
+use crate::api::cost::CostEstimate;
 use crate::api::delivery::Delivery;
 use crate::api::environment::AccessRole;
 use crate::api::scorecard::Scorecard;
@@ -120,15 +123,39 @@ fn usage_annotations(usage: Option<&Usage>) -> BTreeMap<String, String> {
     annotations
 }
 
-/// Scorecard, delivery and usage annotations of a status.
+/// The monthly estimates as annotations (`paved.dev/cost-monthly-requested`,
+/// `-monthly-from-usage` when measured, `paved.dev/cost-currency`); none
+/// without prices.
+fn cost_annotations(cost: Option<&CostEstimate>) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::new();
+    let Some(cost) = cost else {
+        return annotations;
+    };
+    annotations.insert(
+        "paved.dev/cost-monthly-requested".into(),
+        cost.monthly_requested.clone(),
+    );
+    if let Some(from_usage) = &cost.monthly_from_usage {
+        annotations.insert(
+            "paved.dev/cost-monthly-from-usage".into(),
+            from_usage.clone(),
+        );
+    }
+    annotations.insert("paved.dev/cost-currency".into(), cost.currency.clone());
+    annotations
+}
+
+/// Scorecard, delivery, usage and cost annotations of a status.
 fn status_annotations(
     scorecard: Option<&Scorecard>,
     delivery: Option<&Delivery>,
     usage: Option<&Usage>,
+    cost: Option<&CostEstimate>,
 ) -> BTreeMap<String, String> {
     let mut annotations = scorecard_annotations(scorecard);
     annotations.extend(delivery_annotations(delivery));
     annotations.extend(usage_annotations(usage));
+    annotations.extend(cost_annotations(cost));
     annotations
 }
 
@@ -152,6 +179,7 @@ fn environment_entity(env: &Environment) -> Value {
                 env.status.as_ref().and_then(|s| s.scorecard.as_ref()),
                 env.status.as_ref().and_then(|s| s.delivery.as_ref()),
                 env.status.as_ref().and_then(|s| s.usage.as_ref()),
+                env.status.as_ref().and_then(|s| s.cost.as_ref()),
             ),
         },
         "spec": {"type": "environment", "owner": group_ref(&owner)},
@@ -163,6 +191,7 @@ fn application_entity(app: &Application, namespace: &str) -> Value {
         app.status.as_ref().and_then(|s| s.scorecard.as_ref()),
         app.status.as_ref().and_then(|s| s.delivery.as_ref()),
         app.status.as_ref().and_then(|s| s.usage.as_ref()),
+        app.status.as_ref().and_then(|s| s.cost.as_ref()),
     );
     annotations.insert(labels::BACKSTAGE_KUBERNETES_ID.to_string(), app.name_any());
     let mut metadata = json!({
@@ -199,6 +228,7 @@ fn service_entity(service: &Service, namespace: &str, app: Option<&Application>)
         service.status.as_ref().and_then(|s| s.scorecard.as_ref()),
         service.status.as_ref().and_then(|s| s.delivery.as_ref()),
         service.status.as_ref().and_then(|s| s.usage.as_ref()),
+        service.status.as_ref().and_then(|s| s.cost.as_ref()),
     );
     annotations.extend([
         (
@@ -477,6 +507,45 @@ mod tests {
             entities[3]["metadata"]["annotations"]
                 .get("paved.dev/usage-cpu")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn the_monthly_estimates_are_annotations_and_absent_without_prices() {
+        let (mut envs, apps, mut svcs) = fixture();
+        let cost: CostEstimate = serde_yaml::from_str(
+            "{currency: EUR, monthlyRequested: '32.85', monthly: '32.85', cpu: '1.000', memoryGib: '1.000', monthlyFromUsage: '10.19'}",
+        )
+        .unwrap();
+        svcs[1].status = Some(crate::api::ServiceStatus {
+            cost: Some(cost.clone()),
+            ..Default::default()
+        });
+        envs[0].status = Some(crate::api::EnvironmentStatus {
+            cost: Some(CostEstimate {
+                monthly_from_usage: None,
+                ..cost
+            }),
+            ..Default::default()
+        });
+        let entities = backstage_entities(&envs, &apps, &svcs);
+        let annotations = &entities[2]["metadata"]["annotations"];
+        assert_eq!(annotations["paved.dev/cost-monthly-requested"], "32.85");
+        assert_eq!(annotations["paved.dev/cost-monthly-from-usage"], "10.19");
+        assert_eq!(annotations["paved.dev/cost-currency"], "EUR");
+        let environment = &entities[0]["metadata"]["annotations"];
+        assert_eq!(environment["paved.dev/cost-monthly-requested"], "32.85");
+        assert!(
+            environment
+                .get("paved.dev/cost-monthly-from-usage")
+                .is_none(),
+            "not measured, not shown"
+        );
+        assert!(
+            entities[3]["metadata"]["annotations"]
+                .get("paved.dev/cost-currency")
+                .is_none(),
+            "no prices, no estimate"
         );
     }
 

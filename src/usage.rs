@@ -72,6 +72,10 @@ pub struct Steps {
     pub cpu: f64,
     /// Bytes.
     pub memory: f64,
+    /// How long a Service with fewer pods measured than ready keeps what it
+    /// shows (see [`Record::observe_poll`]): metrics-server measures a new pod
+    /// after two scrapes (up to two minutes at its default resolution).
+    pub unmeasured_for: SignedDuration,
 }
 
 impl Default for Steps {
@@ -80,6 +84,7 @@ impl Default for Steps {
             relative: 0.10,
             cpu: 0.005,
             memory: 4.0 * MIB,
+            unmeasured_for: SignedDuration::from_mins(3),
         }
     }
 }
@@ -91,6 +96,23 @@ pub fn moved(before: f64, after: f64, relative: f64, absolute: f64) -> bool {
 }
 
 impl Sample {
+    /// The figures as status writes them (whole millicores and MiB, computed
+    /// as [`quantity_value`](crate::children::guardrails::quantity_value)
+    /// reads them back), so what a restarted controller reads from status is
+    /// exactly what it would have kept in memory: the sums, percents, costs
+    /// and suggestions derived from either are the same.
+    pub fn as_shown(&self) -> Sample {
+        let cpu = |cores: f64| (cores * 1000.0).round() * 1e-3;
+        let memory = |bytes: f64| (bytes / MIB).round() * MIB;
+        Sample {
+            pods: self.pods,
+            cpu: cpu(self.cpu),
+            memory: memory(self.memory),
+            peak_pod_cpu: cpu(self.peak_pod_cpu),
+            peak_pod_memory: memory(self.peak_pod_memory),
+        }
+    }
+
     /// Whether any figure moved from `shown` by a step (or the pods changed).
     pub fn moved_from(&self, shown: &Sample, steps: &Steps) -> bool {
         let cpu = |a: f64, b: f64| moved(a, b, steps.relative, steps.cpu);
@@ -216,9 +238,39 @@ pub struct Record {
     pub idle_since: Option<Timestamp>,
     /// What status shows; None until the first sample.
     pub published: Option<Published>,
+    /// Since when fewer of the Service's pods are measured than are ready.
+    pub unmeasured_since: Option<Timestamp>,
 }
 
 impl Record {
+    /// Fold one poll's sample in, knowing how many of the Service's pods are
+    /// ready. Fewer measured than ready means pods metrics-server has not
+    /// measured yet (a rollout, a scale-up, pods restarted): such a sample is
+    /// incomplete, and for up to `steps.unmeasured_for` it is skipped (status
+    /// keeps what it shows, streaks neither grow nor break), so a rollout does
+    /// not write a Service without pods and then its pods again. Past that, the
+    /// pods measured are shown (a node whose metrics fail must not freeze the
+    /// figures). True when what status shows changes, as [`observe`](Self::observe).
+    pub fn observe_poll(
+        &mut self,
+        sample: Sample,
+        ready: u32,
+        resources: PodResources,
+        now: Timestamp,
+        thresholds: &Thresholds,
+        steps: &Steps,
+    ) -> bool {
+        if sample.pods < ready {
+            let since = *self.unmeasured_since.get_or_insert(now);
+            if now.duration_since(since) < steps.unmeasured_for {
+                return false;
+            }
+        } else {
+            self.unmeasured_since = None;
+        }
+        self.observe(sample, resources, now, thresholds, steps)
+    }
+
     /// Fold one sample in. True when what status shows changes (a figure moved
     /// by a step, the requests changed, or an insight starts or ends): the
     /// Service is then woken to write it. A Service without pods measured
@@ -231,6 +283,9 @@ impl Record {
         thresholds: &Thresholds,
         steps: &Steps,
     ) -> bool {
+        // Kept as status shows it, to the second and the millicore/MiB.
+        let sample = sample.as_shown();
+        let now = now.round(jiff::Unit::Second).unwrap_or(now);
         let running = sample.pods > 0;
         let low = f64::from(thresholds.low_percent) / 100.0;
         let far_below = |peak: f64, request: f64, min_saving: f64| {
@@ -330,6 +385,7 @@ impl Record {
             memory_low,
             idle_since,
             published: Some(published),
+            unmeasured_since: None,
         })
     }
 }
@@ -487,7 +543,8 @@ pub fn totals_usage(totals: &Totals, quota: Quota) -> Usage {
 }
 
 /// Fold one poll into the records: every Service of `snapshot` gets its sample
-/// (none measured: zero pods), a Service seen for the first time starts from
+/// (none measured: zero pods) against its `ready` pods (its Deployment's ready
+/// replicas; absent: none), a Service seen for the first time starts from
 /// what its status shows, and records of Services gone are dropped. Returns
 /// the Services whose shown figures changed (to wake), but not a Service first
 /// seen without pods: zeros are news to nobody, and its next reconcile (its
@@ -496,6 +553,7 @@ pub fn fold(
     snapshot: &crate::resolve::Snapshot,
     records: &mut BTreeMap<ServiceKey, Record>,
     samples: &BTreeMap<ServiceKey, Sample>,
+    ready: &BTreeMap<ServiceKey, u32>,
     now: Timestamp,
     thresholds: &Thresholds,
     steps: &Steps,
@@ -517,7 +575,9 @@ pub fn fold(
                 .unwrap_or_default()
         });
         let sample = samples.get(&key).copied().unwrap_or_default();
-        if record.observe(sample, resources, now, thresholds, steps) && !(fresh && sample.pods == 0)
+        let ready = ready.get(&key).copied().unwrap_or(0);
+        if record.observe_poll(sample, ready, resources, now, thresholds, steps)
+            && !(fresh && sample.pods == 0)
         {
             changed.push(key.clone());
         }
@@ -817,6 +877,127 @@ mod tests {
     }
 
     #[test]
+    fn a_record_read_back_from_status_is_exactly_the_one_kept_in_memory() {
+        // Figures as metrics-server reports them: nanocores and KiB, nothing round;
+        // and a poll in the middle of a second.
+        let t = Thresholds {
+            low_for: SignedDuration::from_secs(20),
+            ..Thresholds::default()
+        };
+        let s = Steps::default();
+        let r = resources(1.0, 1024.0);
+        let odd = |cpu: f64, mib: f64| Sample {
+            pods: 2,
+            cpu: 2.0 * cpu,
+            memory: 2.0 * mib * MIB,
+            peak_pod_cpu: cpu,
+            peak_pod_memory: mib * MIB,
+        };
+        let mut kept = Record::default();
+        let start = at(0) + SignedDuration::from_millis(400);
+        kept.observe(odd(0.014_499_7, 100.4), r, start, &t, &s);
+        kept.observe(
+            odd(0.014_611, 100.6),
+            r,
+            start + SignedDuration::from_secs(30),
+            &t,
+            &s,
+        );
+        let shown = kept.published.clone().unwrap();
+        assert!(shown.verdicts(&t).cpu_over_provisioned);
+        let status = service_usage(&shown);
+        let read = Record::from_status(&status, r).unwrap();
+        assert_eq!(read.published.as_ref(), Some(&shown));
+        assert_eq!(service_usage(read.published.as_ref().unwrap()), status);
+        assert_eq!(
+            totals([read.published.as_ref().unwrap()]),
+            totals([&shown]),
+            "an Application's or Environment's sums do not move either"
+        );
+        assert_eq!(
+            (read.cpu_low, read.idle_since),
+            (kept.cpu_low, kept.idle_since)
+        );
+        // Idle (no CPU at all) reads back the same way, verdict included.
+        let mut idle = Record::default();
+        idle.observe(odd(0.0, 100.4), r, start, &t, &s);
+        idle.observe(
+            odd(0.0, 100.6),
+            r,
+            start + SignedDuration::from_hours(80),
+            &t,
+            &s,
+        );
+        let shown = idle.published.clone().unwrap();
+        assert!(shown.verdicts(&t).idle);
+        let read = Record::from_status(&service_usage(&shown), r).unwrap();
+        assert_eq!(read.published, Some(shown));
+        assert_eq!(read.idle_since, idle.idle_since);
+    }
+
+    #[test]
+    fn pods_ready_but_not_measured_yet_keep_what_status_shows_for_a_while() {
+        let t = Thresholds::default();
+        let s = Steps::default();
+        let r = resources(0.5, 256.0);
+        let mut record = Record::default();
+        record.observe_poll(sample(2, 20.0, 100.0), 2, r, at(0), &t, &s);
+        let shown = record.published.clone();
+        let streak = record.cpu_low;
+        assert!(streak.is_some());
+        // A rollout: the new pods are ready, metrics-server has measured none or one.
+        assert!(!record.observe_poll(Sample::default(), 2, r, at(1), &t, &s));
+        assert!(!record.observe_poll(sample(1, 20.0, 100.0), 2, r, at(2), &t, &s));
+        assert_eq!((&record.published, record.cpu_low), (&shown, streak));
+        // Measured again at the same use: nothing to write.
+        assert!(!record.observe_poll(sample(2, 21.0, 100.0), 2, r, at(3), &t, &s));
+        assert_eq!(record.unmeasured_since, None);
+        // Still unmeasured past `unmeasured_for`: the pods measured are shown.
+        assert!(!record.observe_poll(sample(1, 20.0, 100.0), 2, r, at(4), &t, &s));
+        assert!(record.observe_poll(sample(1, 20.0, 100.0), 2, r, at(7), &t, &s));
+        assert_eq!(record.published.as_ref().unwrap().sample.pods, 1);
+        // More measured than ready (pods still terminating, or not ready) is no gap.
+        assert!(record.observe_poll(sample(3, 20.0, 100.0), 2, r, at(8), &t, &s));
+        // Stopped: nothing ready, nothing measured, shown at once.
+        assert!(record.observe_poll(Sample::default(), 0, r, at(9), &t, &s));
+    }
+
+    #[test]
+    fn a_restart_in_a_rollout_shows_no_service_without_pods() {
+        let mut snapshot = crate::resolve::tests::shop();
+        let key = (
+            snapshot.services[0].metadata.namespace.clone().unwrap(),
+            snapshot.services[0].metadata.name.clone().unwrap(),
+        );
+        let environment = snapshot.environment_of(&key.0, "Service").ok().cloned();
+        let r = crate::cost::pod_resources(&snapshot.services[0], environment.as_ref());
+        let service = std::sync::Arc::make_mut(&mut snapshot.services[0]);
+        let (t, s) = (Thresholds::default(), Steps::default());
+        let mut before = Record::default();
+        before.observe(sample(2, 20.0, 100.0), r, at(0), &t, &s);
+        let shown = before.published.clone().unwrap();
+        service.status = Some(crate::api::ServiceStatus {
+            usage: Some(service_usage(&shown)),
+            ..Default::default()
+        });
+        // The new controller's first poll: the Service's two new pods are ready
+        // but not measured yet.
+        let mut records = BTreeMap::new();
+        let ready = BTreeMap::from([(key.clone(), 2)]);
+        let woken = fold(
+            &snapshot,
+            &mut records,
+            &BTreeMap::new(),
+            &ready,
+            at(5),
+            &t,
+            &s,
+        );
+        assert!(!woken.contains(&key));
+        assert_eq!(records[&key].published.as_ref(), Some(&shown));
+    }
+
+    #[test]
     fn a_record_read_back_from_status_writes_nothing_until_a_figure_moves() {
         let t = Thresholds::default();
         let s = Steps::default();
@@ -894,7 +1075,15 @@ mod tests {
         records.insert(("gone".to_string(), "old".to_string()), Record::default());
         let mut samples = BTreeMap::new();
         samples.insert(services[0].clone(), sample(1, 100.0, 50.0));
-        let first = fold(&snapshot, &mut records, &samples, at(0), &t, &s);
+        let first = fold(
+            &snapshot,
+            &mut records,
+            &samples,
+            &BTreeMap::new(),
+            at(0),
+            &t,
+            &s,
+        );
         assert_eq!(
             first,
             [services[0].clone()],
@@ -911,7 +1100,15 @@ mod tests {
             0
         );
         samples.insert(services[0].clone(), sample(1, 200.0, 50.0));
-        let second = fold(&snapshot, &mut records, &samples, at(1), &t, &s);
+        let second = fold(
+            &snapshot,
+            &mut records,
+            &samples,
+            &BTreeMap::new(),
+            at(1),
+            &t,
+            &s,
+        );
         assert_eq!(second, [services[0].clone()]);
     }
 

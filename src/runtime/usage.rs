@@ -9,6 +9,7 @@
 //! Runs with the controllers (so only on the leader). One list per interval
 //! for the whole cluster, whatever the number of Services.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::api::Service;
 use crate::children::guardrails::quantity_value;
 use crate::names::labels;
 use crate::reconcile::Stores;
-use crate::usage::{Availability, PodUsage, Steps, Thresholds, UsageStore};
+use crate::usage::{Availability, PodUsage, ServiceKey, Steps, Thresholds, UsageStore};
 
 /// The API group and version of PodMetrics.
 pub const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
@@ -76,6 +77,26 @@ async fn read(client: &Client) -> Result<Option<Vec<PodUsage>>, String> {
     Ok(Some(list.items.iter().filter_map(pod_usage).collect()))
 }
 
+/// Each Service's ready pods, from its Deployment (named after it): what a
+/// poll should find measured.
+fn ready_pods(stores: &Stores) -> BTreeMap<ServiceKey, u32> {
+    stores
+        .deployments
+        .state()
+        .iter()
+        .filter_map(|deployment| {
+            let ready = deployment.status.as_ref()?.ready_replicas?;
+            Some((
+                (
+                    deployment.metadata.namespace.clone()?,
+                    deployment.metadata.name.clone()?,
+                ),
+                u32::try_from(ready).unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
 /// How the poller runs.
 #[derive(Clone, Debug)]
 pub struct PollSettings {
@@ -118,11 +139,13 @@ pub async fn run(
                     failures = 0;
                     let samples = crate::usage::aggregate(pods);
                     let snapshot = stores.snapshot();
+                    let ready = ready_pods(&stores);
                     let moved = usage.update(|records| {
                         crate::usage::fold(
                             &snapshot,
                             records,
                             &samples,
+                            &ready,
                             jiff::Timestamp::now(),
                             &settings.thresholds,
                             &settings.steps,
