@@ -191,6 +191,11 @@ where
         value
     }
 
+    /// A view of the kept fields (a few of them, cheaper than [`Self::object`]).
+    pub fn read<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.json).ok()
+    }
+
     /// The kept fields as a `K` (status, replicas, what the catalog page shows).
     /// None only when they do not make a `K` (a required field owned by another
     /// manager), which status then treats as a child not yet seen.

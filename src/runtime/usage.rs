@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource};
 
 use super::metrics::{Metrics, UsageFigures};
 use crate::api::Service;
@@ -85,12 +85,14 @@ fn ready_pods(stores: &Stores) -> BTreeMap<ServiceKey, u32> {
         .state()
         .iter()
         .filter_map(|deployment| {
-            let ready = deployment.status.as_ref()?.ready_replicas?;
+            #[derive(serde::Deserialize)]
+            struct Ready {
+                status: Option<k8s_openapi::api::apps::v1::DeploymentStatus>,
+            }
+            let ready = deployment.read::<Ready>()?.status?.ready_replicas?;
+            let meta = deployment.meta();
             Some((
-                (
-                    deployment.metadata.namespace.clone()?,
-                    deployment.metadata.name.clone()?,
-                ),
+                (meta.namespace.clone()?, meta.name.clone()?),
                 u32::try_from(ready).unwrap_or(0),
             ))
         })
