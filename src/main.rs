@@ -106,6 +106,11 @@ struct RunArgs {
     /// changes only when a figure moves by a step).
     #[arg(long, env = "PAVED_USAGE_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..))]
     usage_interval: u64,
+    /// Seconds after which an unchanged Environment, Application or Service is
+    /// reconciled again, as a safety net (changes are seen at once through the
+    /// watches; an idle cluster costs no writes either way).
+    #[arg(long, env = "PAVED_RESYNC_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..))]
+    resync_seconds: u64,
     /// Serve the catalog page (/catalog) only to requests carrying a bearer token
     /// the API server accepts (TokenReview) for a user who may list Environments,
     /// Applications and Services (SubjectAccessReview). Needs `create` on
@@ -228,6 +233,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         insights: args.insights.settings()?,
         prices: args.cost.prices()?,
         usage_interval: Duration::from_secs(args.usage_interval),
+        resync: Duration::from_secs(args.resync_seconds),
         published_stores,
     };
 

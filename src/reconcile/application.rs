@@ -13,8 +13,6 @@ use crate::api::Application;
 use crate::error::{Error, Result};
 use crate::status::application_status;
 
-const RESYNC: Duration = Duration::from_secs(600);
-
 pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
     let (_timer, start) = prologue(&ctx, application).await;
     let application = match start {
@@ -85,5 +83,5 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let before = application.status.clone().unwrap_or_default();
     let written = write_status(&ctx, &api, application.as_ref(), &before, &status).await?;
-    Ok(Action::requeue(written.requeue(RESYNC)))
+    Ok(Action::requeue(written.requeue(ctx.resync)))
 }

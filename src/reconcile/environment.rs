@@ -32,8 +32,6 @@ use crate::lifecycle::{LifecycleState, lifecycle_state, rfc3339};
 use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};
 use crate::status::{EnvironmentObservation, environment_status_observed};
 
-const RESYNC: Duration = Duration::from_secs(600);
-
 pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let (_timer, start) = prologue(&ctx, environment).await;
     let api: Api<Environment> = Api::all(ctx.client.clone());
@@ -132,7 +130,7 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         observation,
     )
     .await?;
-    let mut next = written.requeue(until_next_change(&lifecycle, clock));
+    let mut next = written.requeue(until_next_change(&lifecycle, clock, ctx.resync));
     if let Some(wait) = retry_in {
         next = next.min(wait);
     }
@@ -143,13 +141,17 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
 }
 
 /// Requeue at the next expiry or schedule flip (a second late, so it has
-/// passed), or after [`RESYNC`], whichever comes first.
-fn until_next_change(lifecycle: &LifecycleState, now: jiff::Timestamp) -> Duration {
+/// passed), or after `resync`, whichever comes first.
+fn until_next_change(
+    lifecycle: &LifecycleState,
+    now: jiff::Timestamp,
+    resync: Duration,
+) -> Duration {
     lifecycle
         .next_event()
         .and_then(|at| at.duration_since(now).try_into().ok())
-        .map(|wait: Duration| (wait + Duration::from_secs(1)).min(RESYNC))
-        .unwrap_or(RESYNC)
+        .map(|wait: Duration| (wait + Duration::from_secs(1)).min(resync))
+        .unwrap_or(resync)
 }
 
 /// The ttl has passed: say so with an Event, then delete the Environment (the
@@ -488,12 +490,24 @@ mod tests {
             next_transition: Some("2026-11-23T19:00:00Z".parse().unwrap()),
             ..LifecycleState::default()
         };
-        assert_eq!(until_next_change(&soon, now), Duration::from_secs(21));
+        let resync = crate::reconcile::DEFAULT_RESYNC;
+        assert_eq!(
+            until_next_change(&soon, now, resync),
+            Duration::from_secs(21)
+        );
+        assert_eq!(
+            until_next_change(&soon, now, Duration::from_secs(10)),
+            Duration::from_secs(10),
+            "a resync shorter than the expiry comes first"
+        );
         let far = LifecycleState {
             next_transition: Some("2026-12-31T23:00:00Z".parse().unwrap()),
             ..LifecycleState::default()
         };
-        assert_eq!(until_next_change(&far, now), RESYNC);
-        assert_eq!(until_next_change(&LifecycleState::default(), now), RESYNC);
+        assert_eq!(until_next_change(&far, now, resync), resync);
+        assert_eq!(
+            until_next_change(&LifecycleState::default(), now, Duration::from_secs(120)),
+            Duration::from_secs(120)
+        );
     }
 }

@@ -71,7 +71,13 @@ pub struct Context {
     /// Whether the cluster serves Gateway API's HTTPRoute (rediscovered by
     /// `runtime::gateway_api`, so CRDs installed later are noticed).
     pub gateway_api: tokio::sync::watch::Receiver<bool>,
+    /// How often an unchanged object is looked at again, as a safety net
+    /// (`--resync-seconds`, [`DEFAULT_RESYNC`]).
+    pub resync: std::time::Duration,
 }
+
+/// The resync of every kind unless `--resync-seconds` says otherwise.
+pub const DEFAULT_RESYNC: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One of Paved's own kinds, as the [`prologue`] sees it.
 pub trait Reconciled: Resource<DynamicType = ()> + Clone + Send + Sync + 'static {

@@ -30,8 +30,6 @@ use crate::names::reasons;
 use crate::resolve::{Snapshot, is_ready, resolve_service};
 use crate::status::{AppliedService, ServiceObservation, service_status};
 
-/// How often an unchanged Service is looked at again, as a safety net.
-const RESYNC: Duration = Duration::from_secs(600);
 /// How often a Stalled Service is checked again (no write unless something changed).
 const STALLED_RECHECK: Duration = Duration::from_secs(30);
 
@@ -138,7 +136,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
 
     match outcome {
         Ok((_, children)) => {
-            let after = written.requeue(RESYNC);
+            let after = written.requeue(ctx.resync);
             Ok(Action::requeue(
                 children.look_again.map_or(after, |again| again.min(after)),
             ))

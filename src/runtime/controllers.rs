@@ -53,6 +53,8 @@ pub struct Settings {
     pub prices: Option<crate::cost::Prices>,
     /// How often the usage poller reads metrics.k8s.io.
     pub usage_interval: Duration,
+    /// How often an unchanged object is reconciled again (`--resync-seconds`).
+    pub resync: Duration,
     /// Where the catalog page finds the stores while these controllers run.
     pub published_stores: super::page::PublishedStores,
 }
@@ -317,6 +319,7 @@ pub async fn run(
         own_writes: Default::default(),
         backoff: Default::default(),
         gateway_api,
+        resync: settings.resync,
     });
     // Services fold a burst of their own events (20 ms). Applications and
     // Environments aggregate many Services, but get no debounce: kube-runtime's

@@ -19,7 +19,8 @@ use crate::catalog;
 /// What the endpoints report.
 pub struct Health {
     pub metrics: Arc<Metrics>,
-    /// Set once the process is connected and either standing by or leading with warm caches.
+    /// Set once the process is connected (standing by or leading); a leader is
+    /// ready only once its watches have listed too (see [`Health::readiness`]).
     pub ready: AtomicBool,
     /// Set once connected: the catalog endpoint lists the CRs with it, so a
     /// standby replica serves the catalog too.
@@ -55,13 +56,24 @@ async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    let failing = health.metrics.failing_watches();
-    if failing > 0 {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches failing")
-    } else if health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    health.readiness()
+}
+
+impl Health {
+    /// `/readyz`: not ready while a watch fails, or while one is still making its
+    /// first list (the leader's stores are not complete yet: a restarted leader
+    /// is ready once it works from a full picture). A standby holds no watch and
+    /// is ready once connected, so a rolling update of two replicas goes on.
+    pub fn readiness(&self) -> (StatusCode, &'static str) {
+        if self.metrics.failing_watches() > 0 {
+            (StatusCode::SERVICE_UNAVAILABLE, "watches failing")
+        } else if self.metrics.listing_watches() > 0 {
+            (StatusCode::SERVICE_UNAVAILABLE, "watches listing")
+        } else if self.ready.load(Ordering::Relaxed) {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        }
     }
 }
 
@@ -113,4 +125,54 @@ pub async fn serve(
     axum::serve(listener, router(health))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> Health {
+        Health {
+            metrics: Arc::new(Metrics::default()),
+            ready: AtomicBool::new(true),
+            catalog_client: std::sync::OnceLock::new(),
+            pages: Arc::new(super::super::page::Pages::open(Default::default())),
+        }
+    }
+
+    #[test]
+    fn a_leader_is_not_ready_until_every_watch_has_listed_and_a_standby_is_ready() {
+        let health = health();
+        // A standby: connected, no watch.
+        assert_eq!(health.readiness().0, StatusCode::OK);
+        // Leading: three watches start listing.
+        for _ in 0..3 {
+            health.metrics.watches_listing(1);
+        }
+        assert_eq!(
+            health.readiness(),
+            (StatusCode::SERVICE_UNAVAILABLE, "watches listing")
+        );
+        health.metrics.watches_listing(-1);
+        health.metrics.watches_listing(-1);
+        assert_eq!(health.readiness().0, StatusCode::SERVICE_UNAVAILABLE);
+        health.metrics.watches_listing(-1);
+        assert_eq!(health.readiness(), (StatusCode::OK, "ok"));
+    }
+
+    #[test]
+    fn a_failing_watch_or_a_process_not_connected_is_not_ready() {
+        let health = health();
+        health.metrics.watches_failing(1);
+        assert_eq!(
+            health.readiness(),
+            (StatusCode::SERVICE_UNAVAILABLE, "watches failing")
+        );
+        health.metrics.watches_failing(-1);
+        health.set_ready(false);
+        assert_eq!(
+            health.readiness(),
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        );
+    }
 }

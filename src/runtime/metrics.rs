@@ -16,6 +16,7 @@
 //! | `paved_watch_relists_total` | resource (full lists: one at start, one after each watch that lost its place) |
 //! | `paved_watches` (gauge) | resource (watches held open, one per kind) |
 //! | `paved_watches_failing` (gauge) | |
+//! | `paved_watches_listing` (gauge) | | (watches not through their first list yet; `/readyz` is not ready while above 0) |
 //! | `paved_insights` (gauge, 1 per insight) | rule, level, kind, namespace, name (an object's own insights, not rolled up) |
 //! | `paved_score` (gauge, 0-100) | kind, namespace, name (rolled up: an Application over its Services) |
 //! | `paved_deploys_total` | namespace, application, service (new revisions since `status.delivery.since`) |
@@ -105,6 +106,7 @@ pub struct Metrics {
     watch_relists: Family<ResourceLabel, Counter>,
     watches: Family<ResourceLabel, Gauge>,
     watches_failing: Gauge,
+    watches_listing: Gauge,
     insights: Family<InsightLabels, Gauge>,
     scores: Family<ObjectLabels, Gauge>,
     /// The insight series each object published last, to remove those that went away.
@@ -152,6 +154,7 @@ impl Default for Metrics {
         let watch_relists = Family::<ResourceLabel, Counter>::default();
         let watches = Family::<ResourceLabel, Gauge>::default();
         let watches_failing = Gauge::default();
+        let watches_listing = Gauge::default();
         let insights = Family::<InsightLabels, Gauge>::default();
         let scores = Family::<ObjectLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
@@ -219,6 +222,11 @@ impl Default for Metrics {
             "watches_failing",
             "Watches whose last attempt failed; /readyz is not ready while above 0",
             watches_failing.clone(),
+        );
+        registry.register(
+            "watches_listing",
+            "Watches not through their first full list yet; /readyz is not ready while above 0 (a standby holds none)",
+            watches_listing.clone(),
         );
         registry.register(
             "insights",
@@ -307,6 +315,7 @@ impl Default for Metrics {
             watch_relists,
             watches,
             watches_failing,
+            watches_listing,
         }
     }
 }
@@ -436,6 +445,16 @@ impl Metrics {
     /// Watches whose last attempt failed.
     pub fn failing_watches(&self) -> i64 {
         self.watches_failing.get()
+    }
+
+    /// One more (`1`) or one fewer (`-1`) watch not through its first list yet.
+    pub fn watches_listing(&self, change: i64) {
+        self.watches_listing.inc_by(change);
+    }
+
+    /// Watches not through their first list yet.
+    pub fn listing_watches(&self) -> i64 {
+        self.watches_listing.get()
     }
 
     /// Publish an object's insights (`(rule, level)` each) and score, replacing

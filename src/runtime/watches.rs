@@ -13,6 +13,13 @@
 //! each full list it makes (at start, and after losing its place: 410 Gone) in
 //! `paved_watch_relists_total{resource}`: on a large cluster a relist is what
 //! a watch restart costs.
+//!
+//! Until its first list is through (`InitDone`), a watch counts in
+//! `paved_watches_listing`: the leader's `/readyz` says ready only once every
+//! store it reconciles from is complete, so "ready" after a restart means
+//! "working from a full picture", not "the process runs". A standby holds no
+//! watch and stays ready. A relist after 410 Gone does not count again: the
+//! store is complete meanwhile (the old picture until the new one replaces it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,10 +46,12 @@ where
 {
     let resource = K::kind(&K::DynamicType::default()).to_string();
     metrics.watches_held(&resource, 1);
+    metrics.watches_listing(1);
     let state = Arc::new(WatchState {
         metrics: metrics.clone(),
         resource,
         failing: AtomicBool::new(false),
+        listing: AtomicBool::new(true),
     });
     watcher(api, config)
         .backoff(WatchBackoff::default())
@@ -52,8 +61,10 @@ where
                 match event {
                     Ok(event) => {
                         state.flowing();
-                        if matches!(event, watcher::Event::Init) {
-                            state.metrics.watch_relisted(&state.resource);
+                        match event {
+                            watcher::Event::Init => state.metrics.watch_relisted(&state.resource),
+                            watcher::Event::InitDone => state.listed(),
+                            _ => {}
                         }
                         Some(Ok(event))
                     }
@@ -70,6 +81,8 @@ struct WatchState {
     metrics: Arc<Metrics>,
     resource: String,
     failing: AtomicBool,
+    /// Not through its first list yet.
+    listing: AtomicBool,
 }
 
 impl WatchState {
@@ -78,6 +91,12 @@ impl WatchState {
         tracing::warn!(resource = %self.resource, %error, "watch failed; retrying");
         if !self.failing.swap(true, Ordering::Relaxed) {
             self.metrics.watches_failing(1);
+        }
+    }
+
+    fn listed(&self) {
+        if self.listing.swap(false, Ordering::Relaxed) {
+            self.metrics.watches_listing(-1);
         }
     }
 
@@ -94,6 +113,9 @@ impl Drop for WatchState {
         self.metrics.watches_held(&self.resource, -1);
         if *self.failing.get_mut() {
             self.metrics.watches_failing(-1);
+        }
+        if *self.listing.get_mut() {
+            self.metrics.watches_listing(-1);
         }
     }
 }
@@ -188,6 +210,69 @@ mod tests {
             text.contains("paved_watches{resource=\"ConfigMap\"} 0"),
             "{text}"
         );
+    }
+
+    /// A client whose API server refuses every request (500).
+    fn client_that_always_fails() -> kube::Client {
+        use kube::client::Body;
+        let service = tower::service_fn(|_request: http::Request<Body>| async move {
+            let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"down","reason":"InternalError","code":500}"#;
+            let mut response = http::Response::new(Body::from(body.as_bytes().to_vec()));
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn a_watch_counts_as_listing_until_its_first_list_is_through_and_not_on_a_relist() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let metrics = Arc::new(Metrics::default());
+        let api = Api::<ConfigMap>::all(client_whose_watches_lose_their_place());
+        let mut stream = Box::pin(watch(api, watcher::Config::default(), &metrics));
+        assert_eq!(metrics.listing_watches(), 1, "listing from the start");
+        let mut lists_done = 0;
+        while lists_done < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("the watch lists within its backoff")
+                .expect("the stream goes on");
+            match event {
+                Ok(watcher::Event::InitDone) => lists_done += 1,
+                // Relists after 410 Gone: the store stays complete meanwhile.
+                Ok(watcher::Event::Init) if lists_done > 0 => {
+                    assert_eq!(metrics.listing_watches(), 0, "a relist counted again");
+                }
+                Ok(watcher::Event::Init) => assert_eq!(metrics.listing_watches(), 1),
+                _ => {}
+            }
+            if lists_done > 0 {
+                assert_eq!(metrics.listing_watches(), 0);
+            }
+        }
+        drop(stream);
+        assert_eq!(metrics.listing_watches(), 0, "dropped after listing");
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_cannot_list_stays_listing_and_failing_until_it_is_dropped() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let metrics = Arc::new(Metrics::default());
+        let api = Api::<ConfigMap>::all(client_that_always_fails());
+        let mut stream = Box::pin(watch(api, watcher::Config::default(), &metrics));
+        // Errors are dropped by the wrapper: at most the list's start (Init) comes out.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(event) = tokio::time::timeout_at(deadline, stream.next()).await {
+            assert!(
+                matches!(event, Some(Ok(watcher::Event::Init))),
+                "a failing list delivered {event:?}"
+            );
+        }
+        assert_eq!(metrics.listing_watches(), 1);
+        assert_eq!(metrics.failing_watches(), 1);
+        drop(stream);
+        assert_eq!(metrics.listing_watches(), 0);
+        assert_eq!(metrics.failing_watches(), 0);
     }
 
     #[test]
