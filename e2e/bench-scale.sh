@@ -36,9 +36,14 @@ for f in "$CLUSTER_DIR"/pids/*.pid; do
   case $name in paved-*|test-gateway) continue ;; esac
   pids="$pids${pids:+,}$name=$(cat "$f")"
 done
+# A cluster this script started is stopped at the end: the last size's objects
+# go with it instead of being deleted one namespace at a time.
+leave_last=0
+if ! $cluster_was_running && [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then leave_last=1; fi
 out=${PAVED_SCALE_OUT:-$TARGET_DIR/bench-scale}
 mkdir -p "$out"
 PAVED_BENCH_PIDS=$pids PAVED_BIN="$TARGET_DIR"/release/paved PAVED_SCALE_OUT=$out \
+  PAVED_SCALE_LEAVE_LAST=${PAVED_SCALE_LEAVE_LAST:-$leave_last} \
   PAVED_SCALE_LISTEN=127.0.0.1:${PAVED_BENCH_METRICS_PORT:-18090} \
   PAVED_SCALE_LOG="$CLUSTER_DIR/logs/paved-bench-scale.log" \
   cargo bench -p paved-e2e --bench scale_sweep --quiet

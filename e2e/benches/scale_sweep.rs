@@ -61,9 +61,11 @@ struct Controller {
 }
 
 impl Controller {
-    /// Starts `paved run` and waits until `/readyz` answers; returns it and
-    /// the seconds that took.
-    fn start(bin: &str, listen: &str, log: &str) -> (Controller, f64) {
+    /// Starts `paved run --resync-seconds <resync>` and waits until it leads
+    /// (`paved_leader 1`) and `/readyz` answers 200, which a leader does once
+    /// every watch has listed (a standby is ready before it leads); returns it
+    /// and the seconds that took.
+    fn start(bin: &str, listen: &str, log: &str, resync: u64) -> (Controller, f64) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -71,7 +73,7 @@ impl Controller {
             .expect("the controller's log file");
         let started = Instant::now();
         let child = Command::new(bin)
-            .args(["run", "--listen", listen])
+            .args(["run", "--listen", listen, "--resync-seconds", &resync.to_string()])
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -86,7 +88,11 @@ impl Controller {
             listen: listen.to_string(),
         };
         loop {
-            if http_get(listen, "/readyz").is_some_and(|(code, _)| code == 200) {
+            let metrics = controller.metrics();
+            if metric_sum(&metrics, "paved_leader") == 1.0
+                && metric_sum(&metrics, "paved_watches") > 0.0
+                && http_get(listen, "/readyz").is_some_and(|(code, _)| code == 200)
+            {
                 break;
             }
             if let Ok(Some(status)) = controller.child.try_wait() {
@@ -331,8 +337,20 @@ async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
     (ready, found.len())
 }
 
-/// Deployment images as the bench's watch sees them arrive.
-type Sightings = tokio::sync::mpsc::UnboundedReceiver<(String, String, String, Instant)>;
+/// A Deployment as the bench's watch saw it arrive.
+struct Sighting {
+    namespace: String,
+    name: String,
+    image: String,
+    /// The pod template's `paved.dev/config-hash`.
+    config_hash: String,
+    /// Rolled out: the controller-manager saw this generation, and every replica
+    /// is updated and available, none of an older template left.
+    rolled: bool,
+    at: Instant,
+}
+
+type Sightings = tokio::sync::mpsc::UnboundedReceiver<Sighting>;
 
 fn watch_deployment_images(client: &Client) -> Sightings {
     let (send, receive) = tokio::sync::mpsc::unbounded_channel();
@@ -343,23 +361,85 @@ fn watch_deployment_images(client: &Client) -> Sightings {
         while let Some(event) = events.next().await {
             if let Ok(d) = event {
                 let at = Instant::now();
-                let image = d
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.spec.as_ref())
-                    .and_then(|s| s.containers.first())
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default();
-                if send
-                    .send((d.namespace().unwrap_or_default(), d.name_any(), image, at))
-                    .is_err()
-                {
+                if send.send(sighting(&d, at)).is_err() {
                     return;
                 }
             }
         }
     });
     receive
+}
+
+fn sighting(d: &Deployment, at: Instant) -> Sighting {
+    let template = d.spec.as_ref().map(|s| &s.template);
+    let image = template
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let config_hash = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get("paved.dev/config-hash").cloned())
+        .unwrap_or_default();
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let rolled = d.status.as_ref().is_some_and(|st| {
+        st.observed_generation >= d.metadata.generation
+            && st.updated_replicas.unwrap_or(0) == wanted
+            && st.available_replicas.unwrap_or(0) == wanted
+            && st.replicas.unwrap_or(0) == wanted
+    });
+    Sighting {
+        namespace: d.namespace().unwrap_or_default(),
+        name: d.name_any(),
+        image,
+        config_hash,
+        rolled,
+        at,
+    }
+}
+
+/// The run's Service documents, to change one at a time.
+fn service_docs(b: &Bench, prefix: &str) -> Vec<Value> {
+    manifests(prefix, b.environments, b.services)
+        .into_iter()
+        .filter(|d| d["kind"] == "Service")
+        .collect()
+}
+
+/// One image change (change `k`, tag `<tag>.<k>`) on the `k`-th Service of a
+/// spread over the run: seconds from the apply until the Deployment carries it.
+async fn image_change(
+    b: &Bench,
+    docs: &[Value],
+    k: usize,
+    stride: usize,
+    tag: &str,
+    sightings: &mut Sightings,
+) -> f64 {
+    let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
+    let resource = ApiResource::from_gvk(&gvk);
+    let params = PatchParams::apply("bench").force();
+    let mut doc = docs[(k * stride + k / b.services.max(1)) % docs.len()].clone();
+    let namespace = doc["metadata"]["namespace"].as_str().unwrap().to_string();
+    let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+    let image = format!("registry.invalid/bench/{name}:{tag}.{k}");
+    doc["spec"]["image"] = json!(image);
+    while sightings.try_recv().is_ok() {}
+    let api: Api<DynamicObject> = Api::namespaced_with(b.client.clone(), &namespace, &resource);
+    let start = Instant::now();
+    api.patch(&name, &params, &Patch::Apply(&doc))
+        .await
+        .expect("apply an image change");
+    loop {
+        let seen = tokio::time::timeout(Duration::from_secs(60), sightings.recv())
+            .await
+            .expect("the Deployment carries the new image within 60 s")
+            .expect("the Deployment watch goes on");
+        if seen.namespace == namespace && seen.name == name && seen.image == image {
+            return seen.at.duration_since(start).as_secs_f64();
+        }
+    }
 }
 
 /// `changes` image changes, one at a time, each on another Service (spread over
@@ -370,48 +450,165 @@ async fn change_latencies(
     changes: usize,
     sightings: &mut Sightings,
 ) -> Vec<f64> {
-    let docs: Vec<Value> = manifests(prefix, b.environments, b.services)
-        .into_iter()
-        .filter(|d| d["kind"] == "Service")
-        .collect();
-    let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
-    let resource = ApiResource::from_gvk(&gvk);
-    let params = PatchParams::apply("bench").force();
+    let docs = service_docs(b, prefix);
     let stride = (b.services / changes.max(1)).max(1);
     let mut latencies = Vec::new();
     for k in 0..changes {
-        let mut doc = docs[(k * stride + k / b.services.max(1)) % docs.len()].clone();
-        let namespace = doc["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-        let image = format!("registry.invalid/bench/{name}:2.0.{k}");
-        doc["spec"]["image"] = json!(image);
-        while sightings.try_recv().is_ok() {}
-        let api: Api<DynamicObject> = Api::namespaced_with(b.client.clone(), &namespace, &resource);
-        let start = Instant::now();
-        api.patch(&name, &params, &Patch::Apply(&doc))
-            .await
-            .expect("apply an image change");
-        loop {
-            let seen = tokio::time::timeout(Duration::from_secs(60), sightings.recv())
-                .await
-                .expect("the Deployment carries the new image within 60 s")
-                .expect("the Deployment watch goes on");
-            if seen.0 == namespace && seen.1 == name && seen.2 == image {
-                latencies.push(seen.3.duration_since(start).as_secs_f64());
-                break;
-            }
-        }
+        latencies.push(image_change(b, &docs, k, stride, "2.0", sightings).await);
     }
     latencies
 }
 
-/// Waits until the controller's reconciles stop for `quiet` (at most `limit`).
+/// `changes` Secret changes, one at a time, going round the Services that read
+/// a Secret: seconds from the apply until the Deployment's pod template carries
+/// the new config hash (Paved's part), and until its pods have rolled (the
+/// cluster's: a new ReplicaSet, its pod available, the old one gone).
+async fn secret_latencies(
+    b: &Bench,
+    prefix: &str,
+    changes: usize,
+    sightings: &mut Sightings,
+) -> (Vec<f64>, Vec<f64>) {
+    let readers: Vec<usize> = (0..b.services).filter(|s| reads_secret(*s)).collect();
+    let (mut patched, mut rolled) = (Vec::new(), Vec::new());
+    if readers.is_empty() {
+        return (patched, rolled);
+    }
+    let params = PatchParams::apply("bench").force();
+    for k in 0..changes {
+        let s = readers[k % readers.len()];
+        let secret = secret(prefix, b.environments, s, &format!("change-{k}"));
+        let namespace = secret["metadata"]["namespace"].as_str().unwrap().to_string();
+        let name = format!("svc-{s}");
+        let deployments = Api::<Deployment>::namespaced(b.client.clone(), &namespace);
+        // From a Deployment at rest (an image change may still be rolling it).
+        let waited = Instant::now();
+        let before = loop {
+            let now = sighting(
+                &deployments.get(&name).await.expect("the Deployment"),
+                Instant::now(),
+            );
+            if now.rolled {
+                break now;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(120),
+                "{namespace}/{name} did not finish rolling out before Secret change {k}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+            b.client.clone(),
+            &namespace,
+        );
+        while sightings.try_recv().is_ok() {}
+        let start = Instant::now();
+        secrets
+            .patch(&format!("{name}-config"), &params, &Patch::Apply(&secret))
+            .await
+            .expect("apply a Secret change");
+        let mut hash_at = None;
+        loop {
+            let seen = tokio::time::timeout(Duration::from_secs(120), sightings.recv())
+                .await
+                .expect("the Deployment rolls within 120 s of a Secret change")
+                .expect("the Deployment watch goes on");
+            if seen.namespace != namespace
+                || seen.name != name
+                || seen.config_hash == before.config_hash
+            {
+                continue;
+            }
+            let at = seen.at.duration_since(start).as_secs_f64();
+            hash_at.get_or_insert(at);
+            if seen.rolled {
+                patched.push(hash_at.unwrap());
+                rolled.push(at);
+                break;
+            }
+        }
+    }
+    (patched, rolled)
+}
+
+/// Image changes on the converged run, one at a time, for as long as `busy`
+/// (another `busy_services` Services in their own Environments, created and
+/// converged by the controller: `paved_phase`) runs. Returns the latencies and
+/// the busy Services' converge time.
+async fn busy_latencies(
+    b: &Bench,
+    prefix: &str,
+    busy_prefix: &str,
+    busy_services: usize,
+    sightings: &mut Sightings,
+) -> (Vec<f64>, f64) {
+    let busy = Bench {
+        client: b.client.clone(),
+        discovery: Discovery::new(b.client.clone())
+            .run()
+            .await
+            .expect("discovery"),
+        namespaces: b.namespaces.clone(),
+        environments: (busy_services / 100).clamp(1, 100),
+        services: busy_services,
+        concurrency: b.concurrency,
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let creating = async {
+        let phase = paved_phase(&busy, busy_prefix, None).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        phase.reflected.as_secs_f64()
+    };
+    let changing = async {
+        let docs = service_docs(b, prefix);
+        let stride = (b.services / 97).max(1);
+        let mut latencies = Vec::new();
+        let mut k = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            latencies.push(image_change(b, &docs, k, stride, "3.0", sightings).await);
+            k += 1;
+        }
+        latencies
+    };
+    let (converged, latencies) = tokio::join!(creating, changing);
+    (latencies, converged)
+}
+
+/// Waits until the controller has reconciled, since it started, at least
+/// `objects` of each kind (every object looked at once after a restart);
+/// returns the seconds that took (from the call), at most `limit`.
+async fn reconciled_once(
+    controller: &Controller,
+    objects: &[(&str, usize)],
+    limit: Duration,
+) -> f64 {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let text = controller.metrics();
+        let done = objects.iter().all(|(kind, n)| {
+            metric_sum(
+                &text,
+                &format!("paved_reconciles_total{{kind=\"{kind}\"}}"),
+            ) >= *n as f64
+        });
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Waits until the controller's writes (`paved_writes_total`) stop for `quiet`
+/// (at most `limit`): its work on the last change is done. (Not its
+/// reconciles: with a short resync, objects are looked at again all the time,
+/// without a write.)
 async fn settle(controller: &Controller, quiet: Duration, limit: Duration) -> f64 {
     let start = Instant::now();
     let mut last = -1.0;
     let mut since = Instant::now();
     while start.elapsed() < limit {
-        let now = metric_sum(&controller.metrics(), "paved_reconciles_total");
+        let now = metric_sum(&controller.metrics(), "paved_writes_total");
         if now != last {
             last = now;
             since = Instant::now();
@@ -421,6 +618,37 @@ async fn settle(controller: &Controller, quiet: Duration, limit: Duration) -> f6
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     since.duration_since(start).as_secs_f64()
+}
+
+/// The wall time of each step of one size, printed as it ends.
+struct Steps {
+    last: Instant,
+    done: Vec<(String, f64)>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        Steps {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn end(&mut self, name: &str) {
+        let seconds = self.last.elapsed().as_secs_f64();
+        self.last = Instant::now();
+        println!("step:     {name} {seconds:.1}s");
+        self.done.push((name.to_string(), seconds));
+    }
+
+    fn json(&self) -> Value {
+        json!(
+            self.done
+                .iter()
+                .map(|(name, s)| json!([name, (s * 10.0).round() / 10.0]))
+                .collect::<Vec<_>>()
+        )
+    }
 }
 
 fn downsample(samples: Vec<(f64, usize)>, keep: usize) -> Vec<(f64, usize)> {
@@ -466,8 +694,14 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
-    let idle_seconds = setting("PAVED_SCALE_IDLE_SECONDS", 620) as u64;
+    let resync = setting("PAVED_SCALE_RESYNC_SECONDS", 120) as u64;
+    let idle_seconds = setting("PAVED_SCALE_IDLE_SECONDS", resync as usize + 20) as u64;
     let changes = setting("PAVED_SCALE_CHANGES", 200);
+    let secret_changes = setting("PAVED_SCALE_SECRET_CHANGES", 50);
+    let busy_services = setting("PAVED_SCALE_BUSY", 1000);
+    // The last size's objects are left to the cluster's teardown (bench-scale.sh
+    // stops a cluster it started): deleting thousands of namespaces measures nothing.
+    let keep_last = std::env::var("PAVED_SCALE_LEAVE_LAST").is_ok_and(|v| v == "1");
     let bin = text_setting("PAVED_BIN", "target/release/paved");
     let listen = text_setting("PAVED_SCALE_LISTEN", "127.0.0.1:18090");
     let log = text_setting("PAVED_SCALE_LOG", "/tmp/paved-bench-scale.log");
@@ -478,13 +712,15 @@ async fn main() {
         .expect("KUBECONFIG of the local cluster");
     install_floor_crd(&client).await;
     println!(
-        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, idle window {idle_seconds} s, {changes} changes"
+        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {resync}, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services"
     );
     // The bench's own watch of Deployment images, open before any watch count.
     let mut sightings = watch_deployment_images(&client);
     let mut results = Vec::new();
     let sweep_started = Instant::now();
-    for &services in &sizes {
+    for (index, &services) in sizes.iter().enumerate() {
+        let last_size = index + 1 == sizes.len();
+        let mut steps = Steps::new();
         let environments = (services / 100).clamp(1, 100);
         let bench = Bench {
             namespaces: Api::<Namespace>::all(client.clone()),
@@ -499,10 +735,11 @@ async fn main() {
         };
         let run = format!("s{}n{services}", std::process::id() % 100_000);
         println!("== {services} Services in {environments} Environments");
-        let (controller, _) = Controller::start(&bin, &listen, &log);
+        let (controller, _) = Controller::start(&bin, &listen, &log, resync);
         track(&controller);
         wait_until_idle().await;
         let rss_idle = memory_mib(controller.pid(), "VmRSS:");
+        steps.end("start");
 
         // 1. Converge: direct, floor, Paved.
         let (direct_progress, floor_progress, paved_progress) = (
@@ -517,8 +754,10 @@ async fn main() {
             Some(&direct_progress),
         )
         .await;
+        steps.end("direct (and its deletion)");
         let (floor, floor_cpu0, floor_cpu1) =
             floor_phase(&bench, &format!("{run}-floor"), &run, Some(&floor_progress)).await;
+        steps.end("floor (and its deletion)");
         let prefix = format!("{run}-paved");
         let paved = paved_phase(&bench, &prefix, Some(&paved_progress)).await;
         let converge = paved.reflected.as_secs_f64();
@@ -531,6 +770,7 @@ async fn main() {
             converge / floor.as_secs_f64(),
             writes / services as f64
         );
+        steps.end("paved");
 
         // 2. Correctness.
         let (ready_after, children) = check_end_state(&bench, &prefix).await;
@@ -545,23 +785,29 @@ async fn main() {
             "memory:   peak {rss_peak:.1} MiB, settled {rss_settled:.1} MiB, idle before the run {rss_idle:.1} MiB: {:.1} KiB per Service (settled - idle)",
             (rss_settled - rss_idle) * 1024.0 / services as f64
         );
+        steps.end("correctness");
 
-        // 5. Idle window (6 and 7 need the converged cluster too).
+        // 5. Idle window, past every object's resync (6 and 7 need the converged cluster too).
         let metrics_before = controller.metrics();
+        let reconciles_before = metric_sum(&metrics_before, "paved_reconciles_total");
         let writes_before = apiserver_writes(&client).await;
         let cpu_before = cpu_seconds();
         tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
         let cpu_after = cpu_seconds();
         let idle_api_writes = paved_writes(&writes_before, &apiserver_writes(&client).await);
-        let idle_own_writes = metric_sum(&controller.metrics(), "paved_writes_total")
+        let metrics_after = controller.metrics();
+        let idle_own_writes = metric_sum(&metrics_after, "paved_writes_total")
             - metric_sum(&metrics_before, "paved_writes_total");
+        let idle_reconciles =
+            metric_sum(&metrics_after, "paved_reconciles_total") - reconciles_before;
         let idle_cpu = cpu_of("controller", &cpu_before, &cpu_after);
         println!(
-            "idle:     {idle_seconds}s: Paved wrote {idle_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {idle_api_writes:?}; controller CPU {idle_cpu:.2}s",
+            "idle:     {idle_seconds}s (resync {resync}s): {idle_reconciles:.0} reconciles; Paved wrote {idle_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {idle_api_writes:?}; controller CPU {idle_cpu:.2}s",
             idle_api_writes.values().sum::<f64>().abs()
         );
+        steps.end("idle");
 
-        // 6. Latency of a change.
+        // 6. Latency of a change: an image, then a Secret.
         let mut latencies = change_latencies(&bench, &prefix, changes, &mut sightings).await;
         latencies.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&latencies, 50.0), percentile(&latencies, 99.0));
@@ -572,7 +818,30 @@ async fn main() {
             p99 * 1000.0,
             latencies.last().copied().unwrap_or(f64::NAN) * 1000.0
         );
+        steps.end("image changes");
+        let (mut secret_patched, mut secret_rolled) =
+            secret_latencies(&bench, &prefix, secret_changes, &mut sightings).await;
+        secret_patched.sort_by(f64::total_cmp);
+        secret_rolled.sort_by(f64::total_cmp);
+        let secret = json!({
+            "changes": secret_patched.len(),
+            "services": (0..services).filter(|s| reads_secret(*s)).count(),
+            "patched": {"p50": percentile(&secret_patched, 50.0) * 1000.0, "p99": percentile(&secret_patched, 99.0) * 1000.0,
+                "max": secret_patched.last().copied().unwrap_or(f64::NAN) * 1000.0},
+            "rolled": {"p50": percentile(&secret_rolled, 50.0) * 1000.0, "p99": percentile(&secret_rolled, 99.0) * 1000.0,
+                "max": secret_rolled.last().copied().unwrap_or(f64::NAN) * 1000.0},
+        });
+        println!(
+            "secret:   {} Secret changes on {} Services: pod template's config hash after p50 {:.0} ms, p99 {:.0} ms; pods rolled after p50 {:.0} ms, p99 {:.0} ms",
+            secret["changes"],
+            secret["services"],
+            secret["patched"]["p50"].as_f64().unwrap_or(f64::NAN),
+            secret["patched"]["p99"].as_f64().unwrap_or(f64::NAN),
+            secret["rolled"]["p50"].as_f64().unwrap_or(f64::NAN),
+            secret["rolled"]["p99"].as_f64().unwrap_or(f64::NAN),
+        );
         settle(&controller, Duration::from_secs(3), Duration::from_secs(60)).await;
+        steps.end("secret changes");
 
         // 4 and 7. Watches (with and without the controller) and a restart.
         let own_watches = metric_sum(&controller.metrics(), "paved_watches");
@@ -588,29 +857,68 @@ async fn main() {
             own_watches
         );
         let writes_before = apiserver_writes(&client).await;
-        let (controller, to_ready) = Controller::start(&bin, &listen, &log);
+        let (controller, to_ready) = Controller::start(&bin, &listen, &log, resync);
         track(&controller);
-        let settled_after = settle(
+        let reconciled = reconciled_once(
             &controller,
-            Duration::from_secs(5),
+            &[
+                ("Environment", environments),
+                ("Application", environments),
+                ("Service", services),
+            ],
             Duration::from_secs(600),
         )
-        .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        .await
+            + to_ready;
+        settle(&controller, Duration::from_secs(3), Duration::from_secs(60)).await;
         let restart_metrics = controller.metrics();
         let restart_own_writes = metric_sum(&restart_metrics, "paved_writes_total");
         let restart_reconciles = metric_sum(&restart_metrics, "paved_reconciles_total");
         let restart_api_writes = paved_writes(&writes_before, &apiserver_writes(&client).await);
         let restart_peak = memory_mib(controller.pid(), "VmHWM:");
         println!(
-            "restart:  ready in {to_ready:.2}s, reconciles settled {settled_after:.1}s after start ({restart_reconciles:.0} reconciles); writes: {restart_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {restart_api_writes:?}; peak {restart_peak:.1} MiB",
+            "restart:  leader and ready (every watch listed) in {to_ready:.2}s, every object reconciled {reconciled:.1}s after start ({restart_reconciles:.0} reconciles); writes: {restart_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {restart_api_writes:?}; peak {restart_peak:.1} MiB",
             restart_api_writes.values().sum::<f64>().abs()
         );
+        steps.end("watches and restart");
 
-        let cleanup = Instant::now();
-        delete_paved(&client, &prefix, environments).await;
+        // 6, busy: image changes while other Services are created.
+        let busy_prefix = format!("{run}-busy");
+        let (mut busy, busy_converge) = if busy_services > 0 {
+            busy_latencies(&bench, &prefix, &busy_prefix, busy_services, &mut sightings).await
+        } else {
+            (Vec::new(), f64::NAN)
+        };
+        busy.sort_by(f64::total_cmp);
+        let (busy_p50, busy_p99) = (percentile(&busy, 50.0), percentile(&busy, 99.0));
+        if busy_services > 0 {
+            println!(
+                "busy:     {} image changes while {busy_services} other Services were created ({busy_converge:.1}s to converge them): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                busy.len(),
+                busy_p50 * 1000.0,
+                busy_p99 * 1000.0,
+                busy.last().copied().unwrap_or(f64::NAN) * 1000.0
+            );
+            steps.end("busy changes");
+        }
+
+        if last_size && keep_last {
+            println!("cleanup:  left to the cluster's teardown (last size)");
+        } else {
+            let busy_environments = (busy_services / 100).clamp(1, 100);
+            tokio::join!(
+                delete_paved(&client, &prefix, environments),
+                async {
+                    if busy_services > 0 {
+                        delete_paved(&client, &busy_prefix, busy_environments).await;
+                    }
+                }
+            );
+        }
         controller.stop();
-        println!("cleanup:  {:.0}s", cleanup.elapsed().as_secs_f64());
+        steps.end("cleanup");
+        let total: f64 = steps.done.iter().map(|(_, s)| s).sum();
+        println!("steps:    {total:.0}s for {services} Services: {}", steps.done.iter().map(|(n, s)| format!("{n} {s:.0}s")).collect::<Vec<_>>().join(", "));
         results.push(json!({
             "services": services,
             "environments": environments,
@@ -640,6 +948,8 @@ async fn main() {
             },
             "idle": {
                 "seconds": idle_seconds,
+                "resync_seconds": resync,
+                "reconciles": idle_reconciles,
                 "own_writes": idle_own_writes,
                 "api_writes": idle_api_writes.values().sum::<f64>().abs(),
                 "controller_cpu_seconds": idle_cpu,
@@ -650,15 +960,26 @@ async fn main() {
                 "p99": p99 * 1000.0,
                 "max": latencies.last().copied().unwrap_or(f64::NAN) * 1000.0,
             },
+            "secret_latency_ms": secret,
+            "busy_latency_ms": {
+                "busy_services": busy_services,
+                "busy_converge_seconds": busy_converge,
+                "changes": busy.len(),
+                "p50": busy_p50 * 1000.0,
+                "p99": busy_p99 * 1000.0,
+                "max": busy.last().copied().unwrap_or(f64::NAN) * 1000.0,
+            },
             "watches": {"count": watch_count, "own_metric": own_watches, "by_resource": watches},
             "restart": {
                 "seconds_to_ready": to_ready,
-                "seconds_to_settle": settled_after,
+                "seconds_to_reconcile_all": reconciled,
                 "reconciles": restart_reconciles,
                 "own_writes": restart_own_writes,
                 "api_writes": restart_api_writes.values().sum::<f64>().abs(),
                 "api_writes_by_resource": restart_api_writes,
             },
+            "step_seconds": steps.json(),
+            "size_seconds": total,
         }));
         // Written after each size: a later size that fails keeps the earlier figures.
         write_result(&out_dir, &results, sweep_started);
@@ -711,9 +1032,10 @@ fn write_result(out_dir: &str, results: &[Value], started: Instant) -> Value {
 }
 
 fn print_table(results: &[Value], summary: &Value) {
-    println!("-- summary (one run per size)");
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    println!("-- summary (one run per size; latencies in ms, p50/p99)");
     println!(
-        "{:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7}",
+        "{:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>11} {:>11} {:>9} {:>7} {:>7}",
         "Services",
         "paved s",
         "/direct",
@@ -724,32 +1046,33 @@ fn print_table(results: &[Value], summary: &Value) {
         "rst wr",
         "idle wr",
         "idle cpu",
-        "p50 ms",
-        "p99 ms",
-        "watches"
+        "image",
+        "secret hash",
+        "secret pods",
+        "busy",
+        "watches",
+        "size s"
     );
     for r in results {
+        let pair = |v: &Value| format!("{:.0}/{:.0}", f(&v["p50"]), f(&v["p99"]));
         println!(
-            "{:>8} {:>9.1} {:>7.2}x {:>7.2}x {:>9.1} {:>9.1} {:>7.2}s {:>9.0} {:>9.0} {:>7.2}s {:>8.0} {:>7.0} {:>7.0}",
+            "{:>8} {:>8.1} {:>6.2}x {:>6.2}x {:>8.1} {:>7.1} {:>6.2}s {:>6.0} {:>6.0} {:>5.2}s {:>9} {:>11} {:>11} {:>9} {:>7.0} {:>7.0}",
             r["services"].as_u64().unwrap_or(0),
-            r["converge_seconds"]["paved"].as_f64().unwrap_or(f64::NAN),
-            r["paved_over_direct"].as_f64().unwrap_or(f64::NAN),
-            r["paved_over_floor"].as_f64().unwrap_or(f64::NAN),
-            r["memory_mib"]["peak"].as_f64().unwrap_or(f64::NAN),
-            r["memory_mib"]["kib_per_service"]
-                .as_f64()
-                .unwrap_or(f64::NAN),
-            r["restart"]["seconds_to_ready"]
-                .as_f64()
-                .unwrap_or(f64::NAN),
-            r["restart"]["own_writes"].as_f64().unwrap_or(f64::NAN),
-            r["idle"]["own_writes"].as_f64().unwrap_or(f64::NAN),
-            r["idle"]["controller_cpu_seconds"]
-                .as_f64()
-                .unwrap_or(f64::NAN),
-            r["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
-            r["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
-            r["watches"]["count"].as_f64().unwrap_or(f64::NAN),
+            f(&r["converge_seconds"]["paved"]),
+            f(&r["paved_over_direct"]),
+            f(&r["paved_over_floor"]),
+            f(&r["memory_mib"]["peak"]),
+            f(&r["memory_mib"]["kib_per_service"]),
+            f(&r["restart"]["seconds_to_ready"]),
+            f(&r["restart"]["own_writes"]),
+            f(&r["idle"]["own_writes"]),
+            f(&r["idle"]["controller_cpu_seconds"]),
+            pair(&r["latency_ms"]),
+            pair(&r["secret_latency_ms"]["patched"]),
+            pair(&r["secret_latency_ms"]["rolled"]),
+            pair(&r["busy_latency_ms"]),
+            f(&r["watches"]["count"]),
+            f(&r["size_seconds"]),
         );
     }
     println!(

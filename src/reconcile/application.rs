@@ -2,7 +2,6 @@
 //! Services into status.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::Api;

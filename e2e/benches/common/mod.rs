@@ -60,8 +60,36 @@ pub fn set_pids(pids: String) {
     *PIDS.lock().unwrap() = Some(pids);
 }
 
+/// Whether Service `s` of a run reads a key of its own Secret (`svc-<s>-config`,
+/// see [`secrets`]): one in [`SECRET_EVERY`], so a Secret change rolls one Service.
+pub fn reads_secret(s: usize) -> bool {
+    s % SECRET_EVERY == 1
+}
+
+pub const SECRET_EVERY: usize = 50;
+
+/// The Secret of Service `s` (in its Environment's namespace) with `token`.
+pub fn secret(prefix: &str, environments: usize, s: usize, token: &str) -> Value {
+    let env = format!("{prefix}-{}", s % environments);
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("svc-{s}-config"), "namespace": env, "labels": {RUN_LABEL: prefix}},
+        "stringData": {"token": token}
+    })
+}
+
+/// The Secrets that the run's Services read ([`reads_secret`]): applied in every
+/// phase once its namespaces exist, before the clock, so the phases stay alike.
+pub fn secrets(prefix: &str, environments: usize, services: usize) -> Vec<Value> {
+    (0..services)
+        .filter(|s| reads_secret(*s))
+        .map(|s| secret(prefix, environments, s, "0"))
+        .collect()
+}
+
 /// The Paved manifests of one run: per environment, an Environment, an
-/// Application and its Services; every third Service is exposed.
+/// Application and its Services; every third Service is exposed, and one in
+/// [`SECRET_EVERY`] reads a key of its own Secret ([`secrets`]).
 pub fn manifests(prefix: &str, environments: usize, services: usize) -> Vec<Value> {
     let mut docs = Vec::new();
     for e in 0..environments {
@@ -88,6 +116,12 @@ pub fn manifests(prefix: &str, environments: usize, services: usize) -> Vec<Valu
         });
         if s % 3 == 0 {
             spec["expose"] = json!({});
+        }
+        if reads_secret(s) {
+            spec["env"].as_array_mut().unwrap().push(json!({
+                "name": "TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": format!("svc-{s}-config"), "key": "token"}}
+            }));
         }
         docs.push(json!({
             "apiVersion": "paved.dev/v1alpha1", "kind": "Service",
@@ -436,6 +470,8 @@ pub async fn direct_phase(
     let docs = manifests(direct_prefix, b.environments, b.services);
     let children = without_owners(render(&docs));
     create_namespaces(b, direct_prefix, run, "bench-direct").await;
+    let secrets = secrets(direct_prefix, b.environments, b.services);
+    apply_all(&b.client, &b.discovery, secrets, b.concurrency, "bench-direct").await;
     let child_count = children.len();
     let cpu_direct_start = cpu_seconds();
     let start = Instant::now();
@@ -598,6 +634,8 @@ pub async fn floor_phase(
         .filter(|d| d["kind"] == "Service")
         .collect();
     create_namespaces(b, prefix, run, "bench-floor").await;
+    let secrets = secrets(prefix, b.environments, b.services);
+    apply_all(client, discovery, secrets, b.concurrency, "bench-floor").await;
     // One unit of work per Service: its object, its children, its status.
     let mut children_of: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for child in children {
@@ -712,6 +750,8 @@ pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -
         .await;
     }
     apply_all(client, discovery, apps, concurrency, "bench").await;
+    let secrets = secrets(prefix, environments, services);
+    apply_all(client, discovery, secrets, concurrency, "bench").await;
 
     let before = apiserver_writes(client).await;
     let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
