@@ -73,7 +73,13 @@ impl Controller {
             .expect("the controller's log file");
         let started = Instant::now();
         let child = Command::new(bin)
-            .args(["run", "--listen", listen, "--resync-seconds", &resync.to_string()])
+            .args([
+                "run",
+                "--listen",
+                listen,
+                "--resync-seconds",
+                &resync.to_string(),
+            ])
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -478,7 +484,10 @@ async fn secret_latencies(
     for k in 0..changes {
         let s = readers[k % readers.len()];
         let secret = secret(prefix, b.environments, s, &format!("change-{k}"));
-        let namespace = secret["metadata"]["namespace"].as_str().unwrap().to_string();
+        let namespace = secret["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let name = format!("svc-{s}");
         let deployments = Api::<Deployment>::namespaced(b.client.clone(), &namespace);
         // From a Deployment at rest (an image change may still be rolling it).
@@ -497,10 +506,8 @@ async fn secret_latencies(
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
-            b.client.clone(),
-            &namespace,
-        );
+        let secrets =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(b.client.clone(), &namespace);
         while sightings.try_recv().is_ok() {}
         let start = Instant::now();
         secrets
@@ -586,10 +593,7 @@ async fn reconciled_once(
     while start.elapsed() < limit {
         let text = controller.metrics();
         let done = objects.iter().all(|(kind, n)| {
-            metric_sum(
-                &text,
-                &format!("paved_reconciles_total{{kind=\"{kind}\"}}"),
-            ) >= *n as f64
+            metric_sum(&text, &format!("paved_reconciles_total{{kind=\"{kind}\"}}")) >= *n as f64
         });
         if done {
             break;
@@ -906,19 +910,24 @@ async fn main() {
             println!("cleanup:  left to the cluster's teardown (last size)");
         } else {
             let busy_environments = (busy_services / 100).clamp(1, 100);
-            tokio::join!(
-                delete_paved(&client, &prefix, environments),
-                async {
-                    if busy_services > 0 {
-                        delete_paved(&client, &busy_prefix, busy_environments).await;
-                    }
+            tokio::join!(delete_paved(&client, &prefix, environments), async {
+                if busy_services > 0 {
+                    delete_paved(&client, &busy_prefix, busy_environments).await;
                 }
-            );
+            });
         }
         controller.stop();
         steps.end("cleanup");
         let total: f64 = steps.done.iter().map(|(_, s)| s).sum();
-        println!("steps:    {total:.0}s for {services} Services: {}", steps.done.iter().map(|(n, s)| format!("{n} {s:.0}s")).collect::<Vec<_>>().join(", "));
+        println!(
+            "steps:    {total:.0}s for {services} Services: {}",
+            steps
+                .done
+                .iter()
+                .map(|(n, s)| format!("{n} {s:.0}s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         results.push(json!({
             "services": services,
             "environments": environments,

@@ -471,7 +471,14 @@ pub async fn direct_phase(
     let children = without_owners(render(&docs));
     create_namespaces(b, direct_prefix, run, "bench-direct").await;
     let secrets = secrets(direct_prefix, b.environments, b.services);
-    apply_all(&b.client, &b.discovery, secrets, b.concurrency, "bench-direct").await;
+    apply_all(
+        &b.client,
+        &b.discovery,
+        secrets,
+        b.concurrency,
+        "bench-direct",
+    )
+    .await;
     let child_count = children.len();
     let cpu_direct_start = cpu_seconds();
     let start = Instant::now();
