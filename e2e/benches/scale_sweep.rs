@@ -603,6 +603,32 @@ async fn reconciled_once(
     start.elapsed().as_secs_f64()
 }
 
+/// Waits (at most `limit`) until every Service of the run shows usage figures
+/// (`status.usage.available`); returns how many do.
+async fn wait_for_usage(b: &Bench, prefix: &str, limit: Duration) -> usize {
+    let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
+    let services: Api<DynamicObject> =
+        Api::all_with(b.client.clone(), &ApiResource::from_gvk(&gvk));
+    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
+    let started = Instant::now();
+    loop {
+        let measured = services
+            .list(&mine)
+            .await
+            .map(|list| {
+                list.items
+                    .iter()
+                    .filter(|o| o.data["status"]["usage"]["available"] == true)
+                    .count()
+            })
+            .unwrap_or(0);
+        if measured >= b.services || started.elapsed() >= limit {
+            return measured;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// Waits until the controller's writes (`paved_writes_total`) stop for `quiet`
 /// (at most `limit`): its work on the last change is done. (Not its
 /// reconciles: with a short resync, objects are looked at again all the time,
@@ -791,6 +817,26 @@ async fn main() {
         );
         steps.end("correctness");
 
+        // 4b. The usage poller's first figures (metrics.k8s.io measures new pods
+        // after a scrape or two): written once per Service, before the idle window.
+        let usage_writes_before = metric_sum(&controller.metrics(), "paved_writes_total");
+        let usage_started = Instant::now();
+        let measured = wait_for_usage(&bench, &prefix, Duration::from_secs(300)).await;
+        settle(
+            &controller,
+            Duration::from_secs(5),
+            Duration::from_secs(120),
+        )
+        .await;
+        let first_usage_writes =
+            metric_sum(&controller.metrics(), "paved_writes_total") - usage_writes_before;
+        println!(
+            "usage:    {measured} of {services} Services show usage after {:.0}s; the first figures cost {first_usage_writes:.0} writes ({:.2} per Service)",
+            usage_started.elapsed().as_secs_f64(),
+            first_usage_writes / services as f64
+        );
+        steps.end("first usage figures");
+
         // 5. Idle window, past every object's resync (6 and 7 need the converged cluster too).
         let metrics_before = controller.metrics();
         let reconciles_before = metric_sum(&metrics_before, "paved_reconciles_total");
@@ -808,6 +854,10 @@ async fn main() {
         println!(
             "idle:     {idle_seconds}s (resync {resync}s): {idle_reconciles:.0} reconciles; Paved wrote {idle_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {idle_api_writes:?}; controller CPU {idle_cpu:.2}s",
             idle_api_writes.values().sum::<f64>().abs()
+        );
+        println!(
+            "idle:     steady state: {:.2} status writes per Service per hour (usage polled every 60 s, resync {resync}s)",
+            idle_own_writes / services as f64 * 3600.0 / idle_seconds as f64
         );
         steps.end("idle");
 
@@ -962,7 +1012,9 @@ async fn main() {
                 "own_writes": idle_own_writes,
                 "api_writes": idle_api_writes.values().sum::<f64>().abs(),
                 "controller_cpu_seconds": idle_cpu,
+                "writes_per_service_per_hour": idle_own_writes / services as f64 * 3600.0 / idle_seconds as f64,
             },
+            "first_usage": {"services_measured": measured, "writes": first_usage_writes},
             "latency_ms": {
                 "changes": latencies.len(),
                 "p50": p50 * 1000.0,
