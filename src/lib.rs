@@ -39,6 +39,7 @@
 //! ├── cost.rs              monthly cost estimate from requests and admin-set prices
 //! ├── delivery.rs          delivery metrics: deploys, change failures, time to restore, lead time
 //! ├── usage.rs             real usage: pods folded per Service, the step rule, streaks, the store
+//! ├── slim.rs              what the stores keep of a child: the fields Paved's apply owns, status
 //! ├── page/                the catalog page (/catalog): stores' objects → escaped HTML, inline SVG
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
