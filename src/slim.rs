@@ -390,20 +390,16 @@ mod tests {
         assert!(slim.json.len() < serde_json::to_string(&live()).unwrap().len() / 2);
     }
 
+    fn first_container(deployment: &mut Deployment) -> &mut k8s_openapi::api::core::v1::Container {
+        let spec = deployment.spec.as_mut().unwrap();
+        &mut spec.template.spec.as_mut().unwrap().containers[0]
+    }
+
     #[test]
     fn a_field_edited_by_another_manager_is_drift_and_one_removed_too() {
         // `kubectl set image`: the image moves to kubectl's entry.
         let mut edited = live();
-        edited
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .image = Some("shop/api:hacked".into());
+        first_container(&mut edited).image = Some("shop/api:hacked".into());
         let fields = &mut edited.metadata.managed_fields.as_mut().unwrap()[0]
             .fields_v1
             .as_mut()
@@ -415,16 +411,7 @@ mod tests {
         assert!(!is_subset(&desired(), &Slim::of(&edited).value()));
         // The port removed (kubectl edit): gone from the object and from the set.
         let mut removed = live();
-        removed
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .ports = None;
+        first_container(&mut removed).ports = None;
         assert!(!is_subset(&desired(), &Slim::of(&removed).value()));
     }
 

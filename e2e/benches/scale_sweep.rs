@@ -604,7 +604,8 @@ async fn reconciled_once(
 }
 
 /// Waits (at most `limit`) until every Service of the run shows usage figures
-/// (`status.usage.available`); returns how many do.
+/// of all its pods (`status.usage.available`, `pods` at `spec.replicas`: a
+/// new pod is measured after a metrics-server scrape or two); returns how many do.
 async fn wait_for_usage(b: &Bench, prefix: &str, limit: Duration) -> usize {
     let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
     let services: Api<DynamicObject> =
@@ -618,7 +619,11 @@ async fn wait_for_usage(b: &Bench, prefix: &str, limit: Duration) -> usize {
             .map(|list| {
                 list.items
                     .iter()
-                    .filter(|o| o.data["status"]["usage"]["available"] == true)
+                    .filter(|o| {
+                        let usage = &o.data["status"]["usage"];
+                        usage["available"] == true
+                            && usage["pods"].as_i64() >= o.data["spec"]["replicas"].as_i64()
+                    })
                     .count()
             })
             .unwrap_or(0);
