@@ -391,15 +391,33 @@ pub const OWN_WRITE_MEMORY: Duration = Duration::from_secs(10);
 /// has the child. Status: see [`super::status_writer`].
 #[derive(Default)]
 pub struct OwnWrites {
-    recent: Mutex<HashMap<ObjectKey, OwnWrite>>,
+    recent: Mutex<Recent>,
+}
+
+/// The writes, and when those past [`OWN_WRITE_MEMORY`] were last dropped.
+#[derive(Default)]
+struct Recent {
+    writes: HashMap<ObjectKey, OwnWrite>,
+    swept: Option<Instant>,
+}
+
+impl Recent {
+    /// Drops the writes older than [`OWN_WRITE_MEMORY`] (nothing reads them),
+    /// at most once per [`OWN_WRITE_MEMORY`]: a burst of thousands of writes
+    /// is not kept until the next burst.
+    fn sweep(&mut self) {
+        if self.swept.is_some_and(|at| at.elapsed() < OWN_WRITE_MEMORY) {
+            return;
+        }
+        self.writes
+            .retain(|_, (at, _)| at.elapsed() < OWN_WRITE_MEMORY);
+        self.swept = Some(Instant::now());
+    }
 }
 
 /// When Paved wrote an object, and what (a child as the API server returned it,
 /// or a status).
 type OwnWrite = (Instant, Arc<dyn Any + Send + Sync>);
-
-/// Past this many entries, a write first drops those older than [`OWN_WRITE_MEMORY`].
-const OWN_WRITES_KEPT: usize = 4096;
 
 impl OwnWrites {
     /// Keep `object`, just written, for [`Self::live`] and [`Self::last`].
@@ -408,10 +426,10 @@ impl OwnWrites {
         K: Send + Sync + 'static,
     {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() >= OWN_WRITES_KEPT {
-            recent.retain(|_, (at, _)| at.elapsed() < OWN_WRITE_MEMORY);
-        }
-        recent.insert(key, (Instant::now(), Arc::new(object)));
+        recent.sweep();
+        recent
+            .writes
+            .insert(key, (Instant::now(), Arc::new(object)));
     }
 
     /// How long ago Paved last wrote `key`, and what (when it was a `T`).
@@ -419,8 +437,9 @@ impl OwnWrites {
     where
         T: Send + Sync + 'static,
     {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, object) = recent.get(key)?;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.sweep();
+        let (at, object) = recent.writes.get(key)?;
         let object = Arc::clone(object).downcast::<T>().ok()?;
         Some((at.elapsed(), object))
     }
@@ -432,11 +451,12 @@ impl OwnWrites {
         K: Send + Sync + 'static,
     {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.sweep();
         if in_store.is_some() {
-            recent.remove(key);
+            recent.writes.remove(key);
             return (in_store, false);
         }
-        match recent.get(key) {
+        match recent.writes.get(key) {
             Some((at, object)) if at.elapsed() < OWN_WRITE_MEMORY => {
                 let object = Arc::clone(object).downcast::<K>().ok();
                 let stood_in = object.is_some();
@@ -450,6 +470,7 @@ impl OwnWrites {
         self.recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .writes
             .remove(key);
     }
 }
@@ -657,6 +678,30 @@ mod tests {
         ));
         // A child (not a copy) does not yield: kubectl edits are drift, repaired.
         assert_eq!(claim(&self::owner(), Some(&copy.metadata)), Claim::Ours);
+    }
+
+    #[test]
+    fn writes_past_the_memory_are_dropped_not_kept_until_the_next_burst() {
+        let own = OwnWrites::default();
+        let key = |i: usize| ObjectKey {
+            kind: "Deployment".into(),
+            namespace: Some("shop".into()),
+            name: format!("svc-{i}"),
+        };
+        let long_ago = Instant::now()
+            .checked_sub(OWN_WRITE_MEMORY + Duration::from_secs(1))
+            .unwrap();
+        {
+            let mut recent = own.recent.lock().unwrap();
+            for i in 0..1000 {
+                recent.writes.insert(key(i), (long_ago, Arc::new(i)));
+            }
+        }
+        // A burst of 1,000 writes, then quiet: the next look drops all of them.
+        assert!(own.last::<usize>(&key(1)).is_none());
+        assert!(own.recent.lock().unwrap().writes.is_empty());
+        own.remember(key(1000), 1000usize);
+        assert_eq!(own.last::<usize>(&key(1000)).map(|(_, v)| *v), Some(1000));
     }
 
     #[test]
