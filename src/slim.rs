@@ -118,30 +118,18 @@ where
             Some(fields) => prune(&value, fields),
             None => Value::Object(Map::new()),
         };
-        let read_by_status: Vec<(&[&str], Value)> = READ_BY_STATUS
-            .iter()
-            .filter_map(|path| {
-                let found = path.iter().try_fold(&value, |v, k| v.get(k))?;
-                Some((*path, found.clone()))
-            })
-            .collect();
-        if let (Value::Object(kept), Value::Object(value)) = (&mut kept, &value) {
+        // Whatever Paved owns of metadata (labels, annotations, owners) stays in
+        // the JSON from the prune, for the drift check; identity is in `metadata`.
+        if let Value::Object(kept) = &mut kept {
             for field in ["apiVersion", "kind", "status"] {
                 if let Some(v) = value.get(field) {
                     kept.insert(field.into(), v.clone());
                 }
             }
-            for (path, found) in read_by_status {
-                insert_at(kept, path, found);
-            }
-            // Whatever Paved owns of metadata (labels, annotations, owners) stays
-            // in the JSON for the drift check; identity is in `metadata`.
-            kept.remove("metadata");
-            if let Some(owned_meta) = owned
-                .and_then(|f| f.get("f:metadata"))
-                .map(|f| prune(&value["metadata"], f))
-            {
-                kept.insert("metadata".into(), owned_meta);
+            for path in READ_BY_STATUS {
+                if let Some(v) = path.iter().try_fold(&value, |v, k| v.get(k)) {
+                    insert_at(kept, path, v.clone());
+                }
             }
         }
         Slim {
