@@ -81,7 +81,8 @@ bench:
 ## bench-scale: one controller at 100, 1,000 and 10,000 Services (PAVED_SCALE_SIZES):
 ## converge time against the direct and floor phases, memory per Service, a
 ## restart, an idle window, change latency and watches; JSON and a PNG chart
-## (see README.md, Performance). Up to an hour on 2 cores; not part of `make test`.
+## (see README.md, Performance). Every phase on a fresh cluster of its own (a
+## running one is refused). About an hour on 2 cores; not part of `make test`.
 bench-scale:
 	e2e/bench-scale.sh
 

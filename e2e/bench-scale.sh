@@ -7,21 +7,53 @@
 # chart.png). Not part of `make test`.
 #
 # The cluster runs with the controller-manager's and scheduler's client limits
-# raised and PAVED_FAKE_NODES (8) kwok nodes, enough for 10,000 pods: a running
-# cluster started without those limits is not reused (stop it first).
+# raised and PAVED_FAKE_NODES (8) kwok nodes, enough for 11,000 pods. The bench
+# starts every phase on a fresh cluster (this script with --fresh: the cluster
+# stopped, its etcd data dropped, started again, the CRDs installed), so it
+# needs a cluster of its own: a running one at PAVED_CLUSTER_DIR is refused.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/e2e/cluster
 source "$here/lib.sh"
 
 export PAVED_SCALE_LIMITS=1 PAVED_FAKE_NODES=${PAVED_FAKE_NODES:-8}
-if "$here/up.sh" --check >/dev/null 2>&1 && [ ! -f "$CLUSTER_DIR/scale-limits" ]; then
-  log "the running cluster ($CLUSTER_DIR) has the default client limits: stop it (e2e/cluster/down.sh) and run again"
+# name=pid of each of the cluster's processes, for their CPU seconds.
+component_pids() {
+  local pids="" f name
+  for f in "$CLUSTER_DIR"/pids/*.pid; do
+    name=$(basename "$f" .pid)
+    case $name in paved-*|test-gateway) continue ;; esac
+    pids="$pids${pids:+,}$name=$(cat "$f")"
+  done
+  echo "$pids"
+}
+
+if [ "${1:-}" = --fresh ]; then
+  # Called by the bench before each phase; prints the new processes' PIDs.
+  # up.sh starts a stopped cluster afresh (it drops the etcd data).
+  fresh_log=$CLUSTER_DIR/logs/bench-fresh.log
+  mkdir -p "$CLUSTER_DIR/logs"
+  # Its state is dropped anyway: no graceful stop (2 s per component).
+  for c in "${COMPONENTS[@]}"; do
+    if pid=$(pid_of "$c"); then kill -9 "$pid" 2>/dev/null || true; fi
+  done
+  if ! { "$here/down.sh" && KUBECONFIG=$("$here/up.sh") && export KUBECONFIG &&
+         KUBECTL=$(resolve_kubectl) && install_crds "$root/crds/"; } >>"$fresh_log" 2>&1; then
+    log "a fresh cluster failed to start; the last lines of $fresh_log:"
+    tail -n 30 "$fresh_log" >&2
+    exit 1
+  fi
+  component_pids
+  exit 0
+fi
+
+if "$here/up.sh" --check >/dev/null 2>&1; then
+  log "a cluster is running at $CLUSTER_DIR: the bench restarts its cluster (dropping every object) before each phase;"
+  log "stop it (e2e/cluster/down.sh), or set PAVED_CLUSTER_DIR and the PAVED_*_PORT variables (README) for another one"
   exit 1
 fi
-use_cluster
 cleanup() {
-  if ! $cluster_was_running && [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then "$here/down.sh"; fi
+  if [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then "$here/down.sh"; fi
 }
 trap cleanup EXIT
 
@@ -29,21 +61,11 @@ cd "$root"
 cargo build --release --bin paved --quiet
 cargo bench -p paved-e2e --bench scale_sweep --no-run --quiet
 cargo build --release -p paved-bench-chart --quiet
-install_crds crds/
-pids=""
-for f in "$CLUSTER_DIR"/pids/*.pid; do
-  name=$(basename "$f" .pid)
-  case $name in paved-*|test-gateway) continue ;; esac
-  pids="$pids${pids:+,}$name=$(cat "$f")"
-done
-# A cluster this script started is stopped at the end: the last size's objects
-# go with it instead of being deleted one namespace at a time.
-leave_last=0
-if ! $cluster_was_running && [ "${PAVED_KEEP_CLUSTER:-}" != 1 ]; then leave_last=1; fi
+"$here/build.sh" "${COMPONENTS[@]}" >&2
+export KUBECONFIG=$KUBECONFIG_PATH
 out=${PAVED_SCALE_OUT:-$TARGET_DIR/bench-scale}
 mkdir -p "$out"
-PAVED_BENCH_PIDS=$pids PAVED_BIN="$TARGET_DIR"/release/paved PAVED_SCALE_OUT=$out \
-  PAVED_SCALE_LEAVE_LAST=${PAVED_SCALE_LEAVE_LAST:-$leave_last} \
+PAVED_SCALE_FRESH="$root/e2e/bench-scale.sh" PAVED_BIN="$TARGET_DIR"/release/paved PAVED_SCALE_OUT=$out \
   PAVED_SCALE_LISTEN=127.0.0.1:${PAVED_BENCH_METRICS_PORT:-18090} \
   PAVED_SCALE_LOG="$CLUSTER_DIR/logs/paved-bench-scale.log" \
   cargo bench -p paved-e2e --bench scale_sweep --quiet

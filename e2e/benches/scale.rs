@@ -89,11 +89,15 @@ async fn main() {
                     BTreeMap::new(),
                 )
             }
-            None => direct_phase(&bench, &format!("{run}-direct"), &run, None).await,
+            None => {
+                let direct = direct_phase(&bench, &format!("{run}-direct"), &run, None).await;
+                settle_after(&bench, "direct", &run).await;
+                direct
+            }
         };
         let (floor, cpu_floor_start, cpu_floor) =
             floor_phase(&bench, &format!("{run}-floor"), &run, None).await;
-        // floor_phase ends on an idle control plane (delete_namespaces).
+        settle_after(&bench, "floor", &run).await;
         let prefix = format!("{run}-paved");
         let paved = paved_phase(&bench, &prefix, None).await;
         let ratio = paved.reflected.as_secs_f64() / direct.as_secs_f64();
@@ -170,4 +174,18 @@ async fn main() {
         Some(mib) => println!("memory:  controller peak resident {mib:.1} MiB (target < 100 MiB)"),
         None => println!("memory:  PAVED_BENCH_CONTROLLER_PID not set; peak resident not measured"),
     }
+}
+
+/// Every phase starts from the same cluster: a phase's namespaces are deleted,
+/// and gone, before the next, and the control plane is idle again. Left in
+/// place, its objects would make the next phase dearer (the ClusterIP allocator,
+/// for one, counts every allocated address on each Service create), and the
+/// controller-manager would still be making its pods.
+async fn settle_after(bench: &Bench, phase: &str, run: &str) {
+    let settle = Instant::now();
+    delete_namespaces(&bench.namespaces, run).await;
+    println!(
+        "settle:  the {phase} phase's namespaces were deleted {:.0}s after its last apply",
+        settle.elapsed().as_secs_f64()
+    );
 }

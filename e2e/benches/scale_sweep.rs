@@ -24,12 +24,13 @@
 //!    to ready, and the writes it makes until its reconciles settle (its own
 //!    `paved_writes_total`, and the API server's counters).
 //!
-//! Then the Environments are deleted and the next size starts. At the end: a
-//! table, the memory slope across sizes, and everything as JSON in
-//! PAVED_SCALE_OUT/result.json (the chart is drawn from it by
-//! `paved-bench-chart`). Other settings: PAVED_BENCH_CONCURRENCY (16),
-//! PAVED_BENCH_PIDS (the cluster's processes, for their CPU), PAVED_SCALE_LISTEN
-//! (the controller's metrics address), PAVED_SCALE_LOG (its log file).
+//! Every phase (direct, floor, Paved with the steps after it) runs on a fresh
+//! cluster (`bench-scale.sh --fresh`, PAVED_SCALE_FRESH): nothing is deleted
+//! between phases or sizes. At the end: a table, the memory slope across sizes,
+//! and everything as JSON in PAVED_SCALE_OUT/result.json (the chart is drawn
+//! from it by `paved-bench-chart`). Other settings: PAVED_BENCH_CONCURRENCY
+//! (16), PAVED_SCALE_LISTEN (the controller's metrics address), PAVED_SCALE_LOG
+//! (its log file).
 
 mod common;
 
@@ -52,6 +53,63 @@ use common::*;
 
 fn text_setting(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// A fresh cluster for the next phase: `bench-scale.sh --fresh` (PAVED_SCALE_FRESH)
+/// stops the cluster, starts it again with empty etcd data and installs the CRDs.
+/// Every phase so starts from the same cluster, and nothing of a phase has to be
+/// deleted (deleting 10,000 Services' objects takes longer than making them, and
+/// loads the control plane that the next phase measures). Returns a client of the
+/// new cluster (the old one's connections are gone) once the control plane is idle.
+async fn fresh_cluster(for_what: &str) -> Client {
+    let script = text_setting("PAVED_SCALE_FRESH", "e2e/bench-scale.sh");
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(&script)
+            .arg("--fresh")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("{script} --fresh: {e}"))
+    })
+    .await
+    .expect("the fresh cluster's script");
+    assert!(
+        output.status.success(),
+        "a fresh cluster for {for_what} failed ({})",
+        output.status
+    );
+    let pids = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    *CLUSTER_PIDS.lock().unwrap() = pids.clone();
+    set_pids(pids);
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG of the local cluster");
+    // A control plane just started works for a while (bootstrap controllers,
+    // discovery, the CRDs' OpenAPI), then stays above a tenth of a core for
+    // minutes (metrics-server's scrapes, kwok's node leases): every phase starts
+    // once it is below a third of a core.
+    wait_until_quiet(0.33, Duration::from_secs(60)).await;
+    println!(
+        "fresh:    a new cluster for {for_what} in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    client
+}
+
+/// The bench's handle on the cluster of one phase.
+async fn bench_on(client: Client, services: usize, concurrency: usize) -> Bench {
+    Bench {
+        namespaces: Api::<Namespace>::all(client.clone()),
+        discovery: Discovery::new(client.clone())
+            .run()
+            .await
+            .expect("discovery"),
+        client,
+        environments: (services / 100).clamp(1, 100),
+        services,
+        concurrency,
+    }
 }
 
 /// A controller process this bench started.
@@ -166,6 +224,46 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         + 0.0 // an empty sum is -0.0
 }
 
+/// A metric's samples by their `kind` label.
+fn metric_by_kind(text: &str, name: &str) -> BTreeMap<String, f64> {
+    let mut by_kind = BTreeMap::new();
+    for line in text.lines() {
+        let Some(labels) = line.strip_prefix(name).and_then(|l| l.strip_prefix('{')) else {
+            continue;
+        };
+        let kind = labels
+            .split_once("kind=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(kind, _)| kind.to_string());
+        let value = line
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse::<f64>().ok());
+        if let (Some(kind), Some(value)) = (kind, value) {
+            *by_kind.entry(kind).or_insert(0.0) += value;
+        }
+    }
+    by_kind
+}
+
+/// The controller's reconciles and their seconds (wall time, including the API
+/// calls they wait on) by kind, between two readings of its metrics.
+fn work_by_kind(before: &str, after: &str) -> Value {
+    let count = |text| metric_by_kind(text, "paved_reconcile_duration_seconds_count");
+    let seconds = |text| metric_by_kind(text, "paved_reconcile_duration_seconds_sum");
+    let (c0, c1, s0, s1) = (count(before), count(after), seconds(before), seconds(after));
+    let mut work = serde_json::Map::new();
+    for (kind, n) in &c1 {
+        work.insert(
+            kind.clone(),
+            json!({
+                "reconciles": n - c0.get(kind).copied().unwrap_or(0.0),
+                "seconds": s1.get(kind).copied().unwrap_or(0.0) - s0.get(kind).copied().unwrap_or(0.0),
+            }),
+        );
+    }
+    Value::Object(work)
+}
+
 /// `VmHWM` (peak) or `VmRSS` (now) of `pid`, in MiB.
 fn memory_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -228,14 +326,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// The cluster's processes (PAVED_BENCH_PIDS) and the controller, for [`cpu_seconds`].
+/// The cluster's processes (from the last fresh cluster) and the controller, for [`cpu_seconds`].
 fn track(controller: &Controller) {
-    let mut pids = format!("controller={}", controller.pid());
-    if let Ok(cluster) = std::env::var("PAVED_BENCH_PIDS") {
-        pids = format!("{pids},{cluster}");
-    }
-    set_pids(pids);
+    let cluster = CLUSTER_PIDS.lock().unwrap().clone();
+    set_pids(format!("controller={},{cluster}", controller.pid()));
 }
+
+/// The processes of the cluster [`fresh_cluster`] started last, as "name=pid,...".
+static CLUSTER_PIDS: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Paved's children in the run's namespaces, by (kind, namespace, name).
 async fn children_in_run(
@@ -358,11 +456,13 @@ struct Sighting {
 
 type Sightings = tokio::sync::mpsc::UnboundedReceiver<Sighting>;
 
-fn watch_deployment_images(client: &Client) -> Sightings {
+/// The bench's own watch of Deployment images, and the task that runs it (to
+/// stop before its cluster goes).
+fn watch_deployment_images(client: &Client) -> (Sightings, tokio::task::JoinHandle<()>) {
     let (send, receive) = tokio::sync::mpsc::unbounded_channel();
     let api = Api::<Deployment>::all(client.clone());
     let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut events = Box::pin(watcher(api, config).default_backoff().applied_objects());
         while let Some(event) = events.next().await {
             if let Ok(d) = event {
@@ -373,7 +473,7 @@ fn watch_deployment_images(client: &Client) -> Sightings {
             }
         }
     });
-    receive
+    (receive, task)
 }
 
 fn sighting(d: &Deployment, at: Instant) -> Sighting {
@@ -734,54 +834,36 @@ async fn main() {
     let changes = setting("PAVED_SCALE_CHANGES", 200);
     let secret_changes = setting("PAVED_SCALE_SECRET_CHANGES", 50);
     let busy_services = setting("PAVED_SCALE_BUSY", 1000);
-    // The last size's objects are left to the cluster's teardown (bench-scale.sh
-    // stops a cluster it started): deleting thousands of namespaces measures nothing.
-    let keep_last = std::env::var("PAVED_SCALE_LEAVE_LAST").is_ok_and(|v| v == "1");
     let bin = text_setting("PAVED_BIN", "target/release/paved");
     let listen = text_setting("PAVED_SCALE_LISTEN", "127.0.0.1:18090");
     let log = text_setting("PAVED_SCALE_LOG", "/tmp/paved-bench-scale.log");
     let out_dir = text_setting("PAVED_SCALE_OUT", "target/bench-scale");
     std::fs::create_dir_all(&out_dir).expect("PAVED_SCALE_OUT");
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG of the local cluster");
-    install_floor_crd(&client).await;
     println!(
-        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {resync}, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services"
+        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {resync}, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services; every phase on a fresh cluster"
     );
-    // The bench's own watch of Deployment images, open before any watch count.
-    let mut sightings = watch_deployment_images(&client);
     let mut results = Vec::new();
     let sweep_started = Instant::now();
-    for (index, &services) in sizes.iter().enumerate() {
-        let last_size = index + 1 == sizes.len();
+    for &services in &sizes {
         let mut steps = Steps::new();
         let environments = (services / 100).clamp(1, 100);
-        let bench = Bench {
-            namespaces: Api::<Namespace>::all(client.clone()),
-            client: client.clone(),
-            discovery: Discovery::new(client.clone())
-                .run()
-                .await
-                .expect("discovery"),
-            environments,
-            services,
-            concurrency,
-        };
         let run = format!("s{}n{services}", std::process::id() % 100_000);
         println!("== {services} Services in {environments} Environments");
-        let (controller, _) = Controller::start(&bin, &listen, &log, resync);
-        track(&controller);
-        wait_until_idle().await;
-        let rss_idle = memory_mib(controller.pid(), "VmRSS:");
-        steps.end("start");
 
-        // 1. Converge: direct, floor, Paved.
+        // 1. Converge: direct, floor, Paved, each on a fresh cluster (no
+        // controller runs in the first two).
         let (direct_progress, floor_progress, paved_progress) = (
             Progress::default(),
             Progress::default(),
             Progress::default(),
         );
+        let bench = bench_on(
+            fresh_cluster("the direct phase").await,
+            services,
+            concurrency,
+        )
+        .await;
+        steps.end("fresh cluster");
         let (direct, direct_cpu0, direct_cpu1) = direct_phase(
             &bench,
             &format!("{run}-direct"),
@@ -789,12 +871,27 @@ async fn main() {
             Some(&direct_progress),
         )
         .await;
-        steps.end("direct (and its deletion)");
+        steps.end("direct");
+        let client = fresh_cluster("the floor phase").await;
+        install_floor_crd(&client).await;
+        let bench = bench_on(client, services, concurrency).await;
+        steps.end("fresh cluster");
         let (floor, floor_cpu0, floor_cpu1) =
             floor_phase(&bench, &format!("{run}-floor"), &run, Some(&floor_progress)).await;
-        steps.end("floor (and its deletion)");
+        steps.end("floor");
+        let bench = bench_on(fresh_cluster("Paved").await, services, concurrency).await;
+        let client = bench.client.clone();
+        // The bench's own watch of Deployment images, open before any watch count.
+        let (mut sightings, sightings_task) = watch_deployment_images(&client);
+        let (controller, _) = Controller::start(&bin, &listen, &log, resync);
+        track(&controller);
+        wait_until_idle().await;
+        let rss_idle = memory_mib(controller.pid(), "VmRSS:");
+        steps.end("fresh cluster, controller started");
         let prefix = format!("{run}-paved");
+        let metrics_before_paved = controller.metrics();
         let paved = paved_phase(&bench, &prefix, Some(&paved_progress)).await;
+        let paved_work = work_by_kind(&metrics_before_paved, &controller.metrics());
         let converge = paved.reflected.as_secs_f64();
         let writes: f64 = paved.writes_by_resource.values().sum();
         println!(
@@ -805,6 +902,7 @@ async fn main() {
             converge / floor.as_secs_f64(),
             writes / services as f64
         );
+        println!("work:     the controller's reconciles while converging, by kind: {paved_work}");
         steps.end("paved");
 
         // 2. Correctness.
@@ -961,18 +1059,10 @@ async fn main() {
             steps.end("busy changes");
         }
 
-        if last_size && keep_last {
-            println!("cleanup:  left to the cluster's teardown (last size)");
-        } else {
-            let busy_environments = (busy_services / 100).clamp(1, 100);
-            tokio::join!(delete_paved(&client, &prefix, environments), async {
-                if busy_services > 0 {
-                    delete_paved(&client, &busy_prefix, busy_environments).await;
-                }
-            });
-        }
+        // Nothing to delete: the next size, or the end of the bench, drops this cluster.
         controller.stop();
-        steps.end("cleanup");
+        sightings_task.abort();
+        steps.end("controller stopped");
         let total: f64 = steps.done.iter().map(|(_, s)| s).sum();
         println!(
             "steps:    {total:.0}s for {services} Services: {}",
@@ -991,6 +1081,7 @@ async fn main() {
             "paved_over_floor": converge / floor.as_secs_f64(),
             "writes_per_service": writes / services as f64,
             "writes_by_resource": paved.writes_by_resource,
+            "paved_work": paved_work,
             "cpu_seconds": {
                 "direct": phase_cpu(&direct_cpu0, &direct_cpu1),
                 "floor": phase_cpu(&floor_cpu0, &floor_cpu1),
@@ -1051,7 +1142,6 @@ async fn main() {
         write_result(&out_dir, &results, sweep_started);
     }
 
-    remove_floor_crd(&client).await;
     let summary = write_result(&out_dir, &results, sweep_started);
     print_table(&results, &summary);
     println!("figures: {out_dir}/result.json");

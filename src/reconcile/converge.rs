@@ -402,22 +402,21 @@ struct Recent {
 }
 
 impl Recent {
-    /// Drops the writes older than [`OWN_WRITE_MEMORY`] (nothing reads them),
-    /// at most once per [`OWN_WRITE_MEMORY`]: a burst of thousands of writes
-    /// is not kept until the next burst.
+    /// Drops the writes kept past their time (nothing reads them; most are kept
+    /// [`OWN_WRITE_MEMORY`]), at most once per [`OWN_WRITE_MEMORY`]: a burst of
+    /// thousands of writes is not kept until the next burst.
     fn sweep(&mut self) {
         if self.swept.is_some_and(|at| at.elapsed() < OWN_WRITE_MEMORY) {
             return;
         }
-        self.writes
-            .retain(|_, (at, _)| at.elapsed() < OWN_WRITE_MEMORY);
+        self.writes.retain(|_, (at, keep, _)| at.elapsed() < *keep);
         self.swept = Some(Instant::now());
     }
 }
 
-/// When Paved wrote an object, and what (a child as the API server returned it,
-/// or a status).
-type OwnWrite = (Instant, Arc<dyn Any + Send + Sync>);
+/// When Paved wrote an object, how long to keep it, and what (a child as the API
+/// server returned it, or a status).
+type OwnWrite = (Instant, Duration, Arc<dyn Any + Send + Sync>);
 
 impl OwnWrites {
     /// Keep `object`, just written, for [`Self::live`] and [`Self::last`].
@@ -425,11 +424,21 @@ impl OwnWrites {
     where
         K: Send + Sync + 'static,
     {
+        self.remember_for(key, object, OWN_WRITE_MEMORY);
+    }
+
+    /// [`Self::remember`], kept at least `keep` (past [`OWN_WRITE_MEMORY`]
+    /// only [`Self::last`] tells it: a status write paced for longer).
+    pub fn remember_for<K>(&self, key: ObjectKey, object: K, keep: Duration)
+    where
+        K: Send + Sync + 'static,
+    {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.sweep();
-        recent
-            .writes
-            .insert(key, (Instant::now(), Arc::new(object)));
+        recent.writes.insert(
+            key,
+            (Instant::now(), keep.max(OWN_WRITE_MEMORY), Arc::new(object)),
+        );
     }
 
     /// How long ago Paved last wrote `key`, and what (when it was a `T`).
@@ -439,7 +448,7 @@ impl OwnWrites {
     {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         recent.sweep();
-        let (at, object) = recent.writes.get(key)?;
+        let (at, _, object) = recent.writes.get(key)?;
         let object = Arc::clone(object).downcast::<T>().ok()?;
         Some((at.elapsed(), object))
     }
@@ -457,7 +466,7 @@ impl OwnWrites {
             return (in_store, false);
         }
         match recent.writes.get(key) {
-            Some((at, object)) if at.elapsed() < OWN_WRITE_MEMORY => {
+            Some((at, _, object)) if at.elapsed() < OWN_WRITE_MEMORY => {
                 let object = Arc::clone(object).downcast::<K>().ok();
                 let stood_in = object.is_some();
                 (object, stood_in)
@@ -694,12 +703,22 @@ mod tests {
         {
             let mut recent = own.recent.lock().unwrap();
             for i in 0..1000 {
-                recent.writes.insert(key(i), (long_ago, Arc::new(i)));
+                recent
+                    .writes
+                    .insert(key(i), (long_ago, OWN_WRITE_MEMORY, Arc::new(i)));
             }
+            // One kept longer (a status paced for a minute) is not dropped with them.
+            recent.writes.insert(
+                key(2000),
+                (long_ago, Duration::from_secs(60), Arc::new(2000usize)),
+            );
         }
         // A burst of 1,000 writes, then quiet: the next look drops all of them.
         assert!(own.last::<usize>(&key(1)).is_none());
-        assert!(own.recent.lock().unwrap().writes.is_empty());
+        assert_eq!(own.recent.lock().unwrap().writes.len(), 1);
+        assert_eq!(own.last::<usize>(&key(2000)).map(|(_, v)| *v), Some(2000));
+        // ...but it stands in for nothing past the memory.
+        assert_eq!(own.live::<usize>(&key(2000), None), (None, false));
         own.remember(key(1000), 1000usize);
         assert_eq!(own.last::<usize>(&key(1000)).map(|(_, v)| *v), Some(1000));
     }

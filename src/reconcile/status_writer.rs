@@ -51,6 +51,26 @@ own_status!(
 /// busy object costs at most one progress write per interval, not one per event.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Progress writes per second that all Applications together may make, and all
+/// Environments together: each summarises many Services in a large status (every
+/// Service by name), so during a rollout across many Environments one progress
+/// write per object per [`PROGRESS_INTERVAL`] would cost the API server more than
+/// the Services themselves (at 100 Environments, 100 writes of 10 KiB a second).
+/// With more objects of the kind than this rate fills in a [`PROGRESS_INTERVAL`],
+/// each waits longer between progress writes; news is written at once all the same.
+pub const AGGREGATE_PROGRESS_PER_SECOND: f64 = 2.0;
+
+/// How long an object of a kind with `peers` objects waits between progress
+/// writes: [`PROGRESS_INTERVAL`] for a Service; for an aggregate kind (`peers`
+/// given), long enough that all of them together stay within
+/// [`AGGREGATE_PROGRESS_PER_SECOND`].
+pub fn progress_interval(peers: Option<usize>) -> Duration {
+    let shared = peers.map_or(Duration::ZERO, |n| {
+        Duration::from_secs_f64(n as f64 / AGGREGATE_PROGRESS_PER_SECOND)
+    });
+    PROGRESS_INTERVAL.max(shared)
+}
+
 /// How soon a reconcile whose status write was refused as stale looks again:
 /// long enough for the store to receive the newer object.
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(1);
@@ -78,12 +98,14 @@ fn status_key_of<K: Resource<DynamicType = ()>>(uid: &str) -> ObjectKey {
 }
 
 /// How long a progress-only write must still wait (None: write now): paces
-/// progress writes to one per [`PROGRESS_INTERVAL`].
-fn progress_wait<S: Send + Sync + 'static>(own: &OwnWrites, key: &ObjectKey) -> Option<Duration> {
+/// progress writes to one per `interval` ([`progress_interval`]).
+fn progress_wait<S: Send + Sync + 'static>(
+    own: &OwnWrites,
+    key: &ObjectKey,
+    interval: Duration,
+) -> Option<Duration> {
     let (since, _) = own.last::<WrittenStatus<S>>(key)?;
-    PROGRESS_INTERVAL
-        .checked_sub(since)
-        .filter(|d| !d.is_zero())
+    interval.checked_sub(since).filter(|d| !d.is_zero())
 }
 
 /// The status Paved wrote in the last [`OWN_WRITE_MEMORY`], when the store's copy
@@ -198,8 +220,14 @@ where
         return Ok(StatusWrite::Unchanged);
     }
     let key = status_key(object);
+    let peers = match K::kind(&()).as_ref() {
+        "Application" => Some(ctx.stores.applications.len()),
+        "Environment" => Some(ctx.stores.environments.len()),
+        _ => None,
+    };
+    let interval = progress_interval(peers);
     if !is_news(before, status) {
-        if let Some(wait) = progress_wait::<S>(&ctx.own_writes, &key) {
+        if let Some(wait) = progress_wait::<S>(&ctx.own_writes, &key, interval) {
             return Ok(StatusWrite::Deferred(wait));
         }
     }
@@ -237,12 +265,13 @@ where
         }
         Err(source) => return Err(Error::kube("status", described)(source)),
     };
-    ctx.own_writes.remember(
+    ctx.own_writes.remember_for(
         key,
         WrittenStatus {
             status: status.clone(),
             resource_version: written.meta().resource_version.clone(),
         },
+        interval,
     );
     ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
     publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
@@ -299,7 +328,7 @@ mod tests {
         let own = OwnWrites::default();
         let (a, b) = (key("uid-a"), key("uid-b"));
         assert_eq!(
-            progress_wait::<ServiceStatus>(&own, &a),
+            progress_wait::<ServiceStatus>(&own, &a, PROGRESS_INTERVAL),
             None,
             "never written: write now"
         );
@@ -307,13 +336,34 @@ mod tests {
             a.clone(),
             written(status(1, "False", "RollingOut", ""), "7"),
         );
-        let wait = progress_wait::<ServiceStatus>(&own, &a).expect("just written: wait");
+        let wait = progress_wait::<ServiceStatus>(&own, &a, PROGRESS_INTERVAL)
+            .expect("just written: wait");
         assert!(wait <= PROGRESS_INTERVAL && wait > Duration::ZERO);
+        let longer = progress_wait::<ServiceStatus>(&own, &a, Duration::from_secs(50))
+            .expect("just written: wait");
+        assert!(longer > PROGRESS_INTERVAL && longer <= Duration::from_secs(50));
         assert_eq!(
-            progress_wait::<ServiceStatus>(&own, &b),
+            progress_wait::<ServiceStatus>(&own, &b, PROGRESS_INTERVAL),
             None,
             "another object is not held back"
         );
+    }
+
+    #[test]
+    fn aggregates_share_a_budget_of_progress_writes_and_services_do_not() {
+        assert_eq!(progress_interval(None), PROGRESS_INTERVAL);
+        // A few Applications: each as often as a Service.
+        assert_eq!(progress_interval(Some(1)), PROGRESS_INTERVAL);
+        assert_eq!(progress_interval(Some(4)), PROGRESS_INTERVAL);
+        // Many: all of them together at AGGREGATE_PROGRESS_PER_SECOND.
+        for n in [10, 100, 1000] {
+            let interval = progress_interval(Some(n));
+            let per_second = n as f64 / interval.as_secs_f64();
+            assert!(
+                (per_second - AGGREGATE_PROGRESS_PER_SECOND).abs() < 1e-9,
+                "{n} objects: {per_second} progress writes a second"
+            );
+        }
     }
 
     #[test]

@@ -325,7 +325,8 @@ pub async fn run(
     // Environments aggregate many Services, but get no debounce: kube-runtime's
     // debounce restarts on every event, so a steady stream of Service changes would
     // postpone them for as long as it lasts. Their status writes are paced instead
-    // (reconcile::PROGRESS_INTERVAL), and their reconciles read only the stores.
+    // (reconcile::status_writer::progress_interval: all of a kind share a budget),
+    // and their reconciles read only the stores.
     let service_config = ControllerConfig::default()
         .concurrency(settings.concurrency)
         .debounce(Duration::from_millis(20));

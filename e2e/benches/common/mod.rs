@@ -343,6 +343,12 @@ pub fn cpu_seconds() -> BTreeMap<String, f64> {
 /// Waits (up to 2 minutes) until the processes of PAVED_BENCH_PIDS together use
 /// less than a tenth of a core over 2 seconds; without them, waits 5 seconds.
 pub async fn wait_until_idle() {
+    wait_until_quiet(0.1, Duration::from_secs(120)).await
+}
+
+/// Waits (up to `limit`) until the processes of PAVED_BENCH_PIDS together use
+/// less than `cores` over 2 seconds; without them, waits 5 seconds.
+pub async fn wait_until_quiet(cores: f64, limit: Duration) {
     if std::env::var("PAVED_BENCH_PIDS").is_err() && PIDS.lock().unwrap().is_none() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         return;
@@ -358,7 +364,7 @@ pub async fn wait_until_idle() {
             .filter(|(name, _)| name.as_str() != "bench client")
             .map(|(name, s)| s - before.get(name).copied().unwrap_or(0.0))
             .sum();
-        if used < 0.1 * window.as_secs_f64() || start.elapsed() > Duration::from_secs(120) {
+        if used < cores * window.as_secs_f64() || start.elapsed() > limit {
             return;
         }
     }
@@ -459,8 +465,9 @@ pub fn without_owners(children: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
-/// Phase 1: the rendered children applied by a plain server-side-apply client,
-/// then deleted again. Returns the apply time and the CPU seconds before and after it.
+/// Phase 1: the rendered children applied by a plain server-side-apply client
+/// (left in place: the caller deletes them, [`delete_namespaces`], or starts the
+/// next phase on a fresh cluster). Returns the apply time and the CPU seconds before and after it.
 pub async fn direct_phase(
     b: &Bench,
     direct_prefix: &str,
@@ -497,19 +504,6 @@ pub async fn direct_phase(
         "direct:  {child_count} children applied in {:.2}s",
         direct.as_secs_f64()
     );
-
-    // Every phase starts from the same cluster: the direct phase's namespaces
-    // are deleted, and gone, before the next. Left in place, its objects would make
-    // the next phase dearer (the ClusterIP allocator, for one, counts every
-    // allocated address on each Service create), and the controller-manager would
-    // still be making its pods.
-    let settle = Instant::now();
-    delete_namespaces(&b.namespaces, run).await;
-    println!(
-        "settle:  the direct phase's namespaces were deleted {:.0}s after its last apply",
-        settle.elapsed().as_secs_f64()
-    );
-
     (direct, cpu_direct_start, cpu_direct)
 }
 
@@ -626,7 +620,8 @@ pub fn floor_status(service: &Value, namespace: &str) -> Value {
 /// client with no controller logic. Per Service: the Service object (in a copy of
 /// the CRD no controller watches), its rendered children, and one status write,
 /// at the same concurrency. Paved's own time can approach this, not the direct
-/// phase's. Returns the time and the CPU seconds before and after.
+/// phase's. Left in place, like the direct phase's. Returns the time and the CPU
+/// seconds before and after.
 pub async fn floor_phase(
     b: &Bench,
     prefix: &str,
@@ -717,7 +712,6 @@ pub async fn floor_phase(
         b.services,
         floor.as_secs_f64()
     );
-    delete_namespaces(&b.namespaces, run).await;
     (floor, cpu_start, cpu_end)
 }
 
