@@ -88,14 +88,18 @@ async fn fresh_cluster(for_what: &str) -> Client {
     // A control plane just started works for a while (bootstrap controllers,
     // discovery, the CRDs' OpenAPI), then stays above a tenth of a core for
     // minutes (metrics-server's scrapes, kwok's node leases): every phase starts
-    // once it is below a third of a core.
-    wait_until_quiet(0.33, Duration::from_secs(60)).await;
+    // once it is below QUIET_CORES.
+    wait_until_quiet(QUIET_CORES, Duration::from_secs(60)).await;
     println!(
         "fresh:    a new cluster for {for_what} in {:.0}s",
         started.elapsed().as_secs_f64()
     );
     client
 }
+
+/// Below this many cores (the cluster's processes together, over 2 s), a fresh
+/// cluster counts as at rest: see [`fresh_cluster`].
+const QUIET_CORES: f64 = 0.33;
 
 /// The bench's handle on the cluster of one phase.
 async fn bench_on(client: Client, services: usize, concurrency: usize) -> Bench {
@@ -885,9 +889,16 @@ async fn main() {
         let (mut sightings, sightings_task) = watch_deployment_images(&client);
         let (controller, _) = Controller::start(&bin, &listen, &log, resync);
         track(&controller);
-        wait_until_idle().await;
+        // The same threshold as for a fresh cluster (a controller at rest adds little).
+        wait_until_quiet(QUIET_CORES, Duration::from_secs(60)).await;
         let rss_idle = memory_mib(controller.pid(), "VmRSS:");
         steps.end("fresh cluster, controller started");
+        // Quiet for longer than an Application's or Environment's progress
+        // writes may wait (src/reconcile/status_writer.rs: all of a kind share
+        // AGGREGATE_PROGRESS_PER_SECOND, 2, at least one per 2 s each): what a
+        // change left to write is written before the next step counts writes.
+        let paced =
+            Duration::from_secs_f64((environments as f64 / 2.0).max(2.0)) + Duration::from_secs(1);
         let prefix = format!("{run}-paved");
         let metrics_before_paved = controller.metrics();
         let paved = paved_phase(&bench, &prefix, Some(&paved_progress)).await;
@@ -927,8 +938,8 @@ async fn main() {
         let measured = wait_for_usage(&bench, &prefix, Duration::from_secs(300)).await;
         settle(
             &controller,
-            Duration::from_secs(5),
-            Duration::from_secs(120),
+            paced.max(Duration::from_secs(5)),
+            Duration::from_secs(180),
         )
         .await;
         let first_usage_writes =
@@ -997,7 +1008,7 @@ async fn main() {
             secret["rolled"]["p50"].as_f64().unwrap_or(f64::NAN),
             secret["rolled"]["p99"].as_f64().unwrap_or(f64::NAN),
         );
-        settle(&controller, Duration::from_secs(3), Duration::from_secs(60)).await;
+        settle(&controller, paced, Duration::from_secs(180)).await;
         steps.end("secret changes");
 
         // 4 and 7. Watches (with and without the controller) and a restart.
