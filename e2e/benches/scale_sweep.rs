@@ -833,7 +833,11 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
+    // Converging runs with the controller's default resync; the restart, and
+    // so the idle window after it, with a short one (an idle hour compressed).
+    let converge_resync = setting("PAVED_SCALE_CONVERGE_RESYNC_SECONDS", 600) as u64;
     let resync = setting("PAVED_SCALE_RESYNC_SECONDS", 120) as u64;
+    let baselines = setting("PAVED_SCALE_BASELINES", 1) != 0;
     let idle_seconds = setting("PAVED_SCALE_IDLE_SECONDS", resync as usize + 20) as u64;
     let changes = setting("PAVED_SCALE_CHANGES", 200);
     let secret_changes = setting("PAVED_SCALE_SECRET_CHANGES", 50);
@@ -844,7 +848,7 @@ async fn main() {
     let out_dir = text_setting("PAVED_SCALE_OUT", "target/bench-scale");
     std::fs::create_dir_all(&out_dir).expect("PAVED_SCALE_OUT");
     println!(
-        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {resync}, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services; every phase on a fresh cluster"
+        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {converge_resync} while converging, {resync} from its restart on, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services; every phase on a fresh cluster"
     );
     let mut results = Vec::new();
     let sweep_started = Instant::now();
@@ -861,33 +865,43 @@ async fn main() {
             Progress::default(),
             Progress::default(),
         );
-        let bench = bench_on(
-            fresh_cluster("the direct phase").await,
-            services,
-            concurrency,
-        )
-        .await;
-        steps.end("fresh cluster");
-        let (direct, direct_cpu0, direct_cpu1) = direct_phase(
-            &bench,
-            &format!("{run}-direct"),
-            &run,
-            Some(&direct_progress),
-        )
-        .await;
-        steps.end("direct");
-        let client = fresh_cluster("the floor phase").await;
-        install_floor_crd(&client).await;
-        let bench = bench_on(client, services, concurrency).await;
-        steps.end("fresh cluster");
-        let (floor, floor_cpu0, floor_cpu1) =
-            floor_phase(&bench, &format!("{run}-floor"), &run, Some(&floor_progress)).await;
-        steps.end("floor");
+        let ((direct, direct_cpu0, direct_cpu1), (floor, floor_cpu0, floor_cpu1)) = if baselines {
+            let bench = bench_on(
+                fresh_cluster("the direct phase").await,
+                services,
+                concurrency,
+            )
+            .await;
+            steps.end("fresh cluster");
+            let direct = direct_phase(
+                &bench,
+                &format!("{run}-direct"),
+                &run,
+                Some(&direct_progress),
+            )
+            .await;
+            steps.end("direct");
+            let client = fresh_cluster("the floor phase").await;
+            install_floor_crd(&client).await;
+            let bench = bench_on(client, services, concurrency).await;
+            steps.end("fresh cluster");
+            let floor =
+                floor_phase(&bench, &format!("{run}-floor"), &run, Some(&floor_progress)).await;
+            steps.end("floor");
+            (direct, floor)
+        } else {
+            println!("baselines: skipped (PAVED_SCALE_BASELINES=0): paved/direct and paved/floor are not measured");
+            let none = (Duration::ZERO, BTreeMap::new(), BTreeMap::new());
+            (none.clone(), none)
+        };
+        // Not measured: NaN, not 0 s (which would make the ratios infinite).
+        let seconds = |d: Duration| if baselines { d.as_secs_f64() } else { f64::NAN };
+        let (direct_s, floor_s) = (seconds(direct), seconds(floor));
         let bench = bench_on(fresh_cluster("Paved").await, services, concurrency).await;
         let client = bench.client.clone();
         // The bench's own watch of Deployment images, open before any watch count.
         let (mut sightings, sightings_task) = watch_deployment_images(&client);
-        let (controller, _) = Controller::start(&bin, &listen, &log, resync);
+        let (controller, _) = Controller::start(&bin, &listen, &log, converge_resync);
         track(&controller);
         // The same threshold as for a fresh cluster (a controller at rest adds little).
         wait_until_quiet(QUIET_CORES, Duration::from_secs(60)).await;
@@ -907,10 +921,10 @@ async fn main() {
         let writes: f64 = paved.writes_by_resource.values().sum();
         println!(
             "converge: direct {:.1}s, floor {:.1}s, paved {converge:.1}s: paved/direct {:.2}x, paved/floor {:.2}x; {:.2} writes per Service",
-            direct.as_secs_f64(),
-            floor.as_secs_f64(),
-            converge / direct.as_secs_f64(),
-            converge / floor.as_secs_f64(),
+            direct_s,
+            floor_s,
+            converge / direct_s,
+            converge / floor_s,
             writes / services as f64
         );
         println!("work:     the controller's reconciles while converging, by kind: {paved_work}");
@@ -951,7 +965,47 @@ async fn main() {
         );
         steps.end("first usage figures");
 
-        // 5. Idle window, past every object's resync (6 and 7 need the converged cluster too).
+        // 4 and 7. Watches (with and without the controller) and a restart.
+        let own_watches = metric_sum(&controller.metrics(), "paved_watches");
+        let with = watches_open(&client).await;
+        let peak_before_restart = memory_mib(controller.pid(), "VmHWM:");
+        controller.stop();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let without = watches_open(&client).await;
+        let watches = difference(&with, &without);
+        let watch_count: f64 = watches.values().sum();
+        println!(
+            "watches:  the API server holds {watch_count:.0} watches of Paved's ({} by its own paved_watches): {watches:?}",
+            own_watches
+        );
+        let writes_before = apiserver_writes(&client).await;
+        let (controller, to_ready) = Controller::start(&bin, &listen, &log, resync);
+        track(&controller);
+        let reconciled = reconciled_once(
+            &controller,
+            &[
+                ("Environment", environments),
+                ("Application", environments),
+                ("Service", services),
+            ],
+            Duration::from_secs(600),
+        )
+        .await
+            + to_ready;
+        // As long as a paced write the restart caused may wait: it is counted.
+        settle(&controller, paced, Duration::from_secs(60)).await;
+        let restart_metrics = controller.metrics();
+        let restart_own_writes = metric_sum(&restart_metrics, "paved_writes_total");
+        let restart_reconciles = metric_sum(&restart_metrics, "paved_reconciles_total");
+        let restart_api_writes = paved_writes(&writes_before, &apiserver_writes(&client).await);
+        let restart_peak = memory_mib(controller.pid(), "VmHWM:");
+        println!(
+            "restart:  leader and ready (every watch listed) in {to_ready:.2}s, every object reconciled {reconciled:.1}s after start ({restart_reconciles:.0} reconciles); writes: {restart_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {restart_api_writes:?}; peak {restart_peak:.1} MiB",
+            restart_api_writes.values().sum::<f64>().abs()
+        );
+        steps.end("watches and restart");
+
+        // 5. Idle window, past every object's resync (from the restart on, `resync`).
         let metrics_before = controller.metrics();
         let reconciles_before = metric_sum(&metrics_before, "paved_reconciles_total");
         let writes_before = apiserver_writes(&client).await;
@@ -1011,45 +1065,6 @@ async fn main() {
         settle(&controller, paced, Duration::from_secs(180)).await;
         steps.end("secret changes");
 
-        // 4 and 7. Watches (with and without the controller) and a restart.
-        let own_watches = metric_sum(&controller.metrics(), "paved_watches");
-        let with = watches_open(&client).await;
-        let peak_before_restart = memory_mib(controller.pid(), "VmHWM:");
-        controller.stop();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let without = watches_open(&client).await;
-        let watches = difference(&with, &without);
-        let watch_count: f64 = watches.values().sum();
-        println!(
-            "watches:  the API server holds {watch_count:.0} watches of Paved's ({} by its own paved_watches): {watches:?}",
-            own_watches
-        );
-        let writes_before = apiserver_writes(&client).await;
-        let (controller, to_ready) = Controller::start(&bin, &listen, &log, resync);
-        track(&controller);
-        let reconciled = reconciled_once(
-            &controller,
-            &[
-                ("Environment", environments),
-                ("Application", environments),
-                ("Service", services),
-            ],
-            Duration::from_secs(600),
-        )
-        .await
-            + to_ready;
-        settle(&controller, Duration::from_secs(3), Duration::from_secs(60)).await;
-        let restart_metrics = controller.metrics();
-        let restart_own_writes = metric_sum(&restart_metrics, "paved_writes_total");
-        let restart_reconciles = metric_sum(&restart_metrics, "paved_reconciles_total");
-        let restart_api_writes = paved_writes(&writes_before, &apiserver_writes(&client).await);
-        let restart_peak = memory_mib(controller.pid(), "VmHWM:");
-        println!(
-            "restart:  leader and ready (every watch listed) in {to_ready:.2}s, every object reconciled {reconciled:.1}s after start ({restart_reconciles:.0} reconciles); writes: {restart_own_writes:.0} (its paved_writes_total), API writes to Paved's kinds {:.0} {restart_api_writes:?}; peak {restart_peak:.1} MiB",
-            restart_api_writes.values().sum::<f64>().abs()
-        );
-        steps.end("watches and restart");
-
         // 6, busy: image changes while other Services are created.
         let busy_prefix = format!("{run}-busy");
         let (mut busy, busy_converge) = if busy_services > 0 {
@@ -1087,12 +1102,13 @@ async fn main() {
         results.push(json!({
             "services": services,
             "environments": environments,
-            "converge_seconds": {"direct": direct.as_secs_f64(), "floor": floor.as_secs_f64(), "paved": converge},
-            "paved_over_direct": converge / direct.as_secs_f64(),
-            "paved_over_floor": converge / floor.as_secs_f64(),
+            "converge_seconds": {"direct": direct_s, "floor": floor_s, "paved": converge},
+            "paved_over_direct": converge / direct_s,
+            "paved_over_floor": converge / floor_s,
             "writes_per_service": writes / services as f64,
             "writes_by_resource": paved.writes_by_resource,
             "paved_work": paved_work,
+            "converge_resync_seconds": converge_resync,
             "cpu_seconds": {
                 "direct": phase_cpu(&direct_cpu0, &direct_cpu1),
                 "floor": phase_cpu(&floor_cpu0, &floor_cpu1),

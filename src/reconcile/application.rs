@@ -7,6 +7,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 
+use super::status_writer::deferred;
 use super::{Context, Start, now, prologue, write_status};
 use crate::api::Application;
 use crate::error::{Error, Result};
@@ -34,6 +35,11 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
         in_environment.as_ref().map(|_| ()),
         &now(),
     );
+    let before = application.status.clone().unwrap_or_default();
+    // Progress only, and written too recently: the rest would be computed for nothing.
+    if let Some(wait) = deferred(&ctx, application.as_ref(), &before, &status) {
+        return Ok(Action::requeue(wait.min(ctx.resync)));
+    }
     let name = application.name_any();
     let services = snapshot.services_of(&namespace, &name);
     status.usage = ctx
@@ -80,7 +86,6 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     );
 
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
-    let before = application.status.clone().unwrap_or_default();
     let written = write_status(&ctx, &api, application.as_ref(), &before, &status).await?;
     Ok(Action::requeue(written.requeue(ctx.resync)))
 }

@@ -324,6 +324,11 @@ async fn write_status(
         observation,
         &now(),
     );
+    let before = environment.status.clone().unwrap_or_default();
+    // Progress only, and written too recently: the rest would be computed for nothing.
+    if let Some(wait) = super::status_writer::deferred(ctx, environment, &before, &status) {
+        return Ok(StatusWrite::Deferred(wait));
+    }
     // Only the namespace this Environment really owns is scored.
     if let Some(namespace) = status.namespace.clone() {
         let quota = |key: &str| {
@@ -376,7 +381,6 @@ async fn write_status(
         });
         status.delivery = crate::delivery::services_delivery(snapshot.services_in(&namespace));
     }
-    let before = environment.status.clone().unwrap_or_default();
     super::write_status(ctx, api, environment, &before, &status).await
 }
 

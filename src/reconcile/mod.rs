@@ -66,6 +66,8 @@ pub struct Context {
     pub usage: crate::usage::UsageStore,
     /// What Paved just wrote (children and status), until the stores have it.
     pub own_writes: converge::OwnWrites,
+    /// What is left of the Services' shared budget of progress-only status writes.
+    pub progress_budget: status_writer::ProgressBudget,
     /// Per-object backoff of writes the API server refused.
     pub backoff: crate::retry::Backoff,
     /// Whether the cluster serves Gateway API's HTTPRoute (rediscovered by

@@ -60,6 +60,44 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// each waits longer between progress writes; news is written at once all the same.
 pub const AGGREGATE_PROGRESS_PER_SECOND: f64 = 2.0;
 
+/// Progress writes per second that all Services together may make, beyond a
+/// burst of [`SERVICE_PROGRESS_BURST`]: one Service rolling out shows its pod
+/// counts every [`PROGRESS_INTERVAL`], but when thousands roll out at once (a
+/// fresh cluster, a base image bumped everywhere), their progress writes would
+/// double the status writes and delay everyone's news. Out of budget, a
+/// progress write waits [`PROGRESS_OUT_OF_BUDGET`] (or the next event);
+/// news is written at once all the same.
+pub const SERVICE_PROGRESS_PER_SECOND: f64 = 5.0;
+pub const SERVICE_PROGRESS_BURST: f64 = 20.0;
+pub const PROGRESS_OUT_OF_BUDGET: Duration = Duration::from_secs(30);
+
+/// The token bucket of Services' progress writes ([`SERVICE_PROGRESS_PER_SECOND`]).
+pub struct ProgressBudget {
+    bucket: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl Default for ProgressBudget {
+    fn default() -> Self {
+        ProgressBudget {
+            bucket: std::sync::Mutex::new((SERVICE_PROGRESS_BURST, std::time::Instant::now())),
+        }
+    }
+}
+
+impl ProgressBudget {
+    /// Takes one progress write from the budget at `now`; false when it is spent.
+    pub fn take(&self, now: std::time::Instant) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = *bucket;
+        let refilled = (tokens
+            + now.saturating_duration_since(at).as_secs_f64() * SERVICE_PROGRESS_PER_SECOND)
+            .min(SERVICE_PROGRESS_BURST);
+        let taken = refilled >= 1.0;
+        *bucket = (if taken { refilled - 1.0 } else { refilled }, now.max(at));
+        taken
+    }
+}
+
 /// How long an object of a kind with `peers` objects waits between progress
 /// writes: [`PROGRESS_INTERVAL`] for a Service; for an aggregate kind (`peers`
 /// given), long enough that all of them together stay within
@@ -69,6 +107,37 @@ pub fn progress_interval(peers: Option<usize>) -> Duration {
         Duration::from_secs_f64(n as f64 / AGGREGATE_PROGRESS_PER_SECOND)
     });
     PROGRESS_INTERVAL.max(shared)
+}
+
+/// [`progress_interval`] of an object of kind `K`: Applications and
+/// Environments share their kind's budget, each Service has its own.
+fn interval_of<K: Resource<DynamicType = ()>>(ctx: &Context) -> Duration {
+    let peers = match K::kind(&()).as_ref() {
+        "Application" => Some(ctx.stores.applications.len()),
+        "Environment" => Some(ctx.stores.environments.len()),
+        _ => None,
+    };
+    progress_interval(peers)
+}
+
+/// How long [`write_status`] would defer `status` (None: it would write it now,
+/// or find nothing to write), judged on the part of it that can be news: its
+/// conditions and observed generation. An aggregate asks this before it
+/// computes the costly rest of its status (scorecard, usage, cost, delivery
+/// over every Service), which is progress and nothing else: while a write is
+/// deferred, a reconcile woken by each Service event would compute it for
+/// nothing.
+pub fn deferred<K, S>(ctx: &Context, object: &K, before: &S, status: &S) -> Option<Duration>
+where
+    K: Resource<DynamicType = ()>,
+    S: OwnStatus + Clone + Send + Sync + 'static,
+{
+    if is_news(before, status) {
+        return None;
+    }
+    let wait = progress_wait::<S>(&ctx.own_writes, &status_key(object), interval_of::<K>(ctx))?;
+    ctx.metrics.progress_deferred(&K::kind(&()));
+    Some(wait)
 }
 
 /// How soon a reconcile whose status write was refused as stale looks again:
@@ -220,15 +289,16 @@ where
         return Ok(StatusWrite::Unchanged);
     }
     let key = status_key(object);
-    let peers = match K::kind(&()).as_ref() {
-        "Application" => Some(ctx.stores.applications.len()),
-        "Environment" => Some(ctx.stores.environments.len()),
-        _ => None,
-    };
-    let interval = progress_interval(peers);
+    let interval = interval_of::<K>(ctx);
     if !is_news(before, status) {
         if let Some(wait) = progress_wait::<S>(&ctx.own_writes, &key, interval) {
+            ctx.metrics.progress_deferred(&K::kind(&()));
             return Ok(StatusWrite::Deferred(wait));
+        }
+        // Services' progress also shares a budget (aggregates pace by their count).
+        if K::kind(&()) == "Service" && !ctx.progress_budget.take(std::time::Instant::now()) {
+            ctx.metrics.progress_deferred(&K::kind(&()));
+            return Ok(StatusWrite::Deferred(PROGRESS_OUT_OF_BUDGET));
         }
     }
     let value = serde_json::to_value(status).map_err(|source| Error::Serialization {
@@ -364,6 +434,25 @@ mod tests {
                 "{n} objects: {per_second} progress writes a second"
             );
         }
+    }
+
+    #[test]
+    fn services_progress_writes_share_a_token_bucket() {
+        let budget = ProgressBudget::default();
+        let start = std::time::Instant::now();
+        let burst = (0..100).filter(|_| budget.take(start)).count();
+        assert_eq!(burst, SERVICE_PROGRESS_BURST as usize, "a burst, then none");
+        assert!(!budget.take(start + Duration::from_millis(100)));
+        // One second later: the rate's worth again, and no more.
+        let later = start + Duration::from_secs(1);
+        let refilled = (0..100).filter(|_| budget.take(later)).count();
+        assert_eq!(refilled, SERVICE_PROGRESS_PER_SECOND as usize);
+        // A long quiet refills the burst, not more.
+        let quiet = later + Duration::from_secs(3600);
+        assert_eq!(
+            (0..100).filter(|_| budget.take(quiet)).count(),
+            SERVICE_PROGRESS_BURST as usize
+        );
     }
 
     #[test]

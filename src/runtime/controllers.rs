@@ -317,6 +317,7 @@ pub async fn run(
         prices: settings.prices.clone(),
         usage: usage.clone(),
         own_writes: Default::default(),
+        progress_budget: Default::default(),
         backoff: Default::default(),
         gateway_api,
         resync: settings.resync,

@@ -11,6 +11,7 @@
 //! | `paved_store_objects` (gauge) | kind (objects held in the in-memory stores: what memory grows with) |
 //! | `paved_writes_total` | resource |
 //! | `paved_status_conflicts_total` | kind (status writes refused: computed from a copy the object has since left behind) |
+//! | `paved_progress_deferred_total` | kind (progress-only status writes put off: paced, or the shared budget spent) |
 //! | `paved_leader` (gauge) | |
 //! | `paved_watch_errors_total` | resource |
 //! | `paved_watch_relists_total` | resource (full lists: one at start, one after each watch that lost its place) |
@@ -101,6 +102,7 @@ pub struct Metrics {
     store_objects: Family<KindLabel, Gauge>,
     writes: Family<ResourceLabel, Counter>,
     status_conflicts: Family<KindLabel, Counter>,
+    progress_deferred: Family<KindLabel, Counter>,
     leader: Gauge,
     watch_errors: Family<ResourceLabel, Counter>,
     watch_relists: Family<ResourceLabel, Counter>,
@@ -149,6 +151,7 @@ impl Default for Metrics {
         let store_objects = Family::<KindLabel, Gauge>::default();
         let writes = Family::<ResourceLabel, Counter>::default();
         let status_conflicts = Family::<KindLabel, Counter>::default();
+        let progress_deferred = Family::<KindLabel, Counter>::default();
         let leader = Gauge::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
         let watch_relists = Family::<ResourceLabel, Counter>::default();
@@ -197,6 +200,11 @@ impl Default for Metrics {
             "status_conflicts",
             "Status writes the API server refused (409) because the object changed after the copy they were computed from; recomputed from the fresh copy, not errors",
             status_conflicts.clone(),
+        );
+        registry.register(
+            "progress_deferred",
+            "Progress-only status writes put off (paced per object, or the kind's shared budget spent); news is never put off",
+            progress_deferred.clone(),
         );
         registry.register(
             "leader",
@@ -310,6 +318,7 @@ impl Default for Metrics {
             store_objects,
             writes,
             status_conflicts,
+            progress_deferred,
             leader,
             watch_errors,
             watch_relists,
@@ -390,6 +399,13 @@ impl Metrics {
     /// A status write refused because the object changed since it was read.
     pub fn status_conflict(&self, kind: &str) {
         self.status_conflicts
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// A progress-only status write put off.
+    pub fn progress_deferred(&self, kind: &str) {
+        self.progress_deferred
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }
