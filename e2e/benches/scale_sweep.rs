@@ -890,7 +890,9 @@ async fn main() {
             steps.end("floor");
             (direct, floor)
         } else {
-            println!("baselines: skipped (PAVED_SCALE_BASELINES=0): paved/direct and paved/floor are not measured");
+            println!(
+                "baselines: skipped (PAVED_SCALE_BASELINES=0): paved/direct and paved/floor are not measured"
+            );
             let none = (Duration::ZERO, BTreeMap::new(), BTreeMap::new());
             (none.clone(), none)
         };

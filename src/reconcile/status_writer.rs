@@ -60,8 +60,8 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// each waits longer between progress writes; news is written at once all the same.
 pub const AGGREGATE_PROGRESS_PER_SECOND: f64 = 2.0;
 
-/// Progress writes per second that all Services together may make, beyond a
-/// burst of [`SERVICE_PROGRESS_BURST`]: one Service rolling out shows its pod
+/// Progress writes per second that all Services rolling out (`Reconciling=True`)
+/// together may make, beyond a burst of [`SERVICE_PROGRESS_BURST`]: one Service rolling out shows its pod
 /// counts every [`PROGRESS_INTERVAL`], but when thousands roll out at once (a
 /// fresh cluster, a base image bumped everywhere), their progress writes would
 /// double the status writes and delay everyone's news. Out of budget, a
@@ -219,6 +219,14 @@ fn is_news<S: OwnStatus>(before: &S, after: &S) -> bool {
     essence(before) != essence(after)
 }
 
+/// Whether the status says a rollout is under way (`Reconciling=True`).
+fn rolling_out<S: OwnStatus>(status: &S) -> bool {
+    status
+        .conditions()
+        .iter()
+        .any(|c| c.type_ == crate::names::conditions::RECONCILING && c.status == "True")
+}
+
 /// What [`write_status`] did.
 #[derive(Debug, PartialEq)]
 pub enum StatusWrite {
@@ -295,8 +303,12 @@ where
             ctx.metrics.progress_deferred(&K::kind(&()));
             return Ok(StatusWrite::Deferred(wait));
         }
-        // Services' progress also shares a budget (aggregates pace by their count).
-        if K::kind(&()) == "Service" && !ctx.progress_budget.take(std::time::Instant::now()) {
+        // A rollout's progress also shares a budget across Services (aggregates
+        // pace by their count); other progress (usage figures) does not.
+        if K::kind(&()) == "Service"
+            && rolling_out(status)
+            && !ctx.progress_budget.take(std::time::Instant::now())
+        {
             ctx.metrics.progress_deferred(&K::kind(&()));
             return Ok(StatusWrite::Deferred(PROGRESS_OUT_OF_BUDGET));
         }
@@ -434,6 +446,24 @@ mod tests {
                 "{n} objects: {per_second} progress writes a second"
             );
         }
+    }
+
+    #[test]
+    fn only_a_rollout_draws_on_the_budget() {
+        let mut rolling = status(1, "False", "RollingOut", "0 of 1 pods updated");
+        rolling.conditions.push(Condition {
+            type_: "Reconciling".into(),
+            status: "True".into(),
+            ..rolling.conditions[0].clone()
+        });
+        assert!(rolling_out(&rolling));
+        // Ready, its usage figures moving: not a rollout.
+        assert!(!rolling_out(&status(
+            1,
+            "True",
+            "Available",
+            "1 of 1 pods available"
+        )));
     }
 
     #[test]

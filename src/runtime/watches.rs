@@ -53,7 +53,10 @@ where
         failing: AtomicBool::new(false),
         listing: AtomicBool::new(true),
     });
-    watcher(api, config)
+    // Lists served from the API server's watch cache (resourceVersion 0), as
+    // client-go's informers do: a start or a relist of thousands of objects
+    // costs no read of etcd; the watch then brings whatever changed since.
+    watcher(api, config.any_semantic())
         .backoff(WatchBackoff::default())
         .filter_map(move |event| {
             let state = state.clone();
