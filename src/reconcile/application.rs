@@ -8,7 +8,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::status_writer::deferred;
-use super::{Context, Start, now, prologue, write_status};
+use super::{Context, Start, StatusWrite, now, prologue, write_status};
 use crate::api::Application;
 use crate::error::{Error, Result};
 use crate::status::application_status;
@@ -38,7 +38,9 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     let before = application.status.clone().unwrap_or_default();
     // Progress only, and written too recently: the rest would be computed for nothing.
     if let Some(wait) = deferred(&ctx, application.as_ref(), &before, &status) {
-        return Ok(Action::requeue(wait.min(ctx.resync)));
+        return Ok(Action::requeue(
+            StatusWrite::Deferred(wait).requeue(ctx.resync),
+        ));
     }
     let name = application.name_any();
     let services = snapshot.services_of(&namespace, &name);

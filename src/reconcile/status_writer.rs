@@ -120,13 +120,16 @@ fn interval_of<K: Resource<DynamicType = ()>>(ctx: &Context) -> Duration {
     progress_interval(peers)
 }
 
-/// How long [`write_status`] would defer `status` (None: it would write it now,
-/// or find nothing to write), judged on the part of it that can be news: its
-/// conditions and observed generation. An aggregate asks this before it
-/// computes the costly rest of its status (scorecard, usage, cost, delivery
-/// over every Service), which is progress and nothing else: while a write is
-/// deferred, a reconcile woken by each Service event would compute it for
-/// nothing.
+/// How long [`write_status`] defers `status` (None: it writes it now, or finds
+/// nothing to write), judged on the part of it that can be news: its
+/// conditions and observed generation. Progress waits out the object's
+/// [`progress_interval`] and, for a Service rolling out, takes one write from
+/// the shared [`ProgressBudget`] (so call this once per write it allows).
+///
+/// [`write_status`] asks this, and so does an aggregate before it computes the
+/// costly rest of its status (scorecard, usage, cost, delivery over every
+/// Service), which is progress and nothing else: while a write is deferred, a
+/// reconcile woken by each Service event would compute it for nothing.
 pub fn deferred<K, S>(ctx: &Context, object: &K, before: &S, status: &S) -> Option<Duration>
 where
     K: Resource<DynamicType = ()>,
@@ -135,7 +138,15 @@ where
     if is_news(before, status) {
         return None;
     }
-    let wait = progress_wait::<S>(&ctx.own_writes, &status_key(object), interval_of::<K>(ctx))?;
+    let paced = progress_wait::<S>(&ctx.own_writes, &status_key(object), interval_of::<K>(ctx));
+    // A rollout's progress also shares a budget across Services (aggregates
+    // pace by their count); other progress (usage figures) does not.
+    let wait = paced.or_else(|| {
+        (K::kind(&()) == "Service"
+            && rolling_out(status)
+            && !ctx.progress_budget.take(std::time::Instant::now()))
+        .then_some(PROGRESS_OUT_OF_BUDGET)
+    })?;
     ctx.metrics.progress_deferred(&K::kind(&()));
     Some(wait)
 }
@@ -296,23 +307,10 @@ where
     if before == status {
         return Ok(StatusWrite::Unchanged);
     }
-    let key = status_key(object);
-    let interval = interval_of::<K>(ctx);
-    if !is_news(before, status) {
-        if let Some(wait) = progress_wait::<S>(&ctx.own_writes, &key, interval) {
-            ctx.metrics.progress_deferred(&K::kind(&()));
-            return Ok(StatusWrite::Deferred(wait));
-        }
-        // A rollout's progress also shares a budget across Services (aggregates
-        // pace by their count); other progress (usage figures) does not.
-        if K::kind(&()) == "Service"
-            && rolling_out(status)
-            && !ctx.progress_budget.take(std::time::Instant::now())
-        {
-            ctx.metrics.progress_deferred(&K::kind(&()));
-            return Ok(StatusWrite::Deferred(PROGRESS_OUT_OF_BUDGET));
-        }
+    if let Some(wait) = deferred(ctx, object, before, status) {
+        return Ok(StatusWrite::Deferred(wait));
     }
+    let key = status_key(object);
     let value = serde_json::to_value(status).map_err(|source| Error::Serialization {
         object: format!("{} {}", K::kind(&()), object.name_any()),
         source,
@@ -353,7 +351,8 @@ where
             status: status.clone(),
             resource_version: written.meta().resource_version.clone(),
         },
-        interval,
+        // Kept as long as the next progress write waits.
+        interval_of::<K>(ctx),
     );
     ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
     publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
