@@ -65,7 +65,7 @@ cargo build --release -p paved-bench-chart --quiet
 export KUBECONFIG=$KUBECONFIG_PATH
 out=${PAVED_SCALE_OUT:-$TARGET_DIR/bench-scale}
 mkdir -p "$out"
-PAVED_SCALE_FRESH="$root/e2e/bench-scale.sh" PAVED_BIN="$TARGET_DIR"/release/paved PAVED_SCALE_OUT=$out \
+PAVED_SCALE_FRESH="$root/e2e/bench-scale.sh" PAVED_BIN="${PAVED_BIN:-$TARGET_DIR/release/paved}" PAVED_SCALE_OUT=$out \
   PAVED_SCALE_LISTEN=127.0.0.1:${PAVED_BENCH_METRICS_PORT:-18090} \
   PAVED_SCALE_LOG="$CLUSTER_DIR/logs/paved-bench-scale.log" \
   cargo bench -p paved-e2e --bench scale_sweep --quiet

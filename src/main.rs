@@ -108,7 +108,8 @@ struct RunArgs {
     usage_interval: u64,
     /// Seconds after which an unchanged Environment, Application or Service is
     /// reconciled again, as a safety net (changes are seen at once through the
-    /// watches; an idle cluster costs no writes either way).
+    /// watches; an idle cluster costs no writes either way). Each object at its
+    /// own phase of the period, so resyncs come spread, not in waves.
     #[arg(long, env = "PAVED_RESYNC_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..))]
     resync_seconds: u64,
     /// Serve the catalog page (/catalog) only to requests carrying a bearer token

@@ -39,7 +39,7 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     // Progress only, and written too recently: the rest would be computed for nothing.
     if let Some(wait) = deferred(&ctx, application.as_ref(), &before, &status) {
         return Ok(Action::requeue(
-            StatusWrite::Deferred(wait).requeue(ctx.resync),
+            StatusWrite::Deferred(wait).requeue(ctx.resync_of(application.as_ref())),
         ));
     }
     let name = application.name_any();
@@ -89,5 +89,7 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
 
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = write_status(&ctx, &api, application.as_ref(), &before, &status).await?;
-    Ok(Action::requeue(written.requeue(ctx.resync)))
+    Ok(Action::requeue(
+        written.requeue(ctx.resync_of(application.as_ref())),
+    ))
 }

@@ -130,7 +130,11 @@ pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Resu
         observation,
     )
     .await?;
-    let mut next = written.requeue(until_next_change(&lifecycle, clock, ctx.resync));
+    let mut next = written.requeue(until_next_change(
+        &lifecycle,
+        clock,
+        ctx.resync_of(environment.as_ref()),
+    ));
     if let Some(wait) = retry_in {
         next = next.min(wait);
     }

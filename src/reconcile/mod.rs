@@ -81,6 +81,45 @@ pub struct Context {
 /// The resync of every kind unless `--resync-seconds` says otherwise.
 pub const DEFAULT_RESYNC: std::time::Duration = std::time::Duration::from_secs(600);
 
+impl Context {
+    /// When an unchanged `object` is looked at again: see [`resync_after`].
+    pub fn resync_of<K: Resource>(&self, object: &K) -> std::time::Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        resync_after(
+            self.resync,
+            object.meta().uid.as_deref().unwrap_or_default(),
+            now,
+        )
+    }
+}
+
+/// When an unchanged object (by `uid`) is looked at again, at `now` (since the
+/// epoch): at the next slot of its own, one `resync` period apart, whose phase
+/// its UID gives (a slot less than a second away is skipped). Objects reconciled
+/// together (every one of them, after a restart or a relist) so resync spread
+/// evenly over the period, not all in the same seconds: at ten thousand
+/// Services, a wave of ten thousand reconciles every period held up every
+/// change that fell into it. Any one period still reconciles every object.
+pub fn resync_after(
+    resync: std::time::Duration,
+    uid: &str,
+    now: std::time::Duration,
+) -> std::time::Duration {
+    let period = (resync.as_millis() as u64).max(1);
+    // FNV-1a: the same phase for a UID in every process.
+    let phase = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    }) % period;
+    let into_cycle = (now.as_millis() as u64 % period + phase) % period;
+    let mut wait = period - into_cycle;
+    if wait < 1000 {
+        wait += period;
+    }
+    std::time::Duration::from_millis(wait)
+}
+
 /// One of Paved's own kinds, as the [`prologue`] sees it.
 pub trait Reconciled: Resource<DynamicType = ()> + Clone + Send + Sync + 'static {
     type Status: OwnStatus + DeserializeOwned + Clone + Send + Sync + 'static;
@@ -174,4 +213,57 @@ pub async fn prologue<'a, K: Reconciled>(
         None => object,
     };
     (timer, Start::Reconcile(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resync_after;
+    use std::time::Duration;
+
+    const RESYNC: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn objects_reconciled_together_resync_spread_over_the_period() {
+        // Ten thousand objects, all reconciled at the same instant (a restart).
+        let now = Duration::from_secs(1_764_554_400);
+        let mut per_minute = [0usize; 11];
+        for n in 0..10_000 {
+            let wait = resync_after(RESYNC, &format!("uid-{n}"), now);
+            assert!(
+                wait >= Duration::from_secs(1) && wait < RESYNC + Duration::from_secs(1),
+                "{wait:?}"
+            );
+            per_minute[(wait.as_secs() / 60) as usize] += 1;
+        }
+        // About a thousand a minute over the period, not ten thousand at its end.
+        for (minute, count) in per_minute[..10].iter().enumerate() {
+            assert!((800..1200).contains(count), "minute {minute}: {count}");
+        }
+    }
+
+    #[test]
+    fn an_object_keeps_its_phase_one_period_apart() {
+        let start = Duration::from_secs(1_764_554_400);
+        let first = resync_after(RESYNC, "uid-a", start);
+        assert_eq!(
+            resync_after(RESYNC, "uid-a", start),
+            first,
+            "the same UID, the same phase: a restarted controller keeps it"
+        );
+        // Reconciled at its slot, the next is one whole period later...
+        let at_slot = start + first;
+        assert_eq!(resync_after(RESYNC, "uid-a", at_slot), RESYNC);
+        // ...woken by an event before its slot, it still resyncs at the slot...
+        let before = at_slot - Duration::from_secs(5);
+        assert_eq!(
+            resync_after(RESYNC, "uid-a", before),
+            Duration::from_secs(5)
+        );
+        // ...unless the slot is less than a second away: then at the next.
+        let just_before = at_slot - Duration::from_millis(500);
+        assert_eq!(
+            resync_after(RESYNC, "uid-a", just_before),
+            RESYNC + Duration::from_millis(500)
+        );
+    }
 }

@@ -136,7 +136,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
 
     match outcome {
         Ok((_, children)) => {
-            let after = written.requeue(ctx.resync);
+            let after = written.requeue(ctx.resync_of(service.as_ref()));
             Ok(Action::requeue(
                 children.look_again.map_or(after, |again| again.min(after)),
             ))

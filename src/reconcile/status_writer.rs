@@ -230,6 +230,20 @@ fn is_news<S: OwnStatus>(before: &S, after: &S) -> bool {
     essence(before) != essence(after)
 }
 
+/// The top-level members of the status that differ (for the debug log of a write).
+fn changed_members<S: serde::Serialize>(before: &S, after: &S) -> Vec<String> {
+    let members = |status: &S| match serde_json::to_value(status) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (before, after) = (members(before), members(after));
+    let mut keys: Vec<String> = before.keys().chain(after.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.retain(|key| before.get(key) != after.get(key));
+    keys
+}
+
 /// Whether the status says a rollout is under way (`Reconciling=True`).
 fn rolling_out<S: OwnStatus>(status: &S) -> bool {
     status
@@ -355,6 +369,20 @@ where
         interval_of::<K>(ctx),
     );
     ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(
+            object = %described,
+            news = is_news(before, status),
+            changed = %changed_members(before, status).join(","),
+            conditions = %status
+                .conditions()
+                .iter()
+                .map(|c| format!("{}={}/{}", c.type_, c.status, c.reason))
+                .collect::<Vec<_>>()
+                .join(","),
+            "status written"
+        );
+    }
     publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
     Ok(StatusWrite::Written)
 }
