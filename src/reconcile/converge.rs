@@ -357,11 +357,13 @@ where
 {
     match live {
         Some(live) if !owner.yields_to_other_managers => Ok(Some(live.meta().clone())),
+        // Its metadata only (all the claim reads): the API server sends no spec
+        // or status, and nothing is decoded for nothing.
         _ => Ok(api
-            .get_opt(&key.name)
+            .get_metadata_opt(&key.name)
             .await
             .map_err(Error::kube("read", key.to_string()))?
-            .map(|object| object.meta().clone())),
+            .map(|object| object.metadata)),
     }
 }
 
