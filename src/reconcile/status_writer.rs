@@ -369,20 +369,19 @@ where
         interval_of::<K>(ctx),
     );
     ctx.metrics.wrote(&format!("{}Status", K::kind(&())));
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        tracing::debug!(
-            object = %described,
-            news = is_news(before, status),
-            changed = %changed_members(before, status).join(","),
-            conditions = %status
-                .conditions()
-                .iter()
-                .map(|c| format!("{}={}/{}", c.type_, c.status, c.reason))
-                .collect::<Vec<_>>()
-                .join(","),
-            "status written"
-        );
-    }
+    // Its fields are computed only when debug is on (the macro checks first).
+    tracing::debug!(
+        object = %described,
+        news = is_news(before, status),
+        changed = %changed_members(before, status).join(","),
+        conditions = %status
+            .conditions()
+            .iter()
+            .map(|c| format!("{}={}/{}", c.type_, c.status, c.reason))
+            .collect::<Vec<_>>()
+            .join(","),
+        "status written"
+    );
     publish_on_transition(ctx, object, before.conditions(), status.conditions()).await;
     Ok(StatusWrite::Written)
 }
