@@ -10,6 +10,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service as CoreService};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -395,6 +396,57 @@ async fn with_autoscaling_the_deployment_paved_applies_has_no_replicas_and_the_h
         Some(3),
         "Paved left the HPA's replicas alone"
     );
+}
+
+/// A new object starts from the CRD's default status (Ready=False, reason
+/// Pending); its way to Ready is routine progress, so it costs no Event write
+/// (it cost one per object created: 10,000 Events for 10,000 Services).
+#[tokio::test]
+async fn new_objects_on_their_way_to_ready_publish_no_event() {
+    let env = TestEnvironment::create("psvc-quiet").await;
+    env.apply_application("shop", application("team-shop"))
+        .await;
+    env.apply_service(
+        "web",
+        json!({"application": "shop", "image": image("web", "1"), "ports": [{"name": "http", "port": 8080}]}),
+    )
+    .await;
+    let service = wait_ready(&env.services(), "web").await;
+    let application = wait_ready(&env.applications(), "shop").await;
+    let environment = wait_ready(&crate::paved_support::environments(&env.client), &env.name).await;
+    let uids: Vec<(String, String)> = [service, application, environment]
+        .iter()
+        .map(|o| {
+            (
+                format!(
+                    "{} {}",
+                    o.types.as_ref().map_or("", |t| t.kind.as_str()),
+                    o.name_any()
+                ),
+                o.metadata.uid.clone().expect("a uid"),
+            )
+        })
+        .collect();
+    // An Event is published right after the status write that shows Ready.
+    holds_for(
+        "no Event on any of them",
+        std::time::Duration::from_secs(3),
+        || async {
+            for (what, uid) in &uids {
+                let events = crate::paved_support::events_of(&env.client, None, uid).await;
+                if let Some(event) = events.first() {
+                    return Err(format!(
+                        "{what}: {} events, the first {:?}: {:?}",
+                        events.len(),
+                        event.reason,
+                        event.message
+                    ));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -95,6 +95,8 @@ pub mod reasons {
     /// so Ready=True (kstatus Current, Argo CD Healthy), with this reason.
     pub const STOPPED: &str = "Stopped";
     // Reconciling=True
+    /// The CRDs' default status ([`crate::cli::crd`]): not reconciled yet.
+    pub const PENDING: &str = "Pending";
     pub const ROLLING_OUT: &str = "RollingOut";
     pub const PROVISIONING: &str = "Provisioning";
     pub const SERVICES_NOT_READY: &str = "ServicesNotReady";

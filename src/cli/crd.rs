@@ -27,7 +27,7 @@ pub const PENDING_MESSAGE: &str =
 /// `kubectl wait` or a GitOps sync would pass before Paved looked at it. Defaults
 /// are not stored: Paved's first status write replaces the whole of `status`.
 fn with_pending_status(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    let pending = |type_: &str, status: &str| serde_json::json!({"type": type_, "status": status, "reason": "Pending", "message": PENDING_MESSAGE});
+    let pending = |type_: &str, status: &str| serde_json::json!({"type": type_, "status": status, "reason": crate::names::reasons::PENDING, "message": PENDING_MESSAGE});
     let default = serde_json::json!({
         "observedGeneration": 0,
         "conditions": [pending("Ready", "False"), pending("Reconciling", "True")],

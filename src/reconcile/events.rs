@@ -18,17 +18,25 @@ pub async fn publish_on_transition<K>(
 ) where
     K: Resource<DynamicType = ()>,
 {
+    let Some(event) = transition_event(before, after) else {
+        return;
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(%error, "could not publish event");
+    }
+}
+
+/// The Event a change of conditions from `before` to `after` calls for, if any.
+fn transition_event(before: &[Condition], after: &[Condition]) -> Option<Event> {
     let ready = |conditions: &[Condition]| {
         conditions
             .iter()
             .find(|c| c.type_ == conditions::READY)
             .map(|c| (c.status.clone(), c.reason.clone()))
     };
-    let Some(current) = after.iter().find(|c| c.type_ == conditions::READY) else {
-        return;
-    };
+    let current = after.iter().find(|c| c.type_ == conditions::READY)?;
     if ready(before) == ready(after) {
-        return;
+        return None;
     }
     let is_problem = |status: &str, reason: &str| status == "False" && !is_progress(reason);
     let was_problem = ready(before).is_some_and(|(status, reason)| is_problem(&status, &reason));
@@ -38,9 +46,9 @@ pub async fn publish_on_transition<K>(
     } else if was_problem {
         EventType::Normal
     } else {
-        return;
+        return None;
     };
-    let event = Event {
+    Some(Event {
         type_,
         reason: current.reason.clone(),
         note: Some(truncate(&current.message, 1000)),
@@ -51,17 +59,17 @@ pub async fn publish_on_transition<K>(
         }
         .into(),
         secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::warn!(%error, "could not publish event");
-    }
+    })
 }
 
-/// Reasons that mean "work in flight", not "something is wrong".
+/// Reasons that mean "work in flight", not "something is wrong". `Pending` is
+/// the CRDs' default status of an object not reconciled yet: its first real
+/// status is no recovery (that cost one Event write per object created).
 fn is_progress(reason: &str) -> bool {
     matches!(
         reason,
-        reasons::ROLLING_OUT
+        reasons::PENDING
+            | reasons::ROLLING_OUT
             | reasons::PROVISIONING
             | reasons::SERVICES_NOT_READY
             | reasons::STOPPING
@@ -77,4 +85,63 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(status: &str, reason: &str) -> Vec<Condition> {
+        vec![Condition {
+            type_: conditions::READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: format!("{reason} here"),
+            last_transition_time: None,
+            observed_generation: None,
+        }]
+    }
+
+    /// What the API server shows of an object Paved has not reconciled yet.
+    fn pending() -> Vec<Condition> {
+        ready("False", reasons::PENDING)
+    }
+
+    #[test]
+    fn an_object_s_first_status_after_the_crd_default_publishes_nothing() {
+        for first in [
+            ready("False", reasons::ROLLING_OUT),
+            ready("True", reasons::AVAILABLE),
+            ready("True", reasons::ALL_SERVICES_READY),
+            ready("True", reasons::NAMESPACE_READY),
+        ] {
+            assert!(
+                transition_event(&pending(), &first).is_none(),
+                "{:?}",
+                first[0].reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_problem_publishes_a_warning_and_its_end_a_normal_event() {
+        let conflict = ready("False", reasons::CHILD_CONFLICT);
+        let warning = transition_event(&pending(), &conflict).expect("a warning");
+        assert_eq!(warning.type_, EventType::Warning);
+        assert_eq!(warning.reason, reasons::CHILD_CONFLICT);
+        let recovered = transition_event(&conflict, &ready("False", reasons::ROLLING_OUT))
+            .expect("the recovery");
+        assert_eq!(recovered.type_, EventType::Normal);
+        assert_eq!(recovered.reason, reasons::ROLLING_OUT);
+    }
+
+    #[test]
+    fn routine_progress_and_unchanged_ready_publish_nothing() {
+        let rolling = ready("False", reasons::ROLLING_OUT);
+        let available = ready("True", reasons::AVAILABLE);
+        assert!(transition_event(&rolling, &available).is_none());
+        assert!(transition_event(&available, &rolling).is_none());
+        assert!(transition_event(&available, &available).is_none());
+        assert!(transition_event(&[], &available).is_none());
+    }
 }
