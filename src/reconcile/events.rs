@@ -27,19 +27,16 @@ pub async fn publish_on_transition<K>(
 }
 
 /// The Event a change of conditions from `before` to `after` calls for, if any.
-fn transition_event(before: &[Condition], after: &[Condition]) -> Option<Event> {
-    let ready = |conditions: &[Condition]| {
-        conditions
-            .iter()
-            .find(|c| c.type_ == conditions::READY)
-            .map(|c| (c.status.clone(), c.reason.clone()))
-    };
-    let current = after.iter().find(|c| c.type_ == conditions::READY)?;
-    if ready(before) == ready(after) {
+fn transition_event<'a>(before: &'a [Condition], after: &'a [Condition]) -> Option<Event> {
+    let ready =
+        |conditions: &'a [Condition]| conditions.iter().find(|c| c.type_ == conditions::READY);
+    let current = ready(after)?;
+    let previous = ready(before);
+    if previous.is_some_and(|p| (&p.status, &p.reason) == (&current.status, &current.reason)) {
         return None;
     }
     let is_problem = |status: &str, reason: &str| status == "False" && !is_progress(reason);
-    let was_problem = ready(before).is_some_and(|(status, reason)| is_problem(&status, &reason));
+    let was_problem = previous.is_some_and(|p| is_problem(&p.status, &p.reason));
     let stalled = after.iter().any(|c| c.type_ == conditions::STALLED);
     let type_ = if is_problem(&current.status, &current.reason) {
         EventType::Warning
