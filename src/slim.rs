@@ -70,13 +70,16 @@ impl<K> fmt::Debug for Slim<K> {
     }
 }
 
-/// A `K` read from JSON, kept slim (what generic readers of a stream need).
+/// A `K` read from JSON straight into its slim form: the watches of children
+/// decode into this, so a list of thousands never holds them whole at once
+/// (each item is parsed as JSON, pruned, and dropped before the next).
 impl<'de, K> serde::Deserialize<'de> for Slim<K>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
 {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        K::deserialize(deserializer).map(|object| Slim::of(&object))
+        let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
+        Slim::from_value(value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -111,41 +114,46 @@ where
     /// What the stores keep of `object`, as the API server sent it (with its
     /// managedFields, which are not kept).
     pub fn of(object: &K) -> Self {
-        let meta = object.meta();
         let value = serde_json::to_value(object).unwrap_or(Value::Null);
-        let owned = paved_fields(meta);
+        Slim::from_value(value).unwrap_or_else(|_| Slim {
+            metadata: object.meta().clone(),
+            json: "{}".into(),
+            kind: PhantomData,
+        })
+    }
+
+    /// What the stores keep of an object read as JSON (see [`Self::of`]); an
+    /// error when its metadata does not read as Kubernetes metadata.
+    pub fn from_value(mut value: Value) -> Result<Self, serde_json::Error> {
+        let metadata = identity(&value)?;
+        let owned = value
+            .get("metadata")
+            .and_then(|m| m.get("managedFields"))
+            .and_then(paved_fields);
         let mut kept = match owned {
             Some(fields) => prune(&value, fields),
             None => Value::Object(Map::new()),
         };
         // Whatever Paved owns of metadata (labels, annotations, owners) stays in
         // the JSON from the prune, for the drift check; identity is in `metadata`.
+        // A list's items come without apiVersion and kind: they are the kind's own.
         if let Value::Object(kept) = &mut kept {
-            for field in ["apiVersion", "kind", "status"] {
-                if let Some(v) = value.get(field) {
-                    kept.insert(field.into(), v.clone());
-                }
-            }
+            kept.insert("apiVersion".into(), K::api_version(&()).into());
+            kept.insert("kind".into(), K::kind(&()).into());
             for path in READ_BY_STATUS {
                 if let Some(v) = path.iter().try_fold(&value, |v, k| v.get(k)) {
                     insert_at(kept, path, v.clone());
                 }
             }
+            if let Some(status) = value.get_mut("status").map(Value::take) {
+                kept.insert("status".into(), status);
+            }
         }
-        Slim {
-            metadata: ObjectMeta {
-                name: meta.name.clone(),
-                namespace: meta.namespace.clone(),
-                uid: meta.uid.clone(),
-                resource_version: meta.resource_version.clone(),
-                generation: meta.generation,
-                deletion_timestamp: meta.deletion_timestamp.clone(),
-                owner_references: meta.owner_references.clone(),
-                ..ObjectMeta::default()
-            },
+        Ok(Slim {
+            metadata,
             json: kept.to_string().into_boxed_str(),
             kind: PhantomData,
-        }
+        })
     }
 
     /// All of `object`, unpruned: for objects the stores keep whole (a
@@ -194,18 +202,42 @@ where
     }
 }
 
-/// Paved's own server-side apply entry in `managedFields`: the fields it owns.
-fn paved_fields(meta: &ObjectMeta) -> Option<&Value> {
-    meta.managed_fields
+/// The identity a slim child keeps of `value`'s metadata (nothing else of it
+/// is parsed: labels, annotations and managedFields stay JSON).
+fn identity(value: &Value) -> Result<ObjectMeta, serde_json::Error> {
+    const KEPT: &[&str] = &[
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "deletionTimestamp",
+        "ownerReferences",
+    ];
+    let Some(metadata) = value.get("metadata").and_then(Value::as_object) else {
+        return Ok(ObjectMeta::default());
+    };
+    let kept: Map<String, Value> = KEPT
         .iter()
-        .flatten()
+        .filter_map(|key| Some((key.to_string(), metadata.get(*key)?.clone())))
+        .collect();
+    serde_json::from_value(Value::Object(kept))
+}
+
+/// Paved's own server-side apply entry in `managedFields`: the fields it owns.
+fn paved_fields(managed_fields: &Value) -> Option<&Value> {
+    fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
+        entry.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+    managed_fields
+        .as_array()?
+        .iter()
         .find(|entry| {
-            entry.manager.as_deref() == Some(FIELD_MANAGER)
-                && entry.operation.as_deref() == Some("Apply")
-                && entry.subresource.as_deref().unwrap_or_default().is_empty()
+            text(entry, "manager") == FIELD_MANAGER
+                && text(entry, "operation") == "Apply"
+                && text(entry, "subresource").is_empty()
         })
-        .and_then(|entry| entry.fields_v1.as_ref())
-        .map(|fields| &fields.0)
+        .and_then(|entry| entry.get("fieldsV1"))
 }
 
 fn insert_at(map: &mut Map<String, Value>, path: &[&str], value: Value) {
@@ -383,6 +415,28 @@ mod tests {
     fn first_container(deployment: &mut Deployment) -> &mut k8s_openapi::api::core::v1::Container {
         let spec = deployment.spec.as_mut().unwrap();
         &mut spec.template.spec.as_mut().unwrap().containers[0]
+    }
+
+    #[test]
+    fn a_list_item_decodes_straight_into_the_same_slim_child() {
+        // Items of a list response carry neither apiVersion nor kind.
+        let mut item = serde_json::to_value(live()).unwrap();
+        let item_map = item.as_object_mut().unwrap();
+        item_map.remove("apiVersion");
+        item_map.remove("kind");
+        let list = json!({"kind": "DeploymentList", "apiVersion": "apps/v1",
+                          "metadata": {"resourceVersion": "9"}, "items": [item]});
+        let decoded: kube::api::ObjectList<Slim<Deployment>> =
+            serde_json::from_value(list).unwrap();
+        let slim = &decoded.items[0];
+        assert_eq!(slim.value(), Slim::of(&live()).value());
+        assert!(
+            is_subset(&desired(), &slim.value()),
+            "no drift from decoding"
+        );
+        assert_eq!(slim.meta().resource_version.as_deref(), Some("7"));
+        assert_eq!(slim.meta().managed_fields, None, "not kept");
+        assert_eq!(slim.meta().labels, None, "kept in the JSON, not parsed");
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
     let namespace = application
         .namespace()
         .ok_or_else(|| Error::InvalidObject(application.name_any()))?;
-    let snapshot = ctx.stores.snapshot();
+    // All an Application reads is in its namespace.
+    let snapshot = ctx.stores.snapshot_in(&namespace);
     let in_environment = snapshot
         .environment_of(&namespace, "Application")
         .map(|_| ());

@@ -320,7 +320,8 @@ async fn write_status(
     namespace_outcome: Result<(), &Error>,
     observation: EnvironmentObservation<'_>,
 ) -> Result<StatusWrite> {
-    let snapshot = ctx.stores.snapshot();
+    // All its status reads is in its own namespace.
+    let snapshot = ctx.stores.snapshot_in(&environment.namespace_name());
     let mut status = environment_status_observed(
         environment,
         &snapshot,

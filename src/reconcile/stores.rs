@@ -5,7 +5,8 @@
 //! the one list below; the controllers destructure [`StoreWriters`] without `..`,
 //! so a store added here without a watch does not compile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -16,10 +17,11 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
 use crate::api::gateway_api::HttpRoute;
 use crate::api::{Application, Environment, Service};
-use crate::names::annotations;
+use crate::names::{annotations, reasons};
 use crate::resolve::Snapshot;
 use crate::slim::Slim;
 
@@ -31,6 +33,8 @@ macro_rules! stores {
             $($(#[$doc])* pub $field: Store<$kind>,)*
             /// Turns true once every store above holds its initial list.
             pub loaded: tokio::sync::watch::Receiver<bool>,
+            /// The Services store by namespace (see [`ServicesByNamespace`]).
+            pub services_by_namespace: ServicesByNamespace,
         }
 
         /// The writing side of every store in [`Stores`], for the reflectors.
@@ -45,6 +49,7 @@ macro_rules! stores {
             let stores = Stores {
                 $($field: $field.as_reader(),)*
                 loaded,
+                services_by_namespace: ServicesByNamespace::default(),
             };
             let loader = StoresLoaded {
                 stores: stores.clone(),
@@ -103,6 +108,106 @@ stores! {
     network_policies: Slim<NetworkPolicy>,
 }
 
+/// The Services of the Services store, by namespace, kept current by the
+/// Service reflector right after the store takes each change (so a reconcile
+/// any tap triggers finds it here too). Aggregates (an Application, an
+/// Environment) and the triggers between Services read one namespace: with
+/// ten thousand Services, scanning the whole store on each of their reconciles
+/// was most of the controller's CPU. Holds the store's own `Arc`s, not copies.
+#[derive(Clone, Default)]
+pub struct ServicesByNamespace(Arc<RwLock<ByNamespace>>);
+
+#[derive(Default)]
+struct ByNamespace {
+    services: HashMap<String, BTreeMap<String, Arc<Service>>>,
+    /// Services whose status waits on another Service (a host held by an older
+    /// claim, a dependency not found): any Service's change may release them.
+    waiting: BTreeMap<(String, String), Arc<Service>>,
+}
+
+impl ServicesByNamespace {
+    /// Take in `event`, which `store` has applied already.
+    pub fn apply(&self, store: &Store<Service>, event: &watcher::Event<Service>) {
+        let mut index = self.0.write().expect("index lock");
+        match event {
+            watcher::Event::Apply(service) => {
+                if let Some(stored) = store.get(&ObjectRef::from_obj(service)) {
+                    index.insert(stored);
+                }
+            }
+            watcher::Event::Delete(service) => index.remove(service),
+            // A (re)list: the store swaps its whole content in at its end.
+            watcher::Event::InitDone => {
+                *index = ByNamespace::default();
+                for service in store.state() {
+                    index.insert(service);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// The Services in `namespace`, by name.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<Service>> {
+        let index = self.0.read().expect("index lock");
+        index
+            .services
+            .get(namespace)
+            .map(|services| services.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The Services whose status waits on another Service (see [`ByNamespace`]).
+    pub fn waiting(&self) -> Vec<Arc<Service>> {
+        let index = self.0.read().expect("index lock");
+        index.waiting.values().cloned().collect()
+    }
+}
+
+impl ByNamespace {
+    fn key(service: &Service) -> (String, String) {
+        (
+            service.metadata.namespace.clone().unwrap_or_default(),
+            service.name_any(),
+        )
+    }
+
+    fn insert(&mut self, service: Arc<Service>) {
+        let (namespace, name) = Self::key(&service);
+        if waits_on_another_service(&service) {
+            self.waiting
+                .insert((namespace.clone(), name.clone()), service.clone());
+        } else {
+            self.waiting.remove(&(namespace.clone(), name.clone()));
+        }
+        self.services
+            .entry(namespace)
+            .or_default()
+            .insert(name, service);
+    }
+
+    fn remove(&mut self, service: &Service) {
+        let key = Self::key(service);
+        self.waiting.remove(&key);
+        if let Some(services) = self.services.get_mut(&key.0) {
+            services.remove(&key.1);
+            if services.is_empty() {
+                self.services.remove(&key.0);
+            }
+        }
+    }
+}
+
+/// Whether `service`'s status waits on another Service: a host an older claim
+/// holds, or a dependency not found.
+pub fn waits_on_another_service(service: &Service) -> bool {
+    service.status.as_ref().is_some_and(|status| {
+        status.conditions.iter().any(|c| {
+            c.reason == reasons::HOST_CONFLICT || c.reason == reasons::DEPENDENCY_NOT_FOUND
+        })
+    })
+}
+
 /// Opens the gate of [`Stores::wait_until_ready`] once every store is loaded.
 ///
 /// `Store::wait_until_ready` cannot be awaited by many reconciles at once: it is a
@@ -134,6 +239,27 @@ impl Stores {
             .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
     }
 
+    /// The current [`Snapshot`] of what one namespace's aggregates read: every
+    /// Environment and Application, the Services of `namespace` only, and
+    /// whether `namespace` is owned. Costs the namespace's size, not the cluster's.
+    pub fn snapshot_in(&self, namespace: &str) -> Snapshot {
+        let environments = self.environments.state();
+        let owned_namespaces = self
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+            .and_then(|ns| owner_of(&environments, &ns))
+            .map(|environment| (namespace.to_string(), environment))
+            .into_iter()
+            .collect();
+        Snapshot {
+            environments,
+            applications: self.applications.state(),
+            services: self.services_by_namespace.in_namespace(namespace),
+            owned_namespaces,
+        }
+    }
+
     /// The current [`Snapshot`]; a namespace counts as owned only when it carries
     /// the UID mark of an existing Environment that names it.
     pub fn snapshot(&self) -> Snapshot {
@@ -143,13 +269,7 @@ impl Stores {
             .state()
             .iter()
             .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-            .filter_map(|ns| {
-                let mark = ns.annotations().get(annotations::CREATED_BY_ENVIRONMENT)?;
-                let env = environments.iter().find(|e| {
-                    e.metadata.uid.as_ref() == Some(mark) && e.namespace_name() == ns.name_any()
-                })?;
-                Some((ns.name_any(), env.name_any()))
-            })
+            .filter_map(|ns| Some((ns.name_any(), owner_of(&environments, &ns)?)))
             .collect();
         Snapshot {
             environments,
@@ -158,6 +278,17 @@ impl Stores {
             owned_namespaces,
         }
     }
+}
+
+/// The name of the Environment that created `namespace` and names it.
+fn owner_of(environments: &[Arc<Environment>], namespace: &Namespace) -> Option<String> {
+    let mark = namespace
+        .annotations()
+        .get(annotations::CREATED_BY_ENVIRONMENT)?;
+    let environment = environments.iter().find(|e| {
+        e.metadata.uid.as_ref() == Some(mark) && e.namespace_name() == namespace.name_any()
+    })?;
+    Some(environment.name_any())
 }
 
 #[cfg(test)]
@@ -211,5 +342,76 @@ mod tests {
                 .expect("woken")
         );
         opener.await.unwrap();
+    }
+
+    /// The index follows the store: changes, deletions and a relist; and it
+    /// knows which Services wait on another one.
+    #[test]
+    fn the_services_index_follows_the_store_by_namespace() {
+        use crate::api::Condition;
+        use crate::resolve::tests::service;
+        use kube::runtime::watcher::Event;
+
+        let (stores, mut writers, _loader) = super::new_stores();
+        let index = stores.services_by_namespace.clone();
+        let mut feed = |event: Event<crate::api::Service>| {
+            writers.services.apply_watcher_event(&event);
+            index.apply(&stores.services, &event);
+        };
+        let names = |namespace: &str| -> Vec<String> {
+            index
+                .in_namespace(namespace)
+                .iter()
+                .map(|s| s.metadata.name.clone().unwrap())
+                .collect()
+        };
+        feed(Event::Init);
+        feed(Event::InitApply(service("shop", "web", "shop")));
+        feed(Event::InitApply(service("shop", "api", "shop")));
+        feed(Event::InitApply(service("blog", "web", "blog")));
+        assert!(names("shop").is_empty(), "a list counts once it is through");
+        feed(Event::InitDone);
+        assert_eq!(names("shop"), ["api", "web"]);
+        assert_eq!(names("blog"), ["web"]);
+        assert!(index.waiting().is_empty());
+
+        let mut conflicted = service("blog", "web", "blog");
+        conflicted.status = Some(crate::api::service::ServiceStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: crate::names::reasons::HOST_CONFLICT.into(),
+                message: String::new(),
+                last_transition_time: None,
+                observed_generation: None,
+            }],
+            ..Default::default()
+        });
+        feed(Event::Apply(conflicted));
+        assert_eq!(index.waiting().len(), 1);
+        feed(Event::Apply(service("blog", "web", "blog")));
+        assert!(
+            index.waiting().is_empty(),
+            "released once its status moved on"
+        );
+
+        feed(Event::Delete(service("shop", "web", "shop")));
+        assert_eq!(names("shop"), ["api"]);
+        // The index holds the store's own objects, not copies.
+        let stored = stores
+            .services
+            .get(&kube::runtime::reflector::ObjectRef::new("api").within("shop"))
+            .unwrap();
+        assert!(std::sync::Arc::ptr_eq(
+            &stored,
+            &index.in_namespace("shop")[0]
+        ));
+
+        // A relist that lost "blog/web" drops it.
+        feed(Event::Init);
+        feed(Event::InitApply(service("shop", "api", "shop")));
+        feed(Event::InitDone);
+        assert_eq!(names("shop"), ["api"]);
+        assert!(names("blog").is_empty());
     }
 }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -64,7 +64,7 @@ pub struct Settings {
 /// polled, here by a controller).
 pub(super) fn reflect_slim<K>(
     writer: Writer<Slim<K>>,
-    api: Api<K>,
+    api: Api<Slim<K>>,
     config: watcher::Config,
     metrics: &Arc<Metrics>,
 ) -> impl Stream<Item = Result<Slim<K>, watcher::Error>> + Send + use<K>
@@ -78,14 +78,9 @@ where
         + Sync
         + 'static,
 {
-    let slim = watch(api, config, metrics).map_ok(|event| match event {
-        watcher::Event::Apply(object) => watcher::Event::Apply(Slim::of(&object)),
-        watcher::Event::Delete(object) => watcher::Event::Delete(Slim::of(&object)),
-        watcher::Event::InitApply(object) => watcher::Event::InitApply(Slim::of(&object)),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    });
-    taps::reflect(slim, writer, Taps::default()).touched_objects()
+    // Decoded straight into the slim form: a list of thousands of children is
+    // never held whole (see [`Slim`]'s `Deserialize`).
+    taps::reflect(watch(api, config, metrics), writer, Taps::default()).touched_objects()
 }
 
 /// A reflector of a kind kept whole, each object going to `taps` once the store holds it: the
@@ -232,6 +227,13 @@ pub async fn run(
     // triggered by taps of its reflector, after its store has each change.
     let (mut environment_taps, mut application_taps) = (Taps::default(), Taps::default());
     let (mut service_taps, mut namespace_taps) = (Taps::default(), Taps::default());
+    {
+        let (index, store) = (
+            stores.services_by_namespace.clone(),
+            stores.services.clone(),
+        );
+        service_taps.index(move |event| index.apply(&store, event));
+    }
     let bases_for_previews = environment_taps.tap();
     let environments_for_services = environment_taps.tap();
     let applications_for_environments = application_taps.tap();
@@ -394,12 +396,9 @@ pub async fn run(
         .for_each(|result| async move { log_result("Application", result) });
 
     // --- Service ------------------------------------------------------------
-    let (of_application, in_environment, in_namespace, related) = (
-        services.clone(),
-        services.clone(),
-        services.clone(),
-        services.clone(),
-    );
+    let (of_application, in_environment, in_namespace) =
+        (services.clone(), services.clone(), services.clone());
+    let related = stores.services_by_namespace.clone();
     let (reading_config, reading_secret) = (
         (services.clone(), applications.clone()),
         (services.clone(), applications.clone()),
@@ -433,8 +432,16 @@ pub async fn run(
             triggers::services_in(&in_namespace.state(), &n.name_any())
         })
         // Dependents see their dependency's readiness; a released host goes to the next claimant.
+        // Read from the index: the same Services a scan of the whole store
+        // would find (those of its namespace, and those waiting on any other).
         .watches_stream(services_for_services, move |changed: Service| {
-            triggers::services_related_to(&related.state(), &changed)
+            let mut candidates =
+                related.in_namespace(changed.metadata.namespace.as_deref().unwrap_or_default());
+            candidates.extend(related.waiting());
+            let mut wake = triggers::services_related_to(&candidates, &changed);
+            wake.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            wake.dedup();
+            wake
         })
         .watches_stream(
             watch(

@@ -44,6 +44,8 @@ pub struct Taps<K> {
     senders: Vec<mpsc::UnboundedSender<K>>,
     /// Objects of a relist: the store takes them in at once, at `InitDone`.
     relisted: Vec<K>,
+    /// Indexes of the store, each told of an event before any tap gets it.
+    indexes: Vec<Box<dyn FnMut(&watcher::Event<K>) + Send>>,
 }
 
 impl<K> Default for Taps<K> {
@@ -51,6 +53,7 @@ impl<K> Default for Taps<K> {
         Self {
             senders: Vec::new(),
             relisted: Vec::new(),
+            indexes: Vec::new(),
         }
     }
 }
@@ -67,8 +70,18 @@ impl<K: Resource + Clone + Send + 'static> Taps<K> {
         })
     }
 
+    /// Keep an index of the store current: `index` sees every event once the
+    /// store has applied it, and before any tap (so whatever a tap triggers
+    /// finds the index as current as the store).
+    pub fn index(&mut self, index: impl FnMut(&watcher::Event<K>) + Send + 'static) {
+        self.indexes.push(Box::new(index));
+    }
+
     /// Pass on what `event` put in the store (call after the store applied it).
     pub fn forward(&mut self, event: &watcher::Event<K>) {
+        for index in &mut self.indexes {
+            index(event);
+        }
         if self.senders.is_empty() {
             return;
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{ListParams, ObjectList};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
@@ -31,26 +31,39 @@ pub const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
 /// single failure keeps the figures: metrics-server restarts happen).
 const FAILURES_BEFORE_UNAVAILABLE: u32 = 3;
 
-fn pod_metrics() -> ApiResource {
-    ApiResource {
-        group: "metrics.k8s.io".into(),
-        version: "v1beta1".into(),
-        api_version: GROUP_VERSION.into(),
-        kind: "PodMetrics".into(),
-        plural: "pods".into(),
-    }
+/// What the poller reads of a PodMetrics object: its namespace, its labels and
+/// its containers' usage (decoded into nothing more: a cluster's list holds
+/// one per pod, and the rest of each is never read).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct PodMetrics {
+    metadata: PodMetricsMeta,
+    #[serde(default)]
+    containers: Vec<ContainerMetrics>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+struct PodMetricsMeta {
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, serde::Deserialize)]
+struct ContainerMetrics {
+    #[serde(default)]
+    usage: BTreeMap<String, String>,
 }
 
 /// What one PodMetrics says: the pod's Service and its containers' use summed.
 /// None for a pod without the label.
-pub fn pod_usage(object: &DynamicObject) -> Option<PodUsage> {
-    let service = object.metadata.labels.as_ref()?.get(labels::SERVICE)?;
-    let containers = object.data.get("containers")?.as_array()?;
+pub fn pod_usage(object: &PodMetrics) -> Option<PodUsage> {
+    let service = object.metadata.labels.get(labels::SERVICE)?;
     let sum = |resource: &str| -> f64 {
-        containers
+        object
+            .containers
             .iter()
-            .filter_map(|c| c.get("usage")?.get(resource)?.as_str())
-            .filter_map(quantity_value)
+            .filter_map(|c| c.usage.get(resource))
+            .filter_map(|q| quantity_value(q))
             .sum()
     };
     Some(PodUsage {
@@ -69,11 +82,14 @@ async fn read(client: &Client) -> Result<Option<Vec<PodUsage>>, String> {
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
         Err(error) => return Err(format!("{GROUP_VERSION} discovery failed: {error}")),
     }
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &pod_metrics());
-    let list = api
+    let failed = |error: String| format!("listing {GROUP_VERSION} pods failed: {error}");
+    let request = kube::core::Request::new(format!("/apis/{GROUP_VERSION}/pods"))
         .list(&ListParams::default().labels(labels::SERVICE))
+        .map_err(|error| failed(error.to_string()))?;
+    let list: ObjectList<PodMetrics> = client
+        .request(request)
         .await
-        .map_err(|error| format!("listing {GROUP_VERSION} pods failed: {error}"))?;
+        .map_err(|error| failed(error.to_string()))?;
     Ok(Some(list.items.iter().filter_map(pod_usage).collect()))
 }
 
@@ -217,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_pod_metrics_object_is_read_as_its_services_pod_with_containers_summed() {
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        let object: PodMetrics = serde_json::from_value(serde_json::json!({
             "apiVersion": "metrics.k8s.io/v1beta1",
             "kind": "PodMetrics",
             "metadata": {"name": "api-7d9-x", "namespace": "shop", "labels": {"paved.dev/service": "api"}},
@@ -237,7 +253,7 @@ mod tests {
         assert!((pod.cpu - 0.2515).abs() < 1e-9, "{}", pod.cpu);
         assert_eq!(pod.memory, 65.0 * 1024.0 * 1024.0);
         let mut unlabelled = object.clone();
-        unlabelled.metadata.labels = None;
+        unlabelled.metadata.labels.clear();
         assert_eq!(pod_usage(&unlabelled), None);
     }
 }
