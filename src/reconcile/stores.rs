@@ -269,7 +269,7 @@ impl Stores {
             .state()
             .iter()
             .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-            .filter_map(|ns| Some((ns.name_any(), owner_of(&environments, &ns)?)))
+            .filter_map(|ns| Some((ns.name_any(), owner_of(&environments, ns)?)))
             .collect();
         Snapshot {
             environments,

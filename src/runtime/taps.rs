@@ -45,8 +45,11 @@ pub struct Taps<K> {
     /// Objects of a relist: the store takes them in at once, at `InitDone`.
     relisted: Vec<K>,
     /// Indexes of the store, each told of an event before any tap gets it.
-    indexes: Vec<Box<dyn FnMut(&watcher::Event<K>) + Send>>,
+    indexes: Vec<Index<K>>,
 }
+
+/// Keeps an index of a store current (see [`Taps::index`]).
+type Index<K> = Box<dyn FnMut(&watcher::Event<K>) + Send>;
 
 impl<K> Default for Taps<K> {
     fn default() -> Self {
