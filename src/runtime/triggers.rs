@@ -128,11 +128,7 @@ pub fn services_related_to(
     let (namespace, name) = (changed.namespace(), changed.name_any());
     services_where(services, |s| {
         (s.metadata.namespace == namespace && s.spec.depends_on.contains(&name))
-            || s.status.as_ref().is_some_and(|status| {
-                status.conditions.iter().any(|c| {
-                    c.reason == reasons::HOST_CONFLICT || c.reason == reasons::DEPENDENCY_NOT_FOUND
-                })
-            })
+            || crate::reconcile::stores::waits_on_another_service(s)
     })
 }
 
