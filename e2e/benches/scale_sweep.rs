@@ -15,11 +15,12 @@
 //! 4. watches: Paved's watches counted by the API server
 //!    (`apiserver_longrunning_requests{verb="WATCH"}` with and without the
 //!    controller), beside Paved's own `paved_watches`;
-//! 5. idle: PAVED_SCALE_IDLE_SECONDS (default 620, past the 600 s requeue of
-//!    every object) with nothing changing: API writes and CPU;
+//! 5. idle: PAVED_SCALE_IDLE_SECONDS (default the restart's resync, 120 s, plus
+//!    20: past every object's requeue) with nothing changing: API writes and CPU;
 //! 6. latency: PAVED_SCALE_CHANGES (default 200) image changes, one at a time,
-//!    each on another Service: from the change's apply until the bench's watch
-//!    sees the Deployment with the new image; p50 and p99;
+//!    each on another Service and on an idle cluster (the one before has come to
+//!    rest: pods rolled, Service Ready): from the change's apply until the
+//!    bench's watch sees the Deployment with the new image; p50 and p99;
 //! 7. restart: SIGTERM, then a new controller on the converged cluster: seconds
 //!    to ready, and the writes it makes until its reconciles settle (its own
 //!    `paved_writes_total`, and the API server's counters).
@@ -519,12 +520,16 @@ fn service_docs(b: &Bench, prefix: &str) -> Vec<Value> {
 
 /// One image change (change `k`, tag `<tag>.<k>`) on the `k`-th Service of a
 /// spread over the run: seconds from the apply until the Deployment carries it.
+/// With `at_rest`, it returns only once the change has come to rest (its pods
+/// rolled, the Service Ready at its generation), so that the next change lands
+/// on an idle cluster, not on this one's rollout.
 async fn image_change(
     b: &Bench,
     docs: &[Value],
     k: usize,
     stride: usize,
     tag: &str,
+    at_rest: bool,
     sightings: &mut Sightings,
 ) -> f64 {
     let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
@@ -547,8 +552,50 @@ async fn image_change(
             .expect("the Deployment carries the new image within 60 s")
             .expect("the Deployment watch goes on");
         if seen.namespace == namespace && seen.name == name && seen.image == image {
-            return seen.at.duration_since(start).as_secs_f64();
+            let latency = seen.at.duration_since(start).as_secs_f64();
+            if at_rest {
+                come_to_rest(&api, &name, &image, seen.rolled, sightings).await;
+            }
+            return latency;
         }
+    }
+}
+
+/// Waits until the Deployment `name` (of `api`'s namespace) carrying `image` has
+/// rolled out (`rolled`: already seen so) and its Service is Ready at its
+/// generation (what Paved writes once the rollout is done), at most 120 s.
+async fn come_to_rest(
+    api: &Api<DynamicObject>,
+    name: &str,
+    image: &str,
+    mut rolled: bool,
+    sightings: &mut Sightings,
+) {
+    let start = Instant::now();
+    let limit = Duration::from_secs(120);
+    while !rolled {
+        let seen = tokio::time::timeout(limit.saturating_sub(start.elapsed()), sightings.recv())
+            .await
+            .expect("an image change rolls out within 120 s")
+            .expect("the Deployment watch goes on");
+        rolled = seen.name == name && seen.image == image && seen.rolled;
+    }
+    loop {
+        let service = api.get(name).await.expect("the Service");
+        let status = &service.data["status"];
+        let ready = status["conditions"].as_array().is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        if ready && status["observedGeneration"].as_i64() == service.metadata.generation {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{name} is not Ready within 120 s of its image change"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -564,7 +611,7 @@ async fn change_latencies(
     let stride = (b.services / changes.max(1)).max(1);
     let mut latencies = Vec::new();
     for k in 0..changes {
-        latencies.push(image_change(b, &docs, k, stride, "2.0", sightings).await);
+        latencies.push(image_change(b, &docs, k, stride, "2.0", true, sightings).await);
     }
     latencies
 }
@@ -676,7 +723,7 @@ async fn busy_latencies(
         let mut latencies = Vec::new();
         let mut k = 0;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
-            latencies.push(image_change(b, &docs, k, stride, "3.0", sightings).await);
+            latencies.push(image_change(b, &docs, k, stride, "3.0", false, sightings).await);
             k += 1;
         }
         latencies

@@ -43,7 +43,7 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     let namespace = service
         .namespace()
         .ok_or_else(|| Error::InvalidObject(service.name_any()))?;
-    let snapshot = ctx.stores.snapshot();
+    let snapshot = ctx.stores.snapshot_for(&service);
 
     let mut outcome = match resolve_service(&snapshot, &service) {
         Ok(resolved) => {

@@ -123,6 +123,27 @@ struct ByNamespace {
     /// Services whose status waits on another Service (a host held by an older
     /// claim, a dependency not found): any Service's change may release them.
     waiting: BTreeMap<(String, String), Arc<Service>>,
+    /// Exposed Services by what their host is built from (see [`claim_key`]):
+    /// the only Services a host check has to look at.
+    claims: HashMap<String, BTreeMap<(String, String), Arc<Service>>>,
+}
+
+/// What an exposed Service's host is made from: its explicit `expose.host`, or
+/// else its name (`<name>.<domain>`). None when it is not exposed.
+fn claim_key(service: &Service) -> Option<String> {
+    let expose = service.spec.expose.as_ref()?;
+    Some(expose.host.clone().unwrap_or_else(|| service.name_any()))
+}
+
+/// The claim keys under which a Service asking for `host` may find another: the
+/// host itself (an explicit host), and each of its prefixes that end before a
+/// `.` (a name, as `<name>.<domain>`; a name may hold dots).
+fn claim_keys_for(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(host).chain(
+        host.match_indices('.')
+            .map(|(at, _)| &host[..at])
+            .filter(|prefix| !prefix.is_empty()),
+    )
 }
 
 impl ServicesByNamespace {
@@ -162,6 +183,16 @@ impl ServicesByNamespace {
         let index = self.0.read().expect("index lock");
         index.waiting.values().cloned().collect()
     }
+
+    /// The exposed Services, in any namespace, that may ask for `host`: a
+    /// superset of those that do (the host check decides), a few, not all.
+    pub fn may_claim(&self, host: &str) -> Vec<Arc<Service>> {
+        let index = self.0.read().expect("index lock");
+        claim_keys_for(host)
+            .filter_map(|key| index.claims.get(key))
+            .flat_map(|services| services.values().cloned())
+            .collect()
+    }
 }
 
 impl ByNamespace {
@@ -173,26 +204,50 @@ impl ByNamespace {
     }
 
     fn insert(&mut self, service: Arc<Service>) {
-        let (namespace, name) = Self::key(&service);
+        let key = Self::key(&service);
         if waits_on_another_service(&service) {
-            self.waiting
-                .insert((namespace.clone(), name.clone()), service.clone());
+            self.waiting.insert(key.clone(), service.clone());
         } else {
-            self.waiting.remove(&(namespace.clone(), name.clone()));
+            self.waiting.remove(&key);
         }
-        self.services
+        let (namespace, name) = key.clone();
+        let before = self
+            .services
             .entry(namespace)
             .or_default()
-            .insert(name, service);
+            .insert(name, service.clone());
+        if let Some(before) = before {
+            self.unclaim(&before, &key);
+        }
+        if let Some(claim) = claim_key(&service) {
+            self.claims.entry(claim).or_default().insert(key, service);
+        }
     }
 
     fn remove(&mut self, service: &Service) {
         let key = Self::key(service);
         self.waiting.remove(&key);
-        if let Some(services) = self.services.get_mut(&key.0) {
-            services.remove(&key.1);
-            if services.is_empty() {
-                self.services.remove(&key.0);
+        let Some(services) = self.services.get_mut(&key.0) else {
+            return;
+        };
+        // The indexed copy, which the claims were made from.
+        let before = services.remove(&key.1);
+        if services.is_empty() {
+            self.services.remove(&key.0);
+        }
+        if let Some(before) = before {
+            self.unclaim(&before, &key);
+        }
+    }
+
+    fn unclaim(&mut self, service: &Service, key: &(String, String)) {
+        let Some(claim) = claim_key(service) else {
+            return;
+        };
+        if let Some(claimants) = self.claims.get_mut(&claim) {
+            claimants.remove(key);
+            if claimants.is_empty() {
+                self.claims.remove(&claim);
             }
         }
     }
@@ -258,6 +313,44 @@ impl Stores {
             services: self.services_by_namespace.in_namespace(namespace),
             owned_namespaces,
         }
+    }
+
+    /// The current [`Snapshot`] of what a Service's reconcile reads: that of its
+    /// namespace ([`Self::snapshot_in`]), and the exposed Services elsewhere that
+    /// may ask for the same host, with whether their namespaces are owned.
+    /// Costs the namespace's size and the few claimants, not the cluster's.
+    pub fn snapshot_for(&self, service: &Service) -> Snapshot {
+        let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
+        let mut snapshot = self.snapshot_in(namespace);
+        let host = snapshot
+            .environment_of(namespace, "Service")
+            .ok()
+            .and_then(|environment| crate::resolve::exposed_host(service, environment));
+        let Some(host) = host else {
+            return snapshot;
+        };
+        for other in self.services_by_namespace.may_claim(&host) {
+            let Some(other_namespace) = other.metadata.namespace.as_deref() else {
+                continue;
+            };
+            if other_namespace == namespace {
+                continue;
+            }
+            if !snapshot.owned_namespaces.contains_key(other_namespace) {
+                let owner = self
+                    .namespaces
+                    .get(&ObjectRef::new(other_namespace))
+                    .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                    .and_then(|ns| owner_of(&snapshot.environments, &ns));
+                if let Some(owner) = owner {
+                    snapshot
+                        .owned_namespaces
+                        .insert(other_namespace.to_string(), owner);
+                }
+            }
+            snapshot.services.push(other);
+        }
+        snapshot
     }
 
     /// The current [`Snapshot`]; a namespace counts as owned only when it carries
@@ -413,5 +506,120 @@ mod tests {
         feed(Event::InitDone);
         assert_eq!(names("shop"), ["api"]);
         assert!(names("blog").is_empty());
+    }
+
+    /// A Service's host check reads only the exposed Services that may ask for
+    /// its host, and finds what a scan of the whole store finds.
+    #[test]
+    fn a_host_check_reads_the_few_claimants_and_finds_what_the_whole_store_does() {
+        use super::{Namespace, annotations};
+        use crate::api::service::Expose;
+        use crate::resolve::resolve_service;
+        use crate::resolve::tests::{application, environment, service};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use kube::ResourceExt;
+        use kube::runtime::watcher::Event;
+
+        let (stores, mut writers, _loader) = super::new_stores();
+        let index = stores.services_by_namespace.clone();
+        writers.init_done();
+        // "upper" holds example.com and hands team.example.com to "lower".
+        let mut upper = environment("upper", "example.com");
+        upper.spec.delegated_domains = vec!["team.example.com".into()];
+        let lower = environment("lower", "team.example.com");
+        for env in [&upper, &lower] {
+            writers
+                .environments
+                .apply_watcher_event(&Event::Apply(env.clone()));
+            let mut ns = Namespace::default();
+            ns.metadata.name = Some(env.namespace_name());
+            ns.metadata.annotations = Some(
+                [(
+                    annotations::CREATED_BY_ENVIRONMENT.to_string(),
+                    env.metadata.uid.clone().unwrap(),
+                )]
+                .into(),
+            );
+            writers.namespaces.apply_watcher_event(&Event::Apply(ns));
+            writers
+                .applications
+                .apply_watcher_event(&Event::Apply(application(&env.namespace_name(), "shop")));
+        }
+        let exposed = |namespace: &str, name: &str, host: Option<&str>, second: i64| {
+            let mut s = service(namespace, name, "shop");
+            s.spec.expose = Some(Expose {
+                host: host.map(str::to_string),
+                path: None,
+            });
+            s.metadata.creation_timestamp = Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+            ));
+            s
+        };
+        let all = [
+            // web.team.example.com: asked for by name in "lower", explicitly in "upper".
+            exposed("lower", "web", None, 1_000),
+            exposed("upper", "old", Some("web.team.example.com"), 500),
+            exposed("lower", "late", Some("web.team.example.com"), 2_000),
+            // A name with a dot: "api.v2" asks for api.v2.example.com.
+            exposed("upper", "api.v2", None, 1_000),
+            exposed("upper", "other", Some("api.v2.example.com"), 2_000),
+            service("upper", "hidden", "shop"),
+        ];
+        for s in &all {
+            let event = Event::Apply(s.clone());
+            writers.services.apply_watcher_event(&event);
+            index.apply(&stores.services, &event);
+        }
+        let claimants = |host: &str| -> Vec<String> {
+            let mut names: Vec<String> = index
+                .may_claim(host)
+                .iter()
+                .map(|s| format!("{}/{}", s.metadata.namespace.clone().unwrap(), s.name_any()))
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            claimants("web.team.example.com"),
+            ["lower/late", "lower/web", "upper/old"]
+        );
+        assert_eq!(
+            claimants("api.v2.example.com"),
+            ["upper/api.v2", "upper/other"]
+        );
+        assert!(claimants("hidden.example.com").is_empty(), "not exposed");
+
+        let full = stores.snapshot();
+        let mut conflicts = 0;
+        for s in &all {
+            let whole = resolve_service(&full, s).map(|r| r.host);
+            let few = stores.snapshot_for(s);
+            let found = resolve_service(&few, s).map(|r| r.host);
+            assert_eq!(
+                whole.as_ref().map_err(ToString::to_string),
+                found.as_ref().map_err(ToString::to_string),
+                "{}",
+                s.name_any()
+            );
+            conflicts += usize::from(found.is_err_and(|e| e.reason() == "HostConflict"));
+        }
+        // "late" loses to "web"; "other" to "api.v2" ("old" is refused: delegated away).
+        assert_eq!(conflicts, 2);
+
+        // A changed host leaves its old key; a deleted Service leaves the index.
+        let moved = exposed("lower", "late", Some("www.team.example.com"), 2_000);
+        let event = Event::Apply(moved);
+        writers.services.apply_watcher_event(&event);
+        index.apply(&stores.services, &event);
+        assert_eq!(
+            claimants("web.team.example.com"),
+            ["lower/web", "upper/old"]
+        );
+        assert_eq!(claimants("www.team.example.com"), ["lower/late"]);
+        let event = Event::Delete(all[0].clone());
+        writers.services.apply_watcher_event(&event);
+        index.apply(&stores.services, &event);
+        assert_eq!(claimants("web.team.example.com"), ["upper/old"]);
     }
 }
