@@ -37,7 +37,7 @@
 //! `paved_reconciles_running` at the concurrency limit says objects are waiting.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
@@ -64,27 +64,32 @@ pub struct ResourceLabel {
     pub resource: String,
 }
 
+/// A label value of the per-object series. There are several series per
+/// Service, and each family and each record of what was published keeps its
+/// own copy of the labels: shared strings, not copies, keep that small.
+pub type Label = Arc<str>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InsightLabels {
-    pub rule: String,
-    pub level: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+    pub rule: Label,
+    pub level: Label,
+    pub kind: Label,
+    pub namespace: Label,
+    pub name: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectLabels {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
+    pub kind: Label,
+    pub namespace: Label,
+    pub name: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
-    pub namespace: String,
-    pub application: String,
-    pub service: String,
+    pub namespace: Label,
+    pub application: Label,
+    pub service: Label,
 }
 
 fn duration_histogram() -> Histogram {
@@ -483,22 +488,34 @@ impl Metrics {
         insights: &[(&str, &str)],
         score: i32,
     ) {
+        let mut published = self.published.lock().expect("metrics lock");
+        // The strings of what was published before, which the series share.
         let object = ObjectLabels {
             kind: kind.into(),
             namespace: namespace.into(),
             name: name.into(),
         };
+        let object = match published.get_key_value(&object) {
+            Some((before, _)) => before.clone(),
+            None => object,
+        };
+        let before = published.get(&object);
         let now: Vec<InsightLabels> = insights
             .iter()
-            .map(|(rule, level)| InsightLabels {
-                rule: (*rule).into(),
-                level: (*level).into(),
-                kind: kind.into(),
-                namespace: namespace.into(),
-                name: name.into(),
+            .map(|(rule, level)| {
+                let labels = InsightLabels {
+                    rule: (*rule).into(),
+                    level: (*level).into(),
+                    kind: object.kind.clone(),
+                    namespace: object.namespace.clone(),
+                    name: object.name.clone(),
+                };
+                before
+                    .and_then(|before| before.iter().find(|l| **l == labels))
+                    .cloned()
+                    .unwrap_or(labels)
             })
             .collect();
-        let mut published = self.published.lock().expect("metrics lock");
         for gone in published
             .get(&object)
             .into_iter()
@@ -535,11 +552,20 @@ impl Metrics {
             name: service.into(),
         };
         let mut published = self.delivery_published.lock().expect("metrics lock");
-        if let Some(old) = published.insert(object, labels.clone()) {
-            if old != labels {
-                self.remove_delivery(&old);
+        let labels = match published.remove_entry(&object) {
+            // Unchanged: the same strings as the series' own.
+            Some((object, old)) if old == labels => {
+                published.insert(object, old.clone());
+                old
             }
-        }
+            old => {
+                if let Some((_, old)) = old {
+                    self.remove_delivery(&old);
+                }
+                published.insert(object, labels.clone());
+                labels
+            }
+        };
         for (family, figure) in [
             (&self.deploys, delivery.deploys),
             (&self.change_failures, delivery.failures),
@@ -580,20 +606,22 @@ impl Metrics {
     /// metrics, no series.
     pub fn set_usage(&self, figures: Option<&[UsageFigures]>) {
         self.usage_available.set(i64::from(figures.is_some()));
+        let mut published = self.usage_published.lock().expect("metrics lock");
         let mut now = std::collections::HashSet::new();
         for figure in figures.into_iter().flatten() {
             let labels = DeliveryLabels {
-                namespace: figure.namespace.clone(),
-                application: figure.application.clone(),
-                service: figure.service.clone(),
+                namespace: figure.namespace.as_str().into(),
+                application: figure.application.as_str().into(),
+                service: figure.service.as_str().into(),
             };
+            // The strings of the series already there, not another copy.
+            let labels = published.get(&labels).cloned().unwrap_or(labels);
             self.usage_cpu.get_or_create(&labels).set(figure.cpu_cores);
             self.usage_memory
                 .get_or_create(&labels)
                 .set(figure.memory_bytes);
             now.insert(labels);
         }
-        let mut published = self.usage_published.lock().expect("metrics lock");
         for gone in published.difference(&now) {
             self.usage_cpu.remove(gone);
             self.usage_memory.remove(gone);
@@ -634,7 +662,7 @@ impl Metrics {
             .expect("metrics lock")
             .keys()
             .chain(self.delivery_published.lock().expect("metrics lock").keys())
-            .filter(|o| o.namespace == namespace && !exists(&o.kind, &o.name))
+            .filter(|o| &*o.namespace == namespace && !exists(&o.kind, &o.name))
             .cloned()
             .collect();
         gone.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
