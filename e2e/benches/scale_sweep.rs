@@ -37,6 +37,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -134,8 +135,17 @@ impl Controller {
             .append(true)
             .open(log)
             .expect("the controller's log file");
+        // Anything already there (a controller left by an earlier run) would
+        // answer for this one: its metrics, its readiness.
+        assert!(
+            std::net::TcpStream::connect(listen).is_err(),
+            "something already listens on {listen} (a controller left by an earlier run?): stop it first"
+        );
         let started = Instant::now();
         let child = Command::new(bin)
+            // Its own process group, stopped as a whole: a wrapper (PAVED_BIN,
+            // such as heaptrack) does not pass signals on to the controller.
+            .process_group(0)
             .args([
                 "run",
                 "--listen",
@@ -186,11 +196,11 @@ impl Controller {
             .unwrap_or_default()
     }
 
-    /// SIGTERM (a graceful stop, as on a rolling update), then waits for the exit.
+    /// SIGTERM to its process group (a graceful stop, as on a rolling update),
+    /// then waits for the exit; SIGKILL to the group after 30 s.
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
+        let group = format!("-{}", self.pid());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -198,7 +208,7 @@ impl Controller {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
