@@ -278,10 +278,7 @@ async fn apply_children(
 /// Name of the Environment that owns `namespace`, for messages.
 fn service_environment(ctx: &Context, namespace: &str) -> String {
     ctx.stores
-        .snapshot()
-        .owned_namespaces
-        .get(namespace)
-        .cloned()
+        .namespace_owner(&ctx.stores.environments.state(), namespace)
         .unwrap_or_else(|| namespace.to_string())
 }
 

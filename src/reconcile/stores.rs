@@ -137,7 +137,8 @@ fn claim_key(service: &Service) -> Option<String> {
 
 /// The claim keys under which a Service asking for `host` may find another: the
 /// host itself (an explicit host), and each of its prefixes that end before a
-/// `.` (a name, as `<name>.<domain>`; a name may hold dots).
+/// `.` (a name, as `<name>.<domain>`; a name may hold dots). The index form of
+/// `resolve::might_claim`, which the host check still applies to what it finds.
 fn claim_keys_for(host: &str) -> impl Iterator<Item = &str> {
     std::iter::once(host).chain(
         host.match_indices('.')
@@ -300,10 +301,7 @@ impl Stores {
     pub fn snapshot_in(&self, namespace: &str) -> Snapshot {
         let environments = self.environments.state();
         let owned_namespaces = self
-            .namespaces
-            .get(&ObjectRef::new(namespace))
-            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-            .and_then(|ns| owner_of(&environments, &ns))
+            .namespace_owner(&environments, namespace)
             .map(|environment| (namespace.to_string(), environment))
             .into_iter()
             .collect();
@@ -337,12 +335,7 @@ impl Stores {
                 continue;
             }
             if !snapshot.owned_namespaces.contains_key(other_namespace) {
-                let owner = self
-                    .namespaces
-                    .get(&ObjectRef::new(other_namespace))
-                    .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-                    .and_then(|ns| owner_of(&snapshot.environments, &ns));
-                if let Some(owner) = owner {
+                if let Some(owner) = self.namespace_owner(&snapshot.environments, other_namespace) {
                     snapshot
                         .owned_namespaces
                         .insert(other_namespace.to_string(), owner);
@@ -351,6 +344,19 @@ impl Stores {
             snapshot.services.push(other);
         }
         snapshot
+    }
+
+    /// The name of the Environment among `environments` that owns `namespace`
+    /// (one not being deleted), as [`Self::snapshot`] counts it.
+    pub fn namespace_owner(
+        &self,
+        environments: &[Arc<Environment>],
+        namespace: &str,
+    ) -> Option<String> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+            .and_then(|ns| owner_of(environments, &ns))
     }
 
     /// The current [`Snapshot`]; a namespace counts as owned only when it carries

@@ -495,11 +495,10 @@ impl Metrics {
             namespace: namespace.into(),
             name: name.into(),
         };
-        let object = match published.get_key_value(&object) {
-            Some((before, _)) => before.clone(),
-            None => object,
+        let (object, before) = match published.get_key_value(&object) {
+            Some((object, before)) => (object.clone(), Some(before)),
+            None => (object, None),
         };
-        let before = published.get(&object);
         let now: Vec<InsightLabels> = insights
             .iter()
             .map(|(rule, level)| {
@@ -516,12 +515,7 @@ impl Metrics {
                     .unwrap_or(labels)
             })
             .collect();
-        for gone in published
-            .get(&object)
-            .into_iter()
-            .flatten()
-            .filter(|l| !now.contains(l))
-        {
+        for gone in before.into_iter().flatten().filter(|l| !now.contains(l)) {
             self.insights.remove(gone);
         }
         for labels in &now {
@@ -552,17 +546,13 @@ impl Metrics {
             name: service.into(),
         };
         let mut published = self.delivery_published.lock().expect("metrics lock");
-        let labels = match published.remove_entry(&object) {
+        let labels = match published.get(&object) {
             // Unchanged: the same strings as the series' own.
-            Some((object, old)) if old == labels => {
-                published.insert(object, old.clone());
-                old
-            }
-            old => {
-                if let Some((_, old)) = old {
+            Some(old) if *old == labels => old.clone(),
+            _ => {
+                if let Some(old) = published.insert(object, labels.clone()) {
                     self.remove_delivery(&old);
                 }
-                published.insert(object, labels.clone());
                 labels
             }
         };
