@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use paved::runtime::controllers::{self, Settings, stopped};
-use paved::runtime::fence::{Fence, FenceLayer};
+use paved::runtime::fence::{Fence, fenced_client};
 use paved::runtime::http::{self, Health};
 use paved::runtime::leader::{LeaderElector, LeaseConfig};
 use paved::runtime::metrics::Metrics;
@@ -251,11 +251,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     // The controllers write only through the fence, which the elector grants
     // while this replica's leadership is certain; the elector's own client is not fenced.
     let fence = Arc::new(Fence::default());
-    let fenced = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&FenceLayer {
-            fence: fence.clone(),
-        })
-        .build();
+    let fenced = fenced_client(config, fence.clone())?;
     let elector = LeaderElector::new(client.clone(), lease, fence.clone());
     loop {
         tokio::select! {
