@@ -143,6 +143,7 @@ fn main() -> ExitCode {
         Command::Lint(args) => ExitCode::from(paved::cli::lint::main(&args)),
         Command::Day2(command) => paved::cli::main(command),
         Command::Run(args) => {
+            limit_malloc_arenas();
             telemetry::init(args.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -158,6 +159,22 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// glibc's malloc gives each thread that allocates under contention an arena
+/// of its own (up to eight per core), and each arena keeps what was freed in it:
+/// the watches' list bodies, decoded on one worker and freed on another, left
+/// the controller's resident memory far above its heap. Two arenas, set before
+/// the runtime starts its threads, unless `MALLOC_ARENA_MAX` says otherwise.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no thread but this
+        // one exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

@@ -58,6 +58,9 @@ pub mod labels {
 }
 
 pub mod annotations {
+    /// `kubectl apply`'s copy of the last applied object: never read, never
+    /// kept in the stores.
+    pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
     /// Cortex tags services with this annotation; its value is the Service.
     pub const CORTEX_TAG: &str = "cortex.io/tag";
     /// On a Namespace: UID of the Environment that created it. Paved only
