@@ -175,7 +175,6 @@ impl Replica {
     }
 
     /// The writes this replica let through its fence, by the time it logged them.
-    /// The writes its fence let through.
     fn logged_writes(&self) -> Vec<(Timestamp, String)> {
         self.logged("write")
     }

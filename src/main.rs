@@ -164,10 +164,10 @@ fn main() -> ExitCode {
 }
 
 /// glibc's malloc gives each thread that allocates under contention an arena
-/// of its own (up to eight per core), and each arena keeps what was freed in it:
-/// the watches' list bodies, decoded on one worker and freed on another, left
-/// the controller's resident memory far above its heap. Two arenas, set before
-/// the runtime starts its threads, unless `MALLOC_ARENA_MAX` says otherwise.
+/// of its own (up to eight per core), and each arena keeps what was freed in
+/// it. Two arenas (README, Performance: 22.2 against 25.1 KiB per Service at
+/// 3,000), set before the runtime starts its threads, unless
+/// `MALLOC_ARENA_MAX` says otherwise.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
