@@ -43,7 +43,7 @@
 //! ├── page/                the catalog page (/catalog): stores' objects → escaped HTML, inline SVG
 //! │ ─────────────────────────────────────────────────────────────────────────────
 //! ├── reconcile/           the thin reconcilers: prologue → resolve → build → converge → status
-//! │   ├── mod.rs           Context, the prologue every reconcile starts with
+//! │   ├── mod.rs           Context, the prologue every reconcile starts with (its turn)
 //! │   ├── converge.rs      the one converge: ownership check, apply, delete, own-write memory
 //! │   ├── stores.rs        the reflector stores, declared once
 //! │   ├── status_writer.rs writing status: only on change, paced, bridged over store lag
@@ -52,6 +52,7 @@
 //! │   └── preview.rs       a preview's copies of its base
 //! ├── runtime/             process wiring
 //! │   ├── controllers.rs   reflectors, watches and the three controllers
+//! │   ├── fair.rs          the work queue: turns to reconcile, fair between namespaces
 //! │   ├── triggers.rs      which objects a watch event reconciles (pure, tested)
 //! │   ├── usage.rs         the usage poller: metrics.k8s.io discovered, read, Services woken
 //! │   ├── page.rs          serving the catalog page: published stores, routes, token gate

@@ -62,7 +62,8 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "PAVED_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Reconciles running at once, per kind.
+    /// Reconciles running at once, per kind (turns shared between namespaces;
+    /// 0: no limit).
     #[arg(long, env = "PAVED_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// Run the controllers only while holding the leader Lease.

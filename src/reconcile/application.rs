@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::status::application_status;
 
 pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Result<Action> {
-    let (_timer, start) = prologue(&ctx, application).await;
+    let (_timer, start) = prologue(&ctx, application);
     let application = match start {
         Start::Reconcile(application) => application,
         Start::Deleting(_) | Start::Nothing => return Ok(Action::await_change()),

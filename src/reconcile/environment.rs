@@ -33,7 +33,7 @@ use crate::names::{ENVIRONMENT_FINALIZER, actions, reasons};
 use crate::status::{EnvironmentObservation, environment_status_observed};
 
 pub async fn reconcile(environment: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
-    let (_timer, start) = prologue(&ctx, environment).await;
+    let (_timer, start) = prologue(&ctx, environment);
     let api: Api<Environment> = Api::all(ctx.client.clone());
     let environment = match start {
         Start::Reconcile(environment) => environment,

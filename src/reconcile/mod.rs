@@ -25,7 +25,10 @@ use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use kube::runtime::reflector::ObjectRef;
+
 use crate::api::{Application, Environment, Service};
+use crate::runtime::fair::FairQueue;
 use crate::runtime::metrics::{Metrics, ReconcileTimer};
 pub use status_writer::{OwnStatus, PROGRESS_INTERVAL, StatusWrite, now, write_status};
 pub use stores::{StoreWriters, Stores, StoresLoaded, new_stores};
@@ -70,12 +73,42 @@ pub struct Context {
     pub progress_budget: status_writer::ProgressBudget,
     /// Per-object backoff of writes the API server refused.
     pub backoff: crate::retry::Backoff,
+    /// Turns to reconcile, per kind, shared fairly between namespaces
+    /// (`--concurrency` at once).
+    pub turns: Turns,
     /// Whether the cluster serves Gateway API's HTTPRoute (rediscovered by
     /// `runtime::gateway_api`, so CRDs installed later are noticed).
     pub gateway_api: tokio::sync::watch::Receiver<bool>,
     /// How often an unchanged object is looked at again, as a safety net
     /// (`--resync-seconds`, [`DEFAULT_RESYNC`]).
     pub resync: std::time::Duration,
+}
+
+/// The work queue of each kind ([`crate::runtime::fair`]).
+#[derive(Clone)]
+pub struct Turns {
+    pub services: Arc<FairQueue<Service>>,
+    pub applications: Arc<FairQueue<Application>>,
+    pub environments: Arc<FairQueue<Environment>>,
+}
+
+impl Turns {
+    /// `concurrency` reconciles of each kind at once (0: no limit).
+    pub fn new(concurrency: u16, metrics: &Arc<Metrics>) -> Self {
+        let permits = usize::from(concurrency);
+        Turns {
+            services: FairQueue::new(permits, metrics.clone()),
+            applications: FairQueue::new(permits, metrics.clone()),
+            environments: FairQueue::new(permits, metrics.clone()),
+        }
+    }
+
+    /// Shutdown: what waits for a turn ends without doing anything.
+    pub fn close(&self) {
+        self.services.close();
+        self.applications.close();
+        self.environments.close();
+    }
 }
 
 /// The resync of every kind unless `--resync-seconds` says otherwise.
@@ -127,10 +160,12 @@ pub trait Reconciled: Resource<DynamicType = ()> + Clone + Send + Sync + 'static
     const KIND: &'static str;
     fn status_mut(&mut self) -> &mut Option<Self::Status>;
     fn status(&self) -> Option<&Self::Status>;
+    /// The kind's work queue.
+    fn queue(turns: &Turns) -> &Arc<FairQueue<Self>>;
 }
 
 macro_rules! reconciled {
-    ($($kind:ty => $status:ty),* $(,)?) => {$(
+    ($($kind:ty => $status:ty, $field:ident),* $(,)?) => {$(
         impl Reconciled for $kind {
             type Status = $status;
             const KIND: &'static str = stringify!($kind);
@@ -140,13 +175,16 @@ macro_rules! reconciled {
             fn status(&self) -> Option<&$status> {
                 self.status.as_ref()
             }
+            fn queue(turns: &Turns) -> &Arc<FairQueue<Self>> {
+                &turns.$field
+            }
         }
     )*};
 }
 reconciled!(
-    Service => crate::api::ServiceStatus,
-    Application => crate::api::ApplicationStatus,
-    Environment => crate::api::EnvironmentStatus,
+    Service => crate::api::ServiceStatus, services,
+    Application => crate::api::ApplicationStatus, applications,
+    Environment => crate::api::EnvironmentStatus, environments,
 );
 
 /// Publish an object's own insights and its (rolled-up) score as metrics.
@@ -174,22 +212,78 @@ pub enum Start<K> {
     Reconcile(Arc<K>),
     /// The object is being deleted.
     Deleting(Arc<K>),
-    /// Nothing to do: the stores never loaded (shutting down), or the object's
-    /// namespace is being deleted (its Environment is going away).
+    /// Nothing to do: the object's namespace is being deleted (its
+    /// Environment is going away).
     Nothing,
 }
 
-/// What every reconcile does first: start the timer, wait for the stores, and
-/// sort out deletion and a terminating namespace. Keep the timer for the whole
-/// reconcile.
-pub async fn prologue<'a, K: Reconciled>(
+/// A turn held this long or longer is logged (`paved::turns=debug`; every
+/// turn, and every object queued, at `trace`).
+const LONG_TURN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How the controllers run each reconcile: once the stores are loaded, take
+/// a turn (fair between namespaces: [`crate::runtime::fair`]), run `reconcile`
+/// and hold the turn until it ends. With no turn free the object is queued and
+/// this ends at once: the queue wakes it when its turn comes (the
+/// controllers read [`crate::runtime::fair::FairQueue::wakes`]), so nothing
+/// waits inside kube-runtime holding an object.
+pub async fn in_turn<K, Fut>(
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: impl FnOnce(Arc<K>, Arc<Context>) -> Fut,
+) -> crate::error::Result<kube::runtime::controller::Action>
+where
+    K: Reconciled,
+    Fut: std::future::Future<Output = crate::error::Result<kube::runtime::controller::Action>>,
+{
+    use crate::runtime::fair::Turn;
+    use kube::runtime::controller::Action;
+    if !ctx.stores.wait_until_ready().await {
+        return Ok(Action::await_change());
+    }
+    // What the user asked for and Paved has not acted on yet goes first.
+    let urgent = object.meta().deletion_timestamp.is_some()
+        || object.status().and_then(|s| s.observed_generation()) != object.meta().generation;
+    let reference = ObjectRef::from_obj(object.as_ref());
+    let permit = match K::queue(&ctx.turns).try_turn(&reference, urgent) {
+        Turn::Now(permit) => permit,
+        Turn::Queued => {
+            log_turn(&reference, "queued", std::time::Duration::ZERO, urgent);
+            return Ok(Action::await_change());
+        }
+        // Shutting down: the next leader reconciles it.
+        Turn::Closed => return Ok(Action::await_change()),
+    };
+    let started = std::time::Instant::now();
+    let result = reconcile(object, ctx).await;
+    log_turn(&reference, "held", started.elapsed(), urgent);
+    drop(permit);
+    result
+}
+
+fn log_turn<K: Reconciled>(
+    object: &ObjectRef<K>,
+    what: &str,
+    took: std::time::Duration,
+    urgent: bool,
+) {
+    let (kind, ms) = (K::KIND, took.as_millis() as u64);
+    let (namespace, name) = (object.namespace.as_deref().unwrap_or(""), &object.name);
+    if took >= LONG_TURN {
+        tracing::debug!(target: "paved::turns", kind, namespace, name, what, ms, urgent, "long turn");
+    } else {
+        tracing::trace!(target: "paved::turns", kind, namespace, name, what, ms, urgent, "turn");
+    }
+}
+
+/// What every reconcile does first, in its turn ([`in_turn`]): start the
+/// timer, and sort out deletion and a terminating namespace. Keep the timer
+/// for the whole reconcile.
+pub fn prologue<'a, K: Reconciled>(
     ctx: &'a Context,
     object: Arc<K>,
 ) -> (ReconcileTimer<'a>, Start<K>) {
     let timer = ctx.metrics.reconcile_started(K::KIND);
-    if !ctx.stores.wait_until_ready().await {
-        return (timer, Start::Nothing);
-    }
     if object.meta().deletion_timestamp.is_some() {
         return (timer, Start::Deleting(object));
     }

@@ -34,7 +34,7 @@ use crate::status::{AppliedService, ServiceObservation, service_status};
 const STALLED_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
-    let (_timer, start) = prologue(&ctx, service).await;
+    let (_timer, start) = prologue(&ctx, service);
     let service = match start {
         Start::Reconcile(service) => service,
         // Children go with their owner through garbage collection.

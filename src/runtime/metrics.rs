@@ -6,7 +6,8 @@
 //! | `paved_reconcile_errors_total` | kind, reason (failures retried every 5 s) |
 //! | `paved_reconcile_stalls_total` | kind, reason (reconciles that ended Stalled: only a change can fix them) |
 //! | `paved_reconcile_duration_seconds` (histogram) | kind |
-//! | `paved_reconciles_running` (gauge) | kind (reconciles in flight; at `--concurrency`, more wait) |
+//! | `paved_reconciles_running` (gauge) | kind (reconciles in flight; at most `--concurrency`) |
+//! | `paved_reconciles_queued` (gauge) | kind (reconciles waiting for a turn: the work queue's depth) |
 //! | `paved_objects_managed` (gauge) | kind |
 //! | `paved_store_objects` (gauge) | kind (objects held in the in-memory stores: what memory grows with) |
 //! | `paved_writes_total` | resource |
@@ -33,8 +34,8 @@
 //! status, so a restarted controller resumes them where status left them
 //! (Prometheus sees a counter appear, not a reset to zero).
 //!
-//! No queue depth: kube-runtime's controller keeps its queue to itself.
-//! `paved_reconciles_running` at the concurrency limit says objects are waiting.
+//! The work queue is Paved's own (`runtime::fair`: turns shared between
+//! namespaces), so its depth is `paved_reconciles_queued`.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -103,6 +104,7 @@ pub struct Metrics {
     stalls: Family<ErrorLabels, Counter>,
     duration: Family<KindLabel, Histogram, fn() -> Histogram>,
     running: Family<KindLabel, Gauge>,
+    queued: Family<KindLabel, Gauge>,
     managed: Family<KindLabel, Gauge>,
     store_objects: Family<KindLabel, Gauge>,
     writes: Family<ResourceLabel, Counter>,
@@ -152,6 +154,7 @@ impl Default for Metrics {
             duration_histogram,
         );
         let running = Family::<KindLabel, Gauge>::default();
+        let queued = Family::<KindLabel, Gauge>::default();
         let managed = Family::<KindLabel, Gauge>::default();
         let store_objects = Family::<KindLabel, Gauge>::default();
         let writes = Family::<ResourceLabel, Counter>::default();
@@ -185,6 +188,11 @@ impl Default for Metrics {
             "reconciles_running",
             "Reconciles in flight, by kind; at the concurrency limit, further objects wait in the queue",
             running.clone(),
+        );
+        registry.register(
+            "reconciles_queued",
+            "Reconciles waiting for a turn (the work queue's depth), by kind",
+            queued.clone(),
         );
         registry.register(
             "objects_managed",
@@ -319,6 +327,7 @@ impl Default for Metrics {
             stalls,
             duration,
             running,
+            queued,
             managed,
             store_objects,
             writes,
@@ -371,6 +380,13 @@ impl Metrics {
             kind,
             start: Instant::now(),
         }
+    }
+
+    /// Reconciles of `kind` waiting for a turn (`runtime::fair`).
+    pub fn set_queued(&self, kind: &str, waiting: usize) {
+        self.queued
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .set(waiting as i64);
     }
 
     pub fn failed(&self, kind: &str, reason: &str) {

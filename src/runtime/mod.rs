@@ -2,6 +2,7 @@
 //! election, controller wiring, logging. `main.rs` calls into here.
 
 pub mod controllers;
+pub mod fair;
 pub mod fence;
 pub mod gateway_api;
 pub mod http;
