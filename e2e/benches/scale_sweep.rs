@@ -213,6 +213,19 @@ impl Controller {
     }
 }
 
+/// A bench that panics (a failed check) leaves no controller behind: one left
+/// running would hold the metrics address, and the next run would refuse to
+/// start.
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let group = format!("-{}", self.pid());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A plain HTTP/1.0 GET on the loopback: (status, body).
 fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(address).ok()?;
@@ -395,7 +408,21 @@ async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
     let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
     let mut last = String::new();
     loop {
-        let list = services.list(&mine).await.expect("list Services");
+        // A list of 10,000 Services can be cut off by a busy API server
+        // (hyper's IncompleteMessage once, at 10,000): the loop's deadline
+        // bounds the retries.
+        let list = match services.list(&mine).await {
+            Ok(list) => list,
+            Err(error) => {
+                eprintln!("correctness: list Services failed ({error}); again in 2 s");
+                assert!(
+                    started.elapsed() < Duration::from_secs(300 + b.services as u64 / 5),
+                    "correctness: could not list the Services: {error}"
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
         let not_ready: Vec<String> = list
             .items
             .iter()

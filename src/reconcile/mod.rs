@@ -244,7 +244,10 @@ where
     // What the user asked for and Paved has not acted on yet goes first.
     let urgent = object.meta().deletion_timestamp.is_some()
         || object.status().and_then(|s| s.observed_generation()) != object.meta().generation;
-    let reference = ObjectRef::from_obj(object.as_ref());
+    // Name and namespace only: the queue holds a reference per waiting object
+    // (thousands while a converge runs), and needs no version or UID.
+    let mut reference = ObjectRef::from_obj(object.as_ref());
+    reference.extra = Default::default();
     let permit = match K::queue(&ctx.turns).try_turn(&reference, urgent) {
         Turn::Now(permit) => permit,
         Turn::Queued => {
