@@ -407,6 +407,7 @@ async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
         Api::all_with(b.client.clone(), &ApiResource::from_gvk(&service_gvk));
     let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
     let mut last = String::new();
+    let deadline = Duration::from_secs(300 + b.services as u64 / 5);
     loop {
         // A list of 10,000 Services can be cut off by a busy API server
         // (hyper's IncompleteMessage once, at 10,000): the loop's deadline
@@ -416,7 +417,7 @@ async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
             Err(error) => {
                 eprintln!("correctness: list Services failed ({error}); again in 2 s");
                 assert!(
-                    started.elapsed() < Duration::from_secs(300 + b.services as u64 / 5),
+                    started.elapsed() < deadline,
                     "correctness: could not list the Services: {error}"
                 );
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -444,7 +445,7 @@ async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
             not_ready.first()
         );
         assert!(
-            started.elapsed() < Duration::from_secs(300 + b.services as u64 / 5),
+            started.elapsed() < deadline,
             "correctness: not every Service became Ready: {last}"
         );
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -260,19 +260,22 @@ impl<K: Queued> FairQueue<K> {
     fn hand_on(self: &Arc<Self>) {
         let mut state = self.state();
         if !state.closed {
+            let mut granted = None;
             while let Some(next) = state.next() {
                 // Nobody reads the wakes (the controller is gone): no turn to give.
-                if self.wake.send(next.clone()).is_err() {
-                    continue;
+                if self.wake.send(next.clone()).is_ok() {
+                    granted = Some(next);
+                    break;
                 }
+            }
+            self.set_queued(state.queued);
+            if let Some(next) = granted {
                 state.grants += 1;
                 let grant = state.grants;
                 state.kept.insert(next.clone(), grant);
-                self.set_queued(state.queued);
                 self.expire_later(next, grant);
                 return;
             }
-            self.set_queued(state.queued);
         }
         state.free += 1;
     }
@@ -316,23 +319,21 @@ impl<K: Queued> FairQueue<K> {
     ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
         let woken = self.woken.lock().unwrap_or_else(|e| e.into_inner()).take();
         let queue = self.clone();
-        futures::stream::unfold(woken, |woken| async move {
-            let mut woken = woken?;
-            let object = woken.recv().await?;
-            Some((object, Some(woken)))
-        })
-        .filter_map(move |object| {
-            let kept = queue.state().kept.contains_key(&object);
-            let wake = if !kept {
-                None
-            } else if exists(&object) {
-                Some(object)
-            } else {
-                queue.release_grant(&object, None);
-                None
-            };
-            futures::future::ready(wake)
-        })
+        // No receiver (taken before): an empty stream.
+        futures::stream::iter(woken)
+            .flat_map(super::taps::received)
+            .filter_map(move |object| {
+                let kept = queue.state().kept.contains_key(&object);
+                let wake = if !kept {
+                    None
+                } else if exists(&object) {
+                    Some(object)
+                } else {
+                    queue.release_grant(&object, None);
+                    None
+                };
+                futures::future::ready(wake)
+            })
     }
 
     /// Shutdown: every later turn is [`Turn::Closed`], and nothing waits.

@@ -15,7 +15,7 @@
 //! kube-runtime's own shared stores (`store_shared`) do the same but drop
 //! deletions, which several of Paved's triggers need.
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::Resource;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -68,9 +68,7 @@ impl<K: Resource + Clone + Send + 'static> Taps<K> {
     pub fn tap(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.senders.push(sender);
-        futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|object| (Ok(object), receiver))
-        })
+        received(receiver).map(Ok)
     }
 
     /// Keep an index of the store current: `index` sees every event once the
@@ -115,6 +113,16 @@ pub fn marked_deleted<K: Resource>(mut object: K) -> K {
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
     });
     object
+}
+
+/// What an unbounded channel's receiver gets, as a stream that ends when every
+/// sender is gone.
+pub fn received<T: Send + 'static>(
+    receiver: mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    })
 }
 
 #[cfg(test)]

@@ -130,10 +130,7 @@ pub fn wake_channel() -> (
     impl Stream<Item = ObjectRef<Service>> + Send + 'static,
 ) {
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|service| (service, receiver))
-    });
-    (sender, stream)
+    (sender, super::taps::received(receiver))
 }
 
 /// Poll until `stop` resolves.
