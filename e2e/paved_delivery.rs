@@ -192,7 +192,7 @@ async fn deploys_a_rollback_and_a_stalled_revision_move_the_delivery_figures_met
         "{annotations}"
     );
 
-    // Deleted: its series go with it (its Environment's reconcile prunes them).
+    // Deleted: its series go with it (they are read from the store at each scrape).
     services
         .delete("web", &DeleteParams::default())
         .await

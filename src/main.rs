@@ -11,12 +11,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use paved::reconcile::PublishedStores;
 use paved::runtime::controllers::{self, Settings, stopped};
 use paved::runtime::fence::{Fence, fenced_client};
 use paved::runtime::http::{self, Health};
 use paved::runtime::leader::{LeaderElector, LeaseConfig};
 use paved::runtime::metrics::Metrics;
-use paved::runtime::page::{Pages, PublishedStores, TokenGate};
+use paved::runtime::page::{Pages, TokenGate};
 use paved::runtime::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -220,8 +221,9 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.send(true);
     });
 
-    let metrics = Arc::new(Metrics::default());
     let published_stores = PublishedStores::default();
+    let insights = args.insights.settings()?;
+    let metrics = Arc::new(Metrics::new(published_stores.clone(), insights.clone()));
     let pages = Arc::new(Pages {
         stores: published_stores.clone(),
         gate: args.page_require_token.then(TokenGate::default),
@@ -249,7 +251,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         concurrency: args.concurrency,
         instance: Some(identity.clone()),
         ingress_namespace_labels: args.ingress_namespace_selector.clone(),
-        insights: args.insights.settings()?,
+        insights,
         prices: args.cost.prices()?,
         usage_interval: Duration::from_secs(args.usage_interval),
         resync: Duration::from_secs(args.resync_seconds),

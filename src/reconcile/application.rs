@@ -62,21 +62,6 @@ pub async fn reconcile(application: Arc<Application>, ctx: Arc<Context>) -> Resu
         Some(&ctx.usage),
         &ctx.insights,
     );
-    // The metric carries the Application's own insights; its Services publish theirs.
-    let own = crate::insights::scorecard(&crate::insights::evaluate_application(
-        &application,
-        &ctx.insights,
-    ));
-    super::publish_insights(
-        &ctx,
-        "Application",
-        &namespace,
-        &application.name_any(),
-        &crate::api::scorecard::Scorecard {
-            score: scorecard.score,
-            ..own
-        },
-    );
     status.scorecard = Some(scorecard);
     status.cost = ctx.prices.as_ref().map(|prices| {
         let mut cost =

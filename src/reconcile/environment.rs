@@ -364,20 +364,6 @@ async fn write_status(
             Some(&ctx.usage),
             &ctx.insights,
         );
-        ctx.metrics.set_insights(
-            "Environment",
-            "",
-            &environment.name_any(),
-            &[],
-            scorecard.score,
-        );
-        // Services and Applications have no finalizer: prune the series of those gone.
-        ctx.metrics
-            .retain_insights(&namespace, |kind, name| match kind {
-                "Service" => snapshot.service(&namespace, name).is_some(),
-                "Application" => snapshot.application(&namespace, name).is_some(),
-                _ => true,
-            });
         status.scorecard = Some(scorecard);
         status.cost = ctx.prices.as_ref().map(|prices| {
             let mut cost = crate::cost::environment_cost(environment, &snapshot, prices);
@@ -452,9 +438,6 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     let namespace_name = environment.namespace_name();
-    ctx.metrics
-        .forget_insights("Environment", "", &environment.name_any());
-    ctx.metrics.retain_insights(&namespace_name, |_, _| false);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let live = namespaces
         .get_opt(&namespace_name)

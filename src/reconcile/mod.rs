@@ -31,7 +31,7 @@ use crate::api::{Application, Environment, Service};
 use crate::runtime::fair::FairQueue;
 use crate::runtime::metrics::{Metrics, ReconcileTimer};
 pub use status_writer::{OwnStatus, PROGRESS_INTERVAL, StatusWrite, now, write_status};
-pub use stores::{StoreWriters, Stores, StoresLoaded, new_stores};
+pub use stores::{PublishedStores, StoreWriters, Stores, StoresLoaded, new_stores};
 
 /// A write of `object` (of `kind`) that the API server refused: the next wait of
 /// its per-object backoff, logged at WARN with the API server's message (an
@@ -186,23 +186,6 @@ reconciled!(
     Application => crate::api::ApplicationStatus, applications,
     Environment => crate::api::EnvironmentStatus, environments,
 );
-
-/// Publish an object's own insights and its (rolled-up) score as metrics.
-pub fn publish_insights(
-    ctx: &Context,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    scorecard: &crate::api::scorecard::Scorecard,
-) {
-    let insights: Vec<(&str, &str)> = scorecard
-        .insights
-        .iter()
-        .map(|i| (i.rule.as_str(), i.level.as_str()))
-        .collect();
-    ctx.metrics
-        .set_insights(kind, namespace, name, &insights, scorecard.score);
-}
 
 /// Where a reconcile goes after the [`prologue`].
 pub enum Start<K> {

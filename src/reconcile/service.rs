@@ -115,7 +115,6 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     status.usage = usage;
     let scorecard =
         crate::insights::service_scorecard(&service, environment, shown.as_ref(), &ctx.insights);
-    super::publish_insights(&ctx, "Service", &namespace, &service.name_any(), &scorecard);
     status.scorecard = Some(scorecard);
     status.cost = ctx.prices.as_ref().map(|prices| {
         let mut cost = crate::cost::service_cost(&service, environment, prices);
@@ -124,12 +123,6 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     });
     let before = service.status.clone().unwrap_or_default();
     let delivery = crate::delivery::service_delivery(&service, &before, &status, &at);
-    ctx.metrics.set_delivery(
-        &namespace,
-        &service.spec.application,
-        &service.name_any(),
-        &delivery,
-    );
     status.delivery = Some(delivery);
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = write_status(&ctx, &api, service.as_ref(), &before, &status).await?;

@@ -629,3 +629,35 @@ mod tests {
         assert_eq!(claimants("web.team.example.com"), ["upper/old"]);
     }
 }
+
+/// The stores of the running controllers, while they run. The controllers
+/// publish theirs when they start and withdraw them when they stop (lost Lease).
+#[derive(Clone, Default)]
+pub struct PublishedStores(Arc<RwLock<Option<Stores>>>);
+
+impl std::fmt::Debug for PublishedStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishedStores")
+    }
+}
+
+/// Withdraws the published stores when dropped (the controllers stopped).
+pub struct Publication(PublishedStores);
+
+impl Drop for Publication {
+    fn drop(&mut self) {
+        *self.0.0.write().expect("stores lock") = None;
+    }
+}
+
+impl PublishedStores {
+    pub fn publish(&self, stores: Stores) -> Publication {
+        *self.0.write().expect("stores lock") = Some(stores);
+        Publication(self.clone())
+    }
+
+    /// The stores, while the controllers run (a standby has none).
+    pub fn current(&self) -> Option<Stores> {
+        self.0.read().expect("stores lock").clone()
+    }
+}

@@ -57,7 +57,7 @@ pub struct Settings {
     /// How often an unchanged object is reconciled again (`--resync-seconds`).
     pub resync: Duration,
     /// Where the catalog page finds the stores while these controllers run.
-    pub published_stores: super::page::PublishedStores,
+    pub published_stores: crate::reconcile::PublishedStores,
 }
 
 /// A reflector of children: the store of `writer` kept current by a watch, each

@@ -30,14 +30,14 @@
 //! | `paved_usage_memory_bytes` (gauge) | namespace, application, service (all pods, working set) |
 //! | `paved_usage_available` (gauge) | | (1 while the cluster serves metrics.k8s.io) |
 //!
-//! The delivery counters mirror the cumulative figures in each Service's
-//! status, so a restarted controller resumes them where status left them
-//! (Prometheus sees a counter appear, not a reset to zero).
+//! The insights, scores and delivery figures are read from the objects' status
+//! at each scrape ([`super::object_series`]), so a restarted controller resumes
+//! the delivery counters where status left them (Prometheus sees a counter
+//! appear, not a reset to zero) and a series goes with its object.
 //!
 //! The work queue is Paved's own (`runtime::fair`: turns shared between
 //! namespaces), so its depth is `paved_reconciles_queued`.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -48,6 +48,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::object_series::ObjectSeries;
+use crate::insights::InsightSettings;
+use crate::reconcile::PublishedStores;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -65,26 +69,10 @@ pub struct ResourceLabel {
     pub resource: String,
 }
 
-/// A label value of the per-object series. There are several series per
-/// Service, and each family and each record of what was published keeps its
-/// own copy of the labels: shared strings, not copies, keep that small.
+/// A label value of the usage series. There are two per Service, and each
+/// family and the record of what the last poll published keeps its own copy of
+/// the labels: shared strings, not copies, keep that small.
 pub type Label = Arc<str>;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct InsightLabels {
-    pub rule: Label,
-    pub level: Label,
-    pub kind: Label,
-    pub namespace: Label,
-    pub name: Label,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObjectLabels {
-    pub kind: Label,
-    pub namespace: Label,
-    pub name: Label,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
@@ -116,17 +104,6 @@ pub struct Metrics {
     watches: Family<ResourceLabel, Gauge>,
     watches_failing: Gauge,
     watches_listing: Gauge,
-    insights: Family<InsightLabels, Gauge>,
-    scores: Family<ObjectLabels, Gauge>,
-    /// The insight series each object published last, to remove those that went away.
-    published: Mutex<HashMap<ObjectLabels, Vec<InsightLabels>>>,
-    deploys: Family<DeliveryLabels, Counter>,
-    change_failures: Family<DeliveryLabels, Counter>,
-    restores: Family<DeliveryLabels, Counter>,
-    time_to_restore: Family<DeliveryLabels, Counter>,
-    lead_time: Family<DeliveryLabels, Gauge>,
-    /// The delivery series of each Service, to remove them when it goes.
-    delivery_published: Mutex<HashMap<ObjectLabels, DeliveryLabels>>,
     usage_cpu: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
     usage_memory: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
     usage_available: Gauge,
@@ -145,8 +122,18 @@ pub struct UsageFigures {
 }
 
 impl Default for Metrics {
+    /// Metrics with no stores to read per-object series from (tests).
     fn default() -> Self {
+        Metrics::new(PublishedStores::default(), InsightSettings::default())
+    }
+}
+
+impl Metrics {
+    /// The controller's metrics; the per-object series are read from `stores`
+    /// at each scrape ([`super::object_series`]).
+    pub fn new(stores: PublishedStores, insights: InsightSettings) -> Self {
         let mut registry = Registry::with_prefix("paved");
+        registry.register_collector(Box::new(ObjectSeries { stores, insights }));
         let reconciles = Family::<KindLabel, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let stalls = Family::<ErrorLabels, Counter>::default();
@@ -166,8 +153,6 @@ impl Default for Metrics {
         let watches = Family::<ResourceLabel, Gauge>::default();
         let watches_failing = Gauge::default();
         let watches_listing = Gauge::default();
-        let insights = Family::<InsightLabels, Gauge>::default();
-        let scores = Family::<ObjectLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -249,46 +234,6 @@ impl Default for Metrics {
             "Watches not through their first full list yet; /readyz is not ready while above 0 (a standby holds none)",
             watches_listing.clone(),
         );
-        registry.register(
-            "insights",
-            "1 for each paved-path insight an object has now (its own rules), by rule, level, kind, namespace and name",
-            insights.clone(),
-        );
-        registry.register(
-            "score",
-            "Paved-path score (0-100) of a Service, Application or Environment, rolled up",
-            scores.clone(),
-        );
-        let deploys = Family::<DeliveryLabels, Counter>::default();
-        let change_failures = Family::<DeliveryLabels, Counter>::default();
-        let restores = Family::<DeliveryLabels, Counter>::default();
-        let time_to_restore = Family::<DeliveryLabels, Counter>::default();
-        let lead_time = Family::<DeliveryLabels, Gauge>::default();
-        registry.register(
-            "deploys",
-            "New revisions of a Service (image or configuration changed), as counted in its status.delivery",
-            deploys.clone(),
-        );
-        registry.register(
-            "change_failures",
-            "Revisions of a Service that went Stalled or were rolled back, each once",
-            change_failures.clone(),
-        );
-        registry.register(
-            "restores",
-            "Returns of a Service to Ready after it went Stalled",
-            restores.clone(),
-        );
-        registry.register(
-            "time_to_restore_seconds",
-            "Sum of a Service's times to restore (leaving Ready to its return), in seconds",
-            time_to_restore.clone(),
-        );
-        registry.register(
-            "lead_time_seconds",
-            "Lead time of a Service's latest deploy that carried a paved.dev/commit-time annotation, in seconds",
-            lead_time.clone(),
-        );
         let usage_cpu = Family::<DeliveryLabels, Gauge<f64, AtomicU64>>::default();
         let usage_memory = Family::<DeliveryLabels, Gauge<f64, AtomicU64>>::default();
         let usage_available = Gauge::default();
@@ -313,15 +258,6 @@ impl Default for Metrics {
             usage_memory,
             usage_available,
             usage_published: Mutex::default(),
-            deploys,
-            change_failures,
-            restores,
-            time_to_restore,
-            lead_time,
-            delivery_published: Mutex::default(),
-            insights,
-            scores,
-            published: Mutex::default(),
             reconciles,
             errors,
             stalls,
@@ -494,119 +430,6 @@ impl Metrics {
         self.watches_listing.get()
     }
 
-    /// Publish an object's insights (`(rule, level)` each) and score, replacing
-    /// what it published before: an insight that went away leaves no series.
-    pub fn set_insights(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        insights: &[(&str, &str)],
-        score: i32,
-    ) {
-        let mut published = self.published.lock().expect("metrics lock");
-        // The strings of what was published before, which the series share.
-        let object = ObjectLabels {
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        let (object, before) = match published.get_key_value(&object) {
-            Some((object, before)) => (object.clone(), Some(before)),
-            None => (object, None),
-        };
-        let now: Vec<InsightLabels> = insights
-            .iter()
-            .map(|(rule, level)| {
-                let labels = InsightLabels {
-                    rule: (*rule).into(),
-                    level: (*level).into(),
-                    kind: object.kind.clone(),
-                    namespace: object.namespace.clone(),
-                    name: object.name.clone(),
-                };
-                before
-                    .and_then(|before| before.iter().find(|l| **l == labels))
-                    .cloned()
-                    .unwrap_or(labels)
-            })
-            .collect();
-        for gone in before.into_iter().flatten().filter(|l| !now.contains(l)) {
-            self.insights.remove(gone);
-        }
-        for labels in &now {
-            self.insights.get_or_create(labels).set(1);
-        }
-        self.scores.get_or_create(&object).set(i64::from(score));
-        published.insert(object, now);
-    }
-
-    /// Publish a Service's delivery figures: the counters follow its status
-    /// (a counter never goes down: a smaller figure, a Service created anew
-    /// under the same name, starts a new series).
-    pub fn set_delivery(
-        &self,
-        namespace: &str,
-        application: &str,
-        service: &str,
-        delivery: &crate::api::delivery::Delivery,
-    ) {
-        let labels = DeliveryLabels {
-            namespace: namespace.into(),
-            application: application.into(),
-            service: service.into(),
-        };
-        let object = ObjectLabels {
-            kind: "Service".into(),
-            namespace: namespace.into(),
-            name: service.into(),
-        };
-        let mut published = self.delivery_published.lock().expect("metrics lock");
-        let labels = match published.get(&object) {
-            // Unchanged: the same strings as the series' own.
-            Some(old) if *old == labels => old.clone(),
-            _ => {
-                if let Some(old) = published.insert(object, labels.clone()) {
-                    self.remove_delivery(&old);
-                }
-                labels
-            }
-        };
-        for (family, figure) in [
-            (&self.deploys, delivery.deploys),
-            (&self.change_failures, delivery.failures),
-            (&self.restores, delivery.restores),
-            (
-                &self.time_to_restore,
-                delivery.time_to_restore_seconds_total,
-            ),
-        ] {
-            let figure = u64::try_from(figure).unwrap_or(0);
-            let current = family.get_or_create(&labels).get();
-            if figure < current {
-                family.remove(&labels);
-            }
-            let counter = family.get_or_create(&labels);
-            counter.inc_by(figure.saturating_sub(counter.get()));
-        }
-        match delivery.last_lead_time_seconds {
-            Some(seconds) => {
-                self.lead_time.get_or_create(&labels).set(seconds);
-            }
-            None => {
-                self.lead_time.remove(&labels);
-            }
-        }
-    }
-
-    fn remove_delivery(&self, labels: &DeliveryLabels) {
-        self.deploys.remove(labels);
-        self.change_failures.remove(labels);
-        self.restores.remove(labels);
-        self.time_to_restore.remove(labels);
-        self.lead_time.remove(labels);
-    }
-
     /// Replace the usage series with the latest poll's (set first, then the
     /// series of Services gone removed, so a scrape never sees a gap); None: no
     /// metrics, no series.
@@ -633,49 +456,6 @@ impl Metrics {
             self.usage_memory.remove(gone);
         }
         *published = now;
-    }
-
-    /// Remove every insight and the score of an object that is gone (and a
-    /// Service's delivery series).
-    pub fn forget_insights(&self, kind: &str, namespace: &str, name: &str) {
-        let object = ObjectLabels {
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        let delivery = self
-            .delivery_published
-            .lock()
-            .expect("metrics lock")
-            .remove(&object);
-        if let Some(labels) = delivery {
-            self.remove_delivery(&labels);
-        }
-        let mut published = self.published.lock().expect("metrics lock");
-        for gone in published.remove(&object).into_iter().flatten() {
-            self.insights.remove(&gone);
-        }
-        self.scores.remove(&object);
-    }
-
-    /// Forget the objects of `namespace` that `exists` says are gone (a Service
-    /// or Application has no finalizer, so no reconcile of its own sees it go:
-    /// its Environment's reconcile prunes after it).
-    pub fn retain_insights(&self, namespace: &str, exists: impl Fn(&str, &str) -> bool) {
-        let mut gone: Vec<ObjectLabels> = self
-            .published
-            .lock()
-            .expect("metrics lock")
-            .keys()
-            .chain(self.delivery_published.lock().expect("metrics lock").keys())
-            .filter(|o| &*o.namespace == namespace && !exists(&o.kind, &o.name))
-            .cloned()
-            .collect();
-        gone.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-        gone.dedup();
-        for object in gone {
-            self.forget_insights(&object.kind, &object.namespace, &object.name);
-        }
     }
 
     /// OpenMetrics text exposition.
@@ -720,87 +500,6 @@ mod tests {
             !text.contains("service=\"api\"") && text.contains("paved_usage_available 0"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn an_insight_that_goes_away_leaves_no_series_and_a_deleted_object_none_at_all() {
-        let metrics = Metrics::default();
-        metrics.set_insights(
-            "Service",
-            "shop",
-            "api",
-            &[("image-pinned", "critical"), ("health-check", "warning")],
-            40,
-        );
-        let series = "paved_insights{rule=\"image-pinned\",level=\"critical\",kind=\"Service\",namespace=\"shop\",name=\"api\"} 1";
-        let text = metrics.encode();
-        assert!(text.contains(series), "{text}");
-        assert!(
-            text.contains("paved_score{kind=\"Service\",namespace=\"shop\",name=\"api\"} 40"),
-            "{text}"
-        );
-        metrics.set_insights("Service", "shop", "api", &[("health-check", "warning")], 70);
-        let text = metrics.encode();
-        assert!(!text.contains("image-pinned"), "{text}");
-        assert!(text.contains("rule=\"health-check\""), "{text}");
-        metrics.forget_insights("Service", "shop", "api");
-        let text = metrics.encode();
-        assert!(
-            !text.contains("health-check") && !text.contains("name=\"api\""),
-            "{text}"
-        );
-        metrics.set_insights("Service", "shop", "web", &[("health-check", "warning")], 70);
-        metrics.set_insights(
-            "Service",
-            "other",
-            "web",
-            &[("health-check", "warning")],
-            70,
-        );
-        metrics.retain_insights("shop", |_, _| false);
-        let text = metrics.encode();
-        assert!(
-            !text.contains("namespace=\"shop\"") && text.contains("namespace=\"other\""),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn delivery_counters_follow_the_status_figures_and_go_with_their_service() {
-        let metrics = Metrics::default();
-        let mut delivery = crate::api::delivery::Delivery {
-            deploys: 3,
-            failures: 1,
-            last_lead_time_seconds: Some(90),
-            ..Default::default()
-        };
-        metrics.set_delivery("shop", "shop", "web", &delivery);
-        metrics.set_delivery("shop", "shop", "web", &delivery);
-        let series = "{namespace=\"shop\",application=\"shop\",service=\"web\"}";
-        let text = metrics.encode();
-        assert!(
-            text.contains(&format!("paved_deploys_total{series} 3")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("paved_change_failures_total{series} 1")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("paved_lead_time_seconds{series} 90")),
-            "{text}"
-        );
-        // Recreated under the same name: a fresh series, not a counter going down.
-        delivery.deploys = 1;
-        metrics.set_delivery("shop", "shop", "web", &delivery);
-        assert!(
-            metrics
-                .encode()
-                .contains(&format!("paved_deploys_total{series} 1"))
-        );
-        metrics.retain_insights("shop", |_, _| false);
-        let text = metrics.encode();
-        assert!(!text.contains("service=\"web\""), "{text}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod gateway_api;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod object_series;
 pub mod page;
 pub mod taps;
 pub mod telemetry;

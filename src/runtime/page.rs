@@ -10,7 +10,7 @@
 //! answers are cached for [`REVIEW_TTL`] per token, so a reload costs no call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,38 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::names::GROUP;
 use crate::page::{self, Catalog, ChildState, html};
-use crate::reconcile::Stores;
-
-/// The stores of the running controllers, while they run. The controllers
-/// publish theirs when they start and withdraw them when they stop (lost Lease).
-#[derive(Clone, Default)]
-pub struct PublishedStores(Arc<RwLock<Option<Stores>>>);
-
-impl std::fmt::Debug for PublishedStores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PublishedStores")
-    }
-}
-
-/// Withdraws the published stores when dropped (the controllers stopped).
-pub struct Publication(PublishedStores);
-
-impl Drop for Publication {
-    fn drop(&mut self) {
-        *self.0.0.write().expect("stores lock") = None;
-    }
-}
-
-impl PublishedStores {
-    pub fn publish(&self, stores: Stores) -> Publication {
-        *self.0.write().expect("stores lock") = Some(stores);
-        Publication(self.clone())
-    }
-
-    fn current(&self) -> Option<Stores> {
-        self.0.read().expect("stores lock").clone()
-    }
-}
+use crate::reconcile::{PublishedStores, Stores};
 
 /// How long an accepted or refused token is remembered.
 pub const REVIEW_TTL: Duration = Duration::from_secs(30);

@@ -1,0 +1,385 @@
+//! The per-object series (`paved_insights`, `paved_score` and the delivery
+//! figures), made from the stores at each scrape, as kube-state-metrics does.
+//!
+//! Each series is what an object's status says (a Service's `scorecard` and
+//! `delivery`, an Application's or Environment's score), read when Prometheus
+//! asks, so nothing is kept per object between scrapes: no series to remove when
+//! an insight goes away or an object is deleted, and a restarted controller shows
+//! them once its stores are loaded. An Application's own insights (its Services
+//! publish theirs) are its own rules, evaluated on its spec at the scrape.
+//!
+//! Kept as live series, with the record of what each object had published (to
+//! remove what went away), they cost about 3 KB of memory per Service; a scrape
+//! now costs a pass over the three stores instead. A standby, which holds no
+//! store, shows the families and no series.
+
+use std::fmt;
+
+use kube::ResourceExt;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use crate::api::delivery::Delivery;
+use crate::api::scorecard::Scorecard;
+use crate::insights::InsightSettings;
+use crate::reconcile::{PublishedStores, Stores};
+
+/// The collector, registered with the other metrics (see [`super::metrics`]).
+#[derive(Debug)]
+pub struct ObjectSeries {
+    pub stores: PublishedStores,
+    /// To evaluate an Application's own rules.
+    pub insights: InsightSettings,
+}
+
+/// A delivery figure: its name, help, type and where it is in the status.
+struct Figure {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    value: fn(&Delivery) -> Option<i64>,
+}
+
+const FIGURES: [Figure; 5] = [
+    Figure {
+        name: "deploys",
+        help: "New revisions of a Service (image or configuration changed), as counted in its status.delivery",
+        counter: true,
+        value: |d| Some(d.deploys),
+    },
+    Figure {
+        name: "change_failures",
+        help: "Revisions of a Service that went Stalled or were rolled back, each once",
+        counter: true,
+        value: |d| Some(d.failures),
+    },
+    Figure {
+        name: "restores",
+        help: "Returns of a Service to Ready after it went Stalled",
+        counter: true,
+        value: |d| Some(d.restores),
+    },
+    Figure {
+        name: "time_to_restore_seconds",
+        help: "Sum of a Service's times to restore (leaving Ready to its return), in seconds",
+        counter: true,
+        value: |d| Some(d.time_to_restore_seconds_total),
+    },
+    Figure {
+        name: "lead_time_seconds",
+        help: "Lead time of a Service's latest deploy that carried a paved.dev/commit-time annotation, in seconds",
+        counter: false,
+        value: |d| d.last_lead_time_seconds,
+    },
+];
+
+impl Collector for ObjectSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let stores = self.stores.current();
+        let stores = stores.as_ref();
+        self.encode_insights(&mut encoder, stores)?;
+        encode_scores(&mut encoder, stores)?;
+        for figure in &FIGURES {
+            encode_delivery(&mut encoder, figure, stores)?;
+        }
+        Ok(())
+    }
+}
+
+impl ObjectSeries {
+    fn encode_insights(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        stores: Option<&Stores>,
+    ) -> fmt::Result {
+        let mut family = encoder.encode_descriptor(
+            "insights",
+            "1 for each paved-path insight an object has now (its own rules), by rule, level, kind, namespace and name",
+            None,
+            MetricType::Gauge,
+        )?;
+        let Some(stores) = stores else { return Ok(()) };
+        for service in stores.services.state() {
+            let (namespace, name) = (service.namespace().unwrap_or_default(), service.name_any());
+            let insights = service.status.as_ref().and_then(|s| s.scorecard.as_ref());
+            for insight in insights.into_iter().flat_map(|s| &s.insights) {
+                let level = insight.level.as_str();
+                let labels = insight_labels(&insight.rule, level, "Service", &namespace, &name);
+                family.encode_family(&labels)?.encode_gauge(&1i64)?;
+            }
+        }
+        for application in stores.applications.state() {
+            let (namespace, name) = (
+                application.namespace().unwrap_or_default(),
+                application.name_any(),
+            );
+            let own = crate::insights::evaluate_application(&application, &self.insights);
+            for failed in own.iter().filter(|e| e.failed.is_some()) {
+                let level = failed.level.as_str();
+                let labels = insight_labels(failed.rule, level, "Application", &namespace, &name);
+                family.encode_family(&labels)?.encode_gauge(&1i64)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn insight_labels<'a>(
+    rule: &'a str,
+    level: &'a str,
+    kind: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("rule", rule),
+        ("level", level),
+        ("kind", kind),
+        ("namespace", namespace),
+        ("name", name),
+    ]
+}
+
+fn encode_scores(encoder: &mut DescriptorEncoder, stores: Option<&Stores>) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "score",
+        "Paved-path score (0-100) of a Service, Application or Environment, rolled up",
+        None,
+        MetricType::Gauge,
+    )?;
+    let Some(stores) = stores else { return Ok(()) };
+    let mut score = |kind: &str, namespace: &str, name: &str, scorecard: Option<&Scorecard>| {
+        let Some(scorecard) = scorecard else {
+            return Ok(());
+        };
+        let labels = [("kind", kind), ("namespace", namespace), ("name", name)];
+        family
+            .encode_family(&labels)?
+            .encode_gauge(&i64::from(scorecard.score))
+    };
+    for s in stores.services.state() {
+        let scorecard = s.status.as_ref().and_then(|s| s.scorecard.as_ref());
+        score(
+            "Service",
+            &s.namespace().unwrap_or_default(),
+            &s.name_any(),
+            scorecard,
+        )?;
+    }
+    for a in stores.applications.state() {
+        let scorecard = a.status.as_ref().and_then(|s| s.scorecard.as_ref());
+        score(
+            "Application",
+            &a.namespace().unwrap_or_default(),
+            &a.name_any(),
+            scorecard,
+        )?;
+    }
+    for e in stores.environments.state() {
+        let scorecard = e.status.as_ref().and_then(|s| s.scorecard.as_ref());
+        score("Environment", "", &e.name_any(), scorecard)?;
+    }
+    Ok(())
+}
+
+fn encode_delivery(
+    encoder: &mut DescriptorEncoder,
+    figure: &Figure,
+    stores: Option<&Stores>,
+) -> fmt::Result {
+    let kind = if figure.counter {
+        MetricType::Counter
+    } else {
+        MetricType::Gauge
+    };
+    let mut family = encoder.encode_descriptor(figure.name, figure.help, None, kind)?;
+    let Some(stores) = stores else { return Ok(()) };
+    for service in stores.services.state() {
+        let delivery = service.status.as_ref().and_then(|s| s.delivery.as_ref());
+        let Some(value) = delivery.and_then(figure.value) else {
+            continue;
+        };
+        let namespace = service.namespace().unwrap_or_default();
+        let name = service.name_any();
+        let labels = [
+            ("namespace", namespace.as_str()),
+            ("application", service.spec.application.as_str()),
+            ("service", name.as_str()),
+        ];
+        let series = family.encode_family(&labels)?;
+        encode_value(series, figure.counter, value)?;
+    }
+    Ok(())
+}
+
+fn encode_value(mut series: MetricEncoder, counter: bool, value: i64) -> fmt::Result {
+    if counter {
+        // A counter never goes below 0; a figure smaller than the last scrape's
+        // (a Service created anew under the same name) is a counter reset.
+        series.encode_counter::<NoLabelSet, _, u64>(&u64::try_from(value).unwrap_or(0), None)
+    } else {
+        series.encode_gauge(&value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+
+    use super::super::metrics::Metrics;
+    use crate::api::delivery::Delivery;
+    use crate::api::scorecard::{Insight, InsightLevel, Scorecard};
+    use crate::api::{EnvironmentStatus, ServiceStatus};
+    use crate::insights::InsightSettings;
+    use crate::reconcile::{PublishedStores, StoreWriters, new_stores};
+    use crate::resolve::tests::{application, environment, service};
+
+    /// Metrics reading stores that the test fills through `writers`.
+    fn metrics_with_stores() -> (Metrics, StoreWriters, crate::reconcile::stores::Publication) {
+        let (stores, writers, _loader) = new_stores();
+        let published = PublishedStores::default();
+        let publication = published.publish(stores);
+        let metrics = Metrics::new(published, InsightSettings::default());
+        (metrics, writers, publication)
+    }
+
+    fn insight(rule: &str, level: InsightLevel) -> Insight {
+        Insight {
+            rule: rule.into(),
+            level,
+            message: format!("fix {rule}"),
+            application: None,
+            service: None,
+        }
+    }
+
+    fn scored(
+        mut s: crate::api::Service,
+        insights: Vec<Insight>,
+        score: i32,
+    ) -> crate::api::Service {
+        s.status = Some(ServiceStatus {
+            scorecard: Some(Scorecard {
+                score,
+                insights,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn insights_and_scores_are_what_status_says_and_go_with_their_object() {
+        let (metrics, mut writers, publication) = metrics_with_stores();
+        let api = scored(
+            service("shop", "api", "shop"),
+            vec![
+                insight("image-pinned", InsightLevel::Critical),
+                insight("health-check", InsightLevel::Warning),
+            ],
+            40,
+        );
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(api.clone()));
+        // Reconciled by nobody yet: no status, no series.
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(service("shop", "new", "shop")));
+        writers
+            .applications
+            .apply_watcher_event(&Event::Apply(application("shop", "shop")));
+        let mut env = environment("shop", "example.com");
+        env.status = Some(EnvironmentStatus {
+            scorecard: Some(Scorecard {
+                score: 55,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        writers.environments.apply_watcher_event(&Event::Apply(env));
+
+        let text = metrics.encode();
+        for series in [
+            "paved_insights{rule=\"image-pinned\",level=\"critical\",kind=\"Service\",namespace=\"shop\",name=\"api\"} 1",
+            "paved_insights{rule=\"health-check\",level=\"warning\",kind=\"Service\",namespace=\"shop\",name=\"api\"} 1",
+            "paved_score{kind=\"Service\",namespace=\"shop\",name=\"api\"} 40",
+            "paved_score{kind=\"Environment\",namespace=\"\",name=\"shop\"} 55",
+            // The Application's own rules, from its spec (no description, no links).
+            "rule=\"application-description\",level=\"info\",kind=\"Application\",namespace=\"shop\",name=\"shop\"} 1",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        assert!(!text.contains("name=\"new\""), "{text}");
+
+        // An insight fixed, then the Service deleted: its series go with it.
+        let fixed = scored(
+            service("shop", "api", "shop"),
+            vec![insight("health-check", InsightLevel::Warning)],
+            70,
+        );
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(fixed.clone()));
+        let text = metrics.encode();
+        assert!(!text.contains("image-pinned"), "{text}");
+        assert!(
+            text.contains("paved_score{kind=\"Service\",namespace=\"shop\",name=\"api\"} 70"),
+            "{text}"
+        );
+        writers.services.apply_watcher_event(&Event::Delete(fixed));
+        let text = metrics.encode();
+        assert!(!text.contains("name=\"api\""), "{text}");
+
+        // The controllers stopped (a standby): the families, and no series.
+        drop(publication);
+        let text = metrics.encode();
+        assert!(text.contains("# TYPE paved_insights gauge"), "{text}");
+        assert!(!text.contains("namespace=\"shop\""), "{text}");
+    }
+
+    #[test]
+    fn delivery_figures_are_the_status_figures_as_counters() {
+        let (metrics, mut writers, _publication) = metrics_with_stores();
+        let with = |deploys: i64, lead: Option<i64>| {
+            let mut web = service("shop", "web", "shop");
+            web.status = Some(ServiceStatus {
+                delivery: Some(Delivery {
+                    deploys,
+                    failures: 1,
+                    last_lead_time_seconds: lead,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            web
+        };
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(with(3, Some(90))));
+        let series = "{namespace=\"shop\",application=\"shop\",service=\"web\"}";
+        let text = metrics.encode();
+        for line in [
+            "# TYPE paved_deploys counter\n".to_string(),
+            format!("paved_deploys_total{series} 3\n"),
+            format!("paved_change_failures_total{series} 1\n"),
+            format!("paved_restores_total{series} 0\n"),
+            format!("paved_lead_time_seconds{series} 90\n"),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        // Recreated under the same name: the counter starts again (a reset);
+        // no lead time measured: no lead time series.
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(with(1, None)));
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!("paved_deploys_total{series} 1\n")),
+            "{text}"
+        );
+        assert!(!text.contains("paved_lead_time_seconds{"), "{text}");
+    }
+}
