@@ -25,6 +25,9 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The production examples: src/slim.rs renders them into its deflate dictionary.
+COPY examples/00-environments.yaml ./examples/
+COPY examples/production ./examples/production
 # A workspace member: cargo reads its manifest even when building only `paved`.
 COPY e2e/Cargo.toml e2e/lib.rs e2e/main.rs ./e2e/
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
