@@ -198,6 +198,34 @@ async fn a_careless_production_service_gets_critical_insights_in_status_metrics_
         ),
         0.0
     );
+    // The Application's own rules are its series (its Services' are theirs), and
+    // its score is the rolled-up one status shows.
+    let application = |rule: &'static str| {
+        let ns = ns.clone();
+        move || {
+            let labels = [
+                ("kind", "Application"),
+                ("namespace", ns.as_str()),
+                ("name", "shop"),
+                ("rule", rule),
+            ];
+            metric_sum(&scrape_metrics(), "paved_insights", &labels)
+        }
+    };
+    assert_eq!(application("application-links")(), 1.0);
+    assert_eq!(application("image-pinned")(), 0.0);
+    wait_until("the Application's rolled-up score series", WAIT, || async {
+        let labels = [
+            ("kind", "Application"),
+            ("namespace", ns.as_str()),
+            ("name", "shop"),
+        ];
+        let score = metric_sum(&scrape_metrics(), "paved_score", &labels);
+        (score == f64::from(rolled_up))
+            .then_some(())
+            .ok_or(format!("{score}, status says {rolled_up}"))
+    })
+    .await;
     let component = crate::paved_support::backstage_component(&ns, "careless");
     let annotations = &component["metadata"]["annotations"];
     assert_eq!(

@@ -21,7 +21,6 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
 use crate::api::delivery::Delivery;
-use crate::api::scorecard::Scorecard;
 use crate::insights::InsightSettings;
 use crate::reconcile::{PublishedStores, Stores};
 
@@ -149,36 +148,48 @@ fn encode_scores(encoder: &mut DescriptorEncoder, stores: Option<&Stores>) -> fm
         MetricType::Gauge,
     )?;
     let Some(stores) = stores else { return Ok(()) };
-    let mut score = |kind: &str, namespace: &str, name: &str, scorecard: Option<&Scorecard>| {
-        let Some(scorecard) = scorecard else {
-            return Ok(());
-        };
-        let labels = [("kind", kind), ("namespace", namespace), ("name", name)];
+    let (services, applications, environments) = (
+        stores.services.state(),
+        stores.applications.state(),
+        stores.environments.state(),
+    );
+    // An Environment has no namespace: its series' namespace is "".
+    let scored = services
+        .iter()
+        .map(|s| {
+            (
+                "Service",
+                &s.metadata,
+                s.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+            )
+        })
+        .chain(applications.iter().map(|a| {
+            (
+                "Application",
+                &a.metadata,
+                a.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+            )
+        }))
+        .chain(environments.iter().map(|e| {
+            (
+                "Environment",
+                &e.metadata,
+                e.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+            )
+        }));
+    for (kind, metadata, scorecard) in scored {
+        let Some(scorecard) = scorecard else { continue };
+        let labels = [
+            ("kind", kind),
+            (
+                "namespace",
+                metadata.namespace.as_deref().unwrap_or_default(),
+            ),
+            ("name", metadata.name.as_deref().unwrap_or_default()),
+        ];
         family
             .encode_family(&labels)?
-            .encode_gauge(&i64::from(scorecard.score))
-    };
-    for s in stores.services.state() {
-        let scorecard = s.status.as_ref().and_then(|s| s.scorecard.as_ref());
-        score(
-            "Service",
-            &s.namespace().unwrap_or_default(),
-            &s.name_any(),
-            scorecard,
-        )?;
-    }
-    for a in stores.applications.state() {
-        let scorecard = a.status.as_ref().and_then(|s| s.scorecard.as_ref());
-        score(
-            "Application",
-            &a.namespace().unwrap_or_default(),
-            &a.name_any(),
-            scorecard,
-        )?;
-    }
-    for e in stores.environments.state() {
-        let scorecard = e.status.as_ref().and_then(|s| s.scorecard.as_ref());
-        score("Environment", "", &e.name_any(), scorecard)?;
+            .encode_gauge(&i64::from(scorecard.score))?;
     }
     Ok(())
 }
