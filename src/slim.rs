@@ -291,7 +291,7 @@ const DEPLOYMENT_STATUS: &str = r#"{"availableReplicas":2,"conditions":[{"lastTr
 /// every Service has last, the Deployment with a status. Made once per process
 /// from the same builders the controller applies with, so it follows them;
 /// nothing deflated outlives the process.
-pub fn dictionary() -> &'static [u8] {
+fn dictionary() -> &'static [u8] {
     static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
         let manifests = DICTIONARY_SOURCES.join("\n---\n");
         let mut rendered = String::new();

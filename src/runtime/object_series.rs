@@ -14,15 +14,18 @@
 //! store, shows the families and no series.
 
 use std::fmt;
+use std::sync::Arc;
 
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
 use crate::api::delivery::Delivery;
+use crate::api::scorecard::Scorecard;
+use crate::api::{Application, Environment, Service};
 use crate::insights::InsightSettings;
-use crate::reconcile::{PublishedStores, Stores};
+use crate::reconcile::PublishedStores;
 
 /// The collector, registered with the other metrics (see [`super::metrics`]).
 #[derive(Debug)]
@@ -73,50 +76,65 @@ const FIGURES: [Figure; 5] = [
     },
 ];
 
+/// The objects one scrape reads, each store's list taken once (none on a standby).
+#[derive(Default)]
+struct Objects {
+    services: Vec<Arc<Service>>,
+    applications: Vec<Arc<Application>>,
+    environments: Vec<Arc<Environment>>,
+}
+
 impl Collector for ObjectSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let stores = self.stores.current();
-        let stores = stores.as_ref();
-        self.encode_insights(&mut encoder, stores)?;
-        encode_scores(&mut encoder, stores)?;
+        let objects = self
+            .stores
+            .current()
+            .map(|stores| Objects {
+                services: stores.services.state(),
+                applications: stores.applications.state(),
+                environments: stores.environments.state(),
+            })
+            .unwrap_or_default();
+        self.encode_insights(&mut encoder, &objects)?;
+        encode_scores(&mut encoder, &objects)?;
         for figure in &FIGURES {
-            encode_delivery(&mut encoder, figure, stores)?;
+            encode_delivery(&mut encoder, figure, &objects.services)?;
         }
         Ok(())
     }
 }
 
+/// An object's namespace ("" for an Environment) and name, as label values.
+fn named(metadata: &ObjectMeta) -> (&str, &str) {
+    (
+        metadata.namespace.as_deref().unwrap_or_default(),
+        metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
 impl ObjectSeries {
-    fn encode_insights(
-        &self,
-        encoder: &mut DescriptorEncoder,
-        stores: Option<&Stores>,
-    ) -> fmt::Result {
+    fn encode_insights(&self, encoder: &mut DescriptorEncoder, objects: &Objects) -> fmt::Result {
         let mut family = encoder.encode_descriptor(
             "insights",
             "1 for each paved-path insight an object has now (its own rules), by rule, level, kind, namespace and name",
             None,
             MetricType::Gauge,
         )?;
-        let Some(stores) = stores else { return Ok(()) };
-        for service in stores.services.state() {
-            let (namespace, name) = (service.namespace().unwrap_or_default(), service.name_any());
+        for service in &objects.services {
+            let (namespace, name) = named(&service.metadata);
             let insights = service.status.as_ref().and_then(|s| s.scorecard.as_ref());
             for insight in insights.into_iter().flat_map(|s| &s.insights) {
                 let level = insight.level.as_str();
-                let labels = insight_labels(&insight.rule, level, "Service", &namespace, &name);
+                let labels = insight_labels(&insight.rule, level, "Service", namespace, name);
                 family.encode_family(&labels)?.encode_gauge(&1i64)?;
             }
         }
-        for application in stores.applications.state() {
-            let (namespace, name) = (
-                application.namespace().unwrap_or_default(),
-                application.name_any(),
-            );
-            let own = crate::insights::evaluate_application(&application, &self.insights);
+        for application in &objects.applications {
+            let (namespace, name) = named(&application.metadata);
+            let own = crate::insights::evaluate_application(application, &self.insights);
             for failed in own.iter().filter(|e| e.failed.is_some()) {
                 let level = failed.level.as_str();
-                let labels = insight_labels(failed.rule, level, "Application", &namespace, &name);
+                let labels = insight_labels(failed.rule, level, "Application", namespace, name);
                 family.encode_family(&labels)?.encode_gauge(&1i64)?;
             }
         }
@@ -140,56 +158,43 @@ fn insight_labels<'a>(
     ]
 }
 
-fn encode_scores(encoder: &mut DescriptorEncoder, stores: Option<&Stores>) -> fmt::Result {
+fn encode_scores(encoder: &mut DescriptorEncoder, objects: &Objects) -> fmt::Result {
     let mut family = encoder.encode_descriptor(
         "score",
         "Paved-path score (0-100) of a Service, Application or Environment, rolled up",
         None,
         MetricType::Gauge,
     )?;
-    let Some(stores) = stores else { return Ok(()) };
-    let (services, applications, environments) = (
-        stores.services.state(),
-        stores.applications.state(),
-        stores.environments.state(),
-    );
-    // An Environment has no namespace: its series' namespace is "".
-    let scored = services
-        .iter()
+    let card = |status: Option<&Scorecard>| status.map(|s| s.score);
+    let scored = (objects.services.iter())
         .map(|s| {
             (
                 "Service",
                 &s.metadata,
-                s.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+                card(s.status.as_ref().and_then(|s| s.scorecard.as_ref())),
             )
         })
-        .chain(applications.iter().map(|a| {
+        .chain(objects.applications.iter().map(|a| {
             (
                 "Application",
                 &a.metadata,
-                a.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+                card(a.status.as_ref().and_then(|s| s.scorecard.as_ref())),
             )
         }))
-        .chain(environments.iter().map(|e| {
+        .chain(objects.environments.iter().map(|e| {
             (
                 "Environment",
                 &e.metadata,
-                e.status.as_ref().and_then(|s| s.scorecard.as_ref()),
+                card(e.status.as_ref().and_then(|s| s.scorecard.as_ref())),
             )
         }));
-    for (kind, metadata, scorecard) in scored {
-        let Some(scorecard) = scorecard else { continue };
-        let labels = [
-            ("kind", kind),
-            (
-                "namespace",
-                metadata.namespace.as_deref().unwrap_or_default(),
-            ),
-            ("name", metadata.name.as_deref().unwrap_or_default()),
-        ];
+    for (kind, metadata, score) in scored {
+        let Some(score) = score else { continue };
+        let (namespace, name) = named(metadata);
+        let labels = [("kind", kind), ("namespace", namespace), ("name", name)];
         family
             .encode_family(&labels)?
-            .encode_gauge(&i64::from(scorecard.score))?;
+            .encode_gauge(&i64::from(score))?;
     }
     Ok(())
 }
@@ -197,7 +202,7 @@ fn encode_scores(encoder: &mut DescriptorEncoder, stores: Option<&Stores>) -> fm
 fn encode_delivery(
     encoder: &mut DescriptorEncoder,
     figure: &Figure,
-    stores: Option<&Stores>,
+    services: &[Arc<Service>],
 ) -> fmt::Result {
     let kind = if figure.counter {
         MetricType::Counter
@@ -205,18 +210,16 @@ fn encode_delivery(
         MetricType::Gauge
     };
     let mut family = encoder.encode_descriptor(figure.name, figure.help, None, kind)?;
-    let Some(stores) = stores else { return Ok(()) };
-    for service in stores.services.state() {
+    for service in services {
         let delivery = service.status.as_ref().and_then(|s| s.delivery.as_ref());
         let Some(value) = delivery.and_then(figure.value) else {
             continue;
         };
-        let namespace = service.namespace().unwrap_or_default();
-        let name = service.name_any();
+        let (namespace, name) = named(&service.metadata);
         let labels = [
-            ("namespace", namespace.as_str()),
+            ("namespace", namespace),
             ("application", service.spec.application.as_str()),
-            ("service", name.as_str()),
+            ("service", name),
         ];
         let series = family.encode_family(&labels)?;
         encode_value(series, figure.counter, value)?;
