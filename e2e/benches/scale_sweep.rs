@@ -336,14 +336,19 @@ fn cpu_of(name: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f
     after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
 }
 
-/// CPU seconds of the controller, the API server and etcd between two readings.
+/// CPU seconds of every process the bench tracks (the controller, each process
+/// of the cluster, the bench's own client) between two readings, and their sum.
 fn phase_cpu(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Value {
-    json!({
-        "controller": cpu_of("controller", before, after),
-        "kube-apiserver": cpu_of("kube-apiserver", before, after),
-        "etcd": cpu_of("etcd", before, after),
-        "all": after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0)).sum::<f64>(),
-    })
+    let mut cpu: serde_json::Map<String, Value> = after
+        .keys()
+        .map(|name| (name.clone(), json!(cpu_of(name, before, after))))
+        .collect();
+    for name in ["controller", "kube-apiserver", "etcd"] {
+        cpu.entry(name).or_insert(json!(0.0));
+    }
+    let all: f64 = after.keys().map(|name| cpu_of(name, before, after)).sum();
+    cpu.insert("all".into(), json!(all));
+    Value::Object(cpu)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -402,30 +407,13 @@ async fn children_in_run(
 /// Returns the seconds until every Service was Ready (from the call).
 async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
     let started = Instant::now();
-    let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
-    let services: Api<DynamicObject> =
-        Api::all_with(b.client.clone(), &ApiResource::from_gvk(&service_gvk));
-    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
-    let mut last = String::new();
+    // One watch, not a list of every Service every 2 s: at 10,000 those lists
+    // (30 MB each) loaded the API server the rollout was waiting on.
+    let services = run_services(&b.client, prefix).await;
     let deadline = Duration::from_secs(300 + b.services as u64 / 5);
     loop {
-        // A list of 10,000 Services can be cut off by a busy API server
-        // (hyper's IncompleteMessage once, at 10,000): the loop's deadline
-        // bounds the retries.
-        let list = match services.list(&mine).await {
-            Ok(list) => list,
-            Err(error) => {
-                eprintln!("correctness: list Services failed ({error}); again in 2 s");
-                assert!(
-                    started.elapsed() < deadline,
-                    "correctness: could not list the Services: {error}"
-                );
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
-            }
-        };
+        let list = services.state();
         let not_ready: Vec<String> = list
-            .items
             .iter()
             .filter(|o| {
                 !o.data["status"]["conditions"].as_array().is_some_and(|c| {
@@ -435,23 +423,20 @@ async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
             })
             .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
             .collect();
-        if list.items.len() == b.services && not_ready.is_empty() {
+        if list.len() == b.services && not_ready.is_empty() {
             break;
         }
-        last = format!(
-            "{} Services, {} not Ready (first: {:?})",
-            list.items.len(),
+        assert!(
+            started.elapsed() < deadline,
+            "correctness: not every Service became Ready: {} Services, {} not Ready (first: {:?})",
+            list.len(),
             not_ready.len(),
             not_ready.first()
         );
-        assert!(
-            started.elapsed() < deadline,
-            "correctness: not every Service became Ready: {last}"
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    drop(services);
     let ready = started.elapsed().as_secs_f64();
-    let _ = last;
     let expected: BTreeSet<(String, String, String)> =
         render(&manifests(prefix, b.environments, b.services))
             .into_iter()
@@ -796,30 +781,22 @@ async fn reconciled_once(
 /// of all its pods (`status.usage.available`, `pods` at `spec.replicas`: a
 /// new pod is measured after a metrics-server scrape or two); returns how many do.
 async fn wait_for_usage(b: &Bench, prefix: &str, limit: Duration) -> usize {
-    let gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
-    let services: Api<DynamicObject> =
-        Api::all_with(b.client.clone(), &ApiResource::from_gvk(&gvk));
-    let mine = ListParams::default().labels(&format!("{RUN_LABEL}={prefix}"));
     let started = Instant::now();
+    let services = run_services(&b.client, prefix).await;
     loop {
         let measured = services
-            .list(&mine)
-            .await
-            .map(|list| {
-                list.items
-                    .iter()
-                    .filter(|o| {
-                        let usage = &o.data["status"]["usage"];
-                        usage["available"] == true
-                            && usage["pods"].as_i64() >= o.data["spec"]["replicas"].as_i64()
-                    })
-                    .count()
+            .state()
+            .iter()
+            .filter(|o| {
+                let usage = &o.data["status"]["usage"];
+                usage["available"] == true
+                    && usage["pods"].as_i64() >= o.data["spec"]["replicas"].as_i64()
             })
-            .unwrap_or(0);
+            .count();
         if measured >= b.services || started.elapsed() >= limit {
             return measured;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -15,9 +15,12 @@
 //! kube-runtime's own shared stores (`store_shared`) do the same but drop
 //! deletions, which several of Paved's triggers need.
 
+use std::sync::Arc;
+
 use futures::{Stream, StreamExt, TryStreamExt};
 use kube::Resource;
 use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 
@@ -29,21 +32,24 @@ pub fn reflect<K, S>(
     mut taps: Taps<K>,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + use<K, S>
 where
-    K: Resource<DynamicType = ()> + Clone + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
+    let store = writer.as_reader();
     events.reflect(writer).map_ok(move |event| {
-        taps.forward(&event);
+        taps.forward(&event, &store);
         event
     })
 }
 
 /// The taps of one reflector: fed by [`Taps::forward`] with each event the
-/// reflector has applied to its store.
+/// reflector has applied to its store. What waits in a tap is the store's own
+/// copy (an `Arc`), cloned only as the tap's reader takes it: a restart's
+/// relist sends every object to every tap at once, and with a copy per tap
+/// those queues were the largest part of a restarted controller's heap (11 of
+/// 29 MB at 1,000 Services).
 pub struct Taps<K> {
-    senders: Vec<mpsc::UnboundedSender<K>>,
-    /// Objects of a relist: the store takes them in at once, at `InitDone`.
-    relisted: Vec<K>,
+    senders: Vec<mpsc::UnboundedSender<Arc<K>>>,
     /// Indexes of the store, each told of an event before any tap gets it.
     indexes: Vec<Index<K>>,
 }
@@ -55,31 +61,28 @@ impl<K> Default for Taps<K> {
     fn default() -> Self {
         Self {
             senders: Vec::new(),
-            relisted: Vec::new(),
             indexes: Vec::new(),
         }
     }
 }
 
-impl<K: Resource + Clone + Send + 'static> Taps<K> {
-    /// A trigger stream of every object the store takes in, in order, after the
-    /// store holds it. A deleted object comes marked deleted (`deletionTimestamp`
-    /// set), so a predicate on it sees a change. It ends with the reflector.
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Taps<K> {
+    /// A new tap: every object the store takes in from now on.
     pub fn tap(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.senders.push(sender);
-        received(receiver).map(Ok)
+        received(receiver).map(|object| Ok(Arc::unwrap_or_clone(object)))
     }
 
-    /// Keep an index of the store current: `index` sees every event once the
-    /// store has applied it, and before any tap (so whatever a tap triggers
-    /// finds the index as current as the store).
+    /// Keeps an index of the store current: told of each event first.
     pub fn index(&mut self, index: impl FnMut(&watcher::Event<K>) + Send + 'static) {
         self.indexes.push(Box::new(index));
     }
 
-    /// Pass on what `event` put in the store (call after the store applied it).
-    pub fn forward(&mut self, event: &watcher::Event<K>) {
+    /// `event`, which `store` has just applied, to the indexes and the taps: a
+    /// change as the store now holds it, a deletion marked deleted, a relist as
+    /// the whole store once it has swapped the relist in.
+    pub fn forward(&mut self, event: &watcher::Event<K>, store: &Store<K>) {
         for index in &mut self.indexes {
             index(event);
         }
@@ -87,27 +90,28 @@ impl<K: Resource + Clone + Send + 'static> Taps<K> {
             return;
         }
         match event {
-            watcher::Event::Apply(object) => self.send(object.clone()),
-            watcher::Event::Delete(object) => self.send(marked_deleted(object.clone())),
-            watcher::Event::Init => self.relisted.clear(),
-            watcher::Event::InitApply(object) => self.relisted.push(object.clone()),
+            watcher::Event::Apply(object) => {
+                let held = store
+                    .get(&ObjectRef::from_obj(object))
+                    .unwrap_or_else(|| Arc::new(object.clone()));
+                self.send(held)
+            }
+            watcher::Event::Delete(object) => self.send(Arc::new(marked_deleted(object.clone()))),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
             watcher::Event::InitDone => {
-                for object in std::mem::take(&mut self.relisted) {
+                for object in store.state() {
                     self.send(object);
                 }
             }
         }
     }
 
-    fn send(&mut self, object: K) {
-        // A tap whose controller has stopped is dropped.
+    fn send(&mut self, object: Arc<K>) {
         self.senders
             .retain(|sender| sender.send(object.clone()).is_ok());
     }
 }
 
-/// A deletion must trigger even when the object had no finalizer (its last
-/// state then carries no `deletionTimestamp` and the same generation).
 pub fn marked_deleted<K: Resource>(mut object: K) -> K {
     object.meta_mut().deletion_timestamp.get_or_insert_with(|| {
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
@@ -209,6 +213,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_waits_in_the_taps_is_the_stores_own_copy() {
+        let writer = Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        let mut taps = Taps::default();
+        let (first, second) = (taps.tap(), taps.tap());
+        let reflected = reflect(
+            futures::stream::iter(
+                [
+                    watcher::Event::Init,
+                    watcher::Event::InitApply(config_map("a", "1")),
+                    watcher::Event::InitDone,
+                    watcher::Event::Apply(config_map("b", "1")),
+                ]
+                .map(Ok),
+            ),
+            writer,
+            taps,
+        );
+        reflected.for_each(|_| async {}).await;
+        for name in ["a", "b"] {
+            let held = store
+                .get(&ObjectRef::new(name).within("ns"))
+                .expect("in the store");
+            // The store's, this one, and one waiting in each of the two taps.
+            assert_eq!(Arc::strong_count(&held), 4, "{name}");
+        }
+        let mut first = Box::pin(first);
+        let taken = first.next().await.unwrap().unwrap();
+        assert_eq!(taken.metadata.name.as_deref(), Some("a"));
+        drop(second);
+    }
+
+    #[tokio::test]
     async fn a_deletion_reaches_the_taps_marked_deleted_once_the_store_dropped_it() {
         let seen = tapped(vec![
             watcher::Event::Apply(config_map("a", "1")),
@@ -225,7 +262,8 @@ mod tests {
         let mut taps = Taps::<ConfigMap>::default();
         drop(taps.tap());
         let mut kept = Box::pin(taps.tap());
-        taps.forward(&watcher::Event::Apply(config_map("a", "1")));
+        let store = Writer::<ConfigMap>::default().as_reader();
+        taps.forward(&watcher::Event::Apply(config_map("a", "1")), &store);
         let object = kept.next().await.unwrap().unwrap();
         assert_eq!(object.metadata.name.as_deref(), Some("a"));
         assert_eq!(taps.senders.len(), 1);

@@ -390,8 +390,38 @@ pub fn cpu_line(
     )
 }
 
-/// A store kept current by a watch in the background; returns once it is listed.
-pub async fn watched<K>(api: Api<K>, config: watcher::Config, dyntype: K::DynamicType) -> Store<K>
+/// A store kept current by a watch in the background, listed once; the watch
+/// stops when it is dropped (a watch left running would follow the bench onto
+/// the next phase's fresh cluster and load the API server being measured).
+pub struct Watched<K: kube::Resource + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: Store<K>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K: kube::Resource + 'static> std::ops::Deref for Watched<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    type Target = Store<K>;
+    fn deref(&self) -> &Store<K> {
+        &self.store
+    }
+}
+
+impl<K: kube::Resource + 'static> Drop for Watched<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// [`Watched`] `api`: returns once the store is listed.
+pub async fn watched<K>(api: Api<K>, config: watcher::Config, dyntype: K::DynamicType) -> Watched<K>
 where
     K: kube::Resource
         + Clone
@@ -403,14 +433,27 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let writer = reflector::store::Writer::new(dyntype);
-    let reader = writer.as_reader();
-    tokio::spawn(
+    let store = writer.as_reader();
+    let task = tokio::spawn(
         reflector::reflector(writer, watcher::watcher(api, config))
             .default_backoff()
             .for_each(|_| futures::future::ready(())),
     );
-    reader.wait_until_ready().await.expect("watch started");
-    reader
+    store.wait_until_ready().await.expect("watch started");
+    Watched { store, task }
+}
+
+/// The run's Services (label [`RUN_LABEL`] = `prefix`), [`Watched`]: the bench
+/// reads them from one watch, not by listing thousands of them over and over.
+pub async fn run_services(client: &Client, prefix: &str) -> Watched<DynamicObject> {
+    let resource =
+        ApiResource::from_gvk(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service"));
+    watched(
+        Api::all_with(client.clone(), &resource),
+        watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
+        resource,
+    )
+    .await
 }
 
 pub async fn wait_for(
@@ -755,18 +798,10 @@ pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -
     apply_all(client, discovery, secrets, concurrency, "bench").await;
 
     let before = apiserver_writes(client).await;
-    let service_gvk = GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service");
-    let service_api: Api<DynamicObject> =
-        Api::all_with(client.clone(), &ApiResource::from_gvk(&service_gvk));
     // Completion is seen through watches started before the clock: listing
     // thousands of objects over and over would load the API server being measured.
     let children_config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
-    let run_services = watched(
-        service_api,
-        watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
-        ApiResource::from_gvk(&service_gvk),
-    )
-    .await;
+    let run_services = run_services(client, prefix).await;
     let run_deployments = watched(
         Api::<Deployment>::all(client.clone()),
         children_config.clone(),
