@@ -339,15 +339,18 @@ fn cpu_of(name: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f
 /// CPU seconds of every process the bench tracks (the controller, each process
 /// of the cluster, the bench's own client) between two readings, and their sum.
 fn phase_cpu(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Value {
-    let mut cpu: serde_json::Map<String, Value> = after
+    let used: BTreeMap<&str, f64> = after
         .keys()
-        .map(|name| (name.clone(), json!(cpu_of(name, before, after))))
+        .map(|name| (name.as_str(), cpu_of(name, before, after)))
+        .collect();
+    let mut cpu: serde_json::Map<String, Value> = used
+        .iter()
+        .map(|(name, s)| (name.to_string(), json!(s)))
         .collect();
     for name in ["controller", "kube-apiserver", "etcd"] {
         cpu.entry(name).or_insert(json!(0.0));
     }
-    let all: f64 = after.keys().map(|name| cpu_of(name, before, after)).sum();
-    cpu.insert("all".into(), json!(all));
+    cpu.insert("all".into(), json!(used.values().sum::<f64>()));
     Value::Object(cpu)
 }
 
@@ -408,7 +411,7 @@ async fn children_in_run(
 async fn check_end_state(b: &Bench, prefix: &str) -> (f64, usize) {
     let started = Instant::now();
     // One watch, not a list of every Service every 2 s: at 10,000 those lists
-    // (30 MB each) loaded the API server the rollout was waiting on.
+    // loaded the API server the rollout was waiting on.
     let services = run_services(&b.client, prefix).await;
     let deadline = Duration::from_secs(300 + b.services as u64 / 5);
     loop {

@@ -67,14 +67,18 @@ impl<K> Default for Taps<K> {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Taps<K> {
-    /// A new tap: every object the store takes in from now on.
+    /// A trigger stream of every object the store takes in, in order, after the
+    /// store holds it. A deleted object comes marked deleted (`deletionTimestamp`
+    /// set), so a predicate on it sees a change. It ends with the reflector.
     pub fn tap(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.senders.push(sender);
         received(receiver).map(|object| Ok(Arc::unwrap_or_clone(object)))
     }
 
-    /// Keeps an index of the store current: told of each event first.
+    /// Keep an index of the store current: `index` sees every event once the
+    /// store has applied it, and before any tap (so whatever a tap triggers
+    /// finds the index as current as the store).
     pub fn index(&mut self, index: impl FnMut(&watcher::Event<K>) + Send + 'static) {
         self.indexes.push(Box::new(index));
     }
@@ -107,11 +111,14 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Taps<K> {
     }
 
     fn send(&mut self, object: Arc<K>) {
+        // A tap whose controller has stopped is dropped.
         self.senders
             .retain(|sender| sender.send(object.clone()).is_ok());
     }
 }
 
+/// A deletion must trigger even when the object had no finalizer (its last
+/// state then carries no `deletionTimestamp` and the same generation).
 pub fn marked_deleted<K: Resource>(mut object: K) -> K {
     object.meta_mut().deletion_timestamp.get_or_insert_with(|| {
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
