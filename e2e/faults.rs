@@ -321,15 +321,79 @@ async fn wait_services(
             .map_err(|e| e.to_string())?;
         match list.items.iter().find(|s| !done(s)) {
             None => Ok(()),
-            Some(s) => Err(format!(
-                "{}: {}",
-                s.metadata.name.as_deref().unwrap_or_default(),
-                describe_status(s)
-            )),
+            Some(s) => {
+                let name = s.metadata.name.as_deref().unwrap_or_default();
+                Err(format!(
+                    "{name}: {}; the cluster says: {}",
+                    describe_status(s),
+                    rollout(env, name).await
+                ))
+            }
         }
     })
     .await;
     start.elapsed()
+}
+
+/// What the API server holds of a Service's rollout (its Deployment's status
+/// and its pods' phase and readiness), so that a wait that times out says
+/// whether Paved's status lags the cluster or the cluster itself is stuck.
+async fn rollout(env: &TestEnvironment, name: &str) -> String {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    let deployment = match env.api::<Deployment>().get(name).await {
+        Ok(deployment) => deployment,
+        Err(e) => return format!("Deployment {name}: {e}"),
+    };
+    let status = deployment.status.unwrap_or_default();
+    let selector = deployment
+        .spec
+        .and_then(|spec| spec.selector.match_labels)
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = match env
+        .api::<Pod>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(pods) => pods
+            .items
+            .iter()
+            .map(|pod| {
+                let status = pod.status.clone().unwrap_or_default();
+                let ready = status
+                    .conditions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| format!("{} ({})", c.status, c.reason.unwrap_or_default()))
+                    .unwrap_or_else(|| "unset".into());
+                format!(
+                    "{} on {}: {}, Ready {ready}",
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .unwrap_or("no node"),
+                    status.phase.unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => format!("pods: {e}"),
+    };
+    format!(
+        "Deployment generation {} observed {}, replicas {} updated {} ready {} available {}; pods [{pods}]",
+        deployment.metadata.generation.unwrap_or_default(),
+        status.observed_generation.unwrap_or_default(),
+        status.replicas.unwrap_or_default(),
+        status.updated_replicas.unwrap_or_default(),
+        status.ready_replicas.unwrap_or_default(),
+        status.available_replicas.unwrap_or_default(),
+    )
 }
 
 // ----------------------------------------------------------------- audit log

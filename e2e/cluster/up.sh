@@ -173,13 +173,22 @@ start kube-apiserver --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key"
 wait_for kube-apiserver 90 api_ready
 
+# --node-monitor-grace-period: a node whose Lease the controller-manager has not
+# seen renewed for that long is marked NotReady, and so is every pod on it
+# (Ready=False). A real kubelet marks its pods ready again; kwok never does (its
+# pod-ready stage matches Pending pods only), so the pods stay unready for good
+# and every Deployment on the node stops being available. The default 50 s is
+# within reach of the fault tests' outages (etcd paused 30 s, then the control
+# plane catching up: once in CI a Service's pod stayed unready after it) and of
+# a saturated API server at scale, so the local cluster gives a node 5 minutes.
 start kube-controller-manager --kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
   --authentication-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
   --authorization-kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" \
   --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" --leader-elect=false \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --use-service-account-credentials=true --cluster-signing-cert-file "$PKI/ca.crt" \
-  --cluster-signing-key-file "$PKI/ca.key" --profiling=false --v 1 "${client_limits[@]}"
+  --cluster-signing-key-file "$PKI/ca.key" --node-monitor-grace-period 5m \
+  --profiling=false --v 1 "${client_limits[@]}"
 wait_for kube-controller-manager 60 healthz "$CONTROLLER_MANAGER_PORT"
 
 start kube-scheduler --kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" \
