@@ -23,7 +23,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{Value, json};
 
 use crate::paved_support::{
-    TestEnvironment, condition, describe_status, image, is_observed, merge_patch,
+    TestEnvironment, condition, describe_status, image, is_observed, merge_patch, pod_selector,
 };
 use crate::support::{client, unique, wait_until};
 
@@ -313,6 +313,9 @@ async fn wait_services(
     what: &str,
 ) -> Duration {
     let start = Instant::now();
+    // The cluster's view of the rollout costs two more requests: it is read
+    // only in the wait's last seconds, whose message is the one a timeout prints.
+    let explain_from = timeout.saturating_sub(Duration::from_secs(5));
     let api = env.services();
     wait_until(what, timeout, || async {
         let list = api
@@ -323,11 +326,11 @@ async fn wait_services(
             None => Ok(()),
             Some(s) => {
                 let name = s.metadata.name.as_deref().unwrap_or_default();
-                Err(format!(
-                    "{name}: {}; the cluster says: {}",
-                    describe_status(s),
-                    rollout(env, name).await
-                ))
+                let mut seen = format!("{name}: {}", describe_status(s));
+                if start.elapsed() >= explain_from {
+                    seen += &format!("; the cluster says: {}", rollout(env, name).await);
+                }
+                Err(seen)
             }
         }
     })
@@ -345,15 +348,8 @@ async fn rollout(env: &TestEnvironment, name: &str) -> String {
         Ok(deployment) => deployment,
         Err(e) => return format!("Deployment {name}: {e}"),
     };
+    let selector = pod_selector(&deployment);
     let status = deployment.status.unwrap_or_default();
-    let selector = deployment
-        .spec
-        .and_then(|spec| spec.selector.match_labels)
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let pods = match env
         .api::<Pod>()
         .list(&ListParams::default().labels(&selector))

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::paved_support::{
     PAVED_MANAGER, TestEnvironment, annotations, apply, condition, describe_status,
-    first_container, holds_for, image, is_absent, is_observed, labels, merge_patch,
+    first_container, holds_for, image, is_absent, is_observed, labels, merge_patch, pod_selector,
     service_manifest, template_annotations, wait_condition, wait_exists, wait_gone, wait_object,
     wait_ready,
 };
@@ -640,21 +640,6 @@ async fn depends_on_injects_url_variables_and_the_application_env_is_merged_unde
             .ok_or_else(|| format!("LOG_LEVEL {level:?}"))
     })
     .await;
-}
-
-fn pod_selector(deployment: &Deployment) -> String {
-    deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .selector
-        .match_labels
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[tokio::test]

@@ -105,6 +105,22 @@ pub fn condition(object: &DynamicObject, type_: &str) -> Option<Condition> {
         })
 }
 
+/// A Deployment's pod selector as a label selector string (`k=v,k=v`), to
+/// list its pods.
+pub fn pod_selector(deployment: &k8s_openapi::api::apps::v1::Deployment) -> String {
+    deployment
+        .spec
+        .as_ref()
+        .expect("a Deployment has a spec")
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// One line per condition, for failure messages.
 pub fn describe_status(object: &DynamicObject) -> String {
     let generation = object.metadata.generation.unwrap_or_default();
