@@ -893,10 +893,7 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
 
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = text_setting("PAVED_SCALE_SIZES", "100,1000,10000")
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let sizes = list_setting("PAVED_SCALE_SIZES", "100,1000,10000");
     let concurrency = setting("PAVED_BENCH_CONCURRENCY", 16);
     // Converging runs with the controller's default resync; the restart, and
     // so the idle window after it, with a short one (an idle hour compressed).

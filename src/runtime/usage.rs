@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use kube::api::{ListParams, ObjectList};
+use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
@@ -31,9 +31,9 @@ pub const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
 /// single failure keeps the figures: metrics-server restarts happen).
 const FAILURES_BEFORE_UNAVAILABLE: u32 = 3;
 
-/// What the poller reads of a PodMetrics object: its namespace, its labels and
-/// its containers' usage (decoded into nothing more: a cluster's list holds
-/// one per pod, and the rest of each is never read).
+/// What the poller reads of a PodMetrics object: its namespace, its Service
+/// label and its containers' CPU and memory, decoded into nothing more (a
+/// cluster's list holds one per pod, and the rest of each is never read).
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct PodMetrics {
     metadata: PodMetricsMeta,
@@ -45,33 +45,83 @@ pub struct PodMetrics {
 struct PodMetricsMeta {
     namespace: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: PodLabels,
+}
+
+/// Of a pod's labels, only [`labels::SERVICE`] (the others are skipped unread).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct PodLabels {
+    #[serde(rename = "paved.dev/service")]
+    service: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
 struct ContainerMetrics {
     #[serde(default)]
-    usage: BTreeMap<String, String>,
+    usage: ContainerUsage,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct ContainerUsage {
+    cpu: Option<String>,
+    memory: Option<String>,
 }
 
 /// What one PodMetrics says: the pod's Service and its containers' use summed.
 /// None for a pod without the label.
 pub fn pod_usage(object: &PodMetrics) -> Option<PodUsage> {
-    let service = object.metadata.labels.get(labels::SERVICE)?;
-    let sum = |resource: &str| -> f64 {
+    let service = object.metadata.labels.service.as_ref()?;
+    let sum = |resource: fn(&ContainerUsage) -> &Option<String>| -> f64 {
         object
             .containers
             .iter()
-            .filter_map(|c| c.usage.get(resource))
-            .filter_map(|q| quantity_value(q))
+            .filter_map(|c| resource(&c.usage).as_deref())
+            .filter_map(quantity_value)
             .sum()
     };
     Some(PodUsage {
         namespace: object.metadata.namespace.clone()?,
         service: service.clone(),
-        cpu: sum("cpu"),
-        memory: sum("memory"),
+        cpu: sum(|u| &u.cpu),
+        memory: sum(|u| &u.memory),
     })
+}
+
+/// A PodMetricsList read item by item: each PodMetrics becomes its
+/// [`PodUsage`] (or nothing) as soon as it is decoded, so the list of every
+/// pod in the cluster never exists as objects at once (at 10,000 pods that
+/// list was the controller's memory peak).
+#[derive(Debug, Default, serde::Deserialize)]
+struct PodMetricsList {
+    /// Go writes an empty list as `null`.
+    #[serde(default)]
+    items: Option<PodUsages>,
+}
+
+#[derive(Debug, Default)]
+struct PodUsages(Vec<PodUsage>);
+
+impl<'de> serde::Deserialize<'de> for PodUsages {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = PodUsages;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of PodMetrics")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PodUsages, A::Error> {
+                let mut usages = Vec::new();
+                while let Some(object) = seq.next_element::<PodMetrics>()? {
+                    usages.extend(pod_usage(&object));
+                }
+                Ok(PodUsages(usages))
+            }
+        }
+        deserializer.deserialize_seq(Items)
+    }
 }
 
 /// Read every Paved pod's use. `Ok(None)`: the cluster does not serve the API.
@@ -86,11 +136,11 @@ async fn read(client: &Client) -> Result<Option<Vec<PodUsage>>, String> {
     let request = kube::core::Request::new(format!("/apis/{GROUP_VERSION}/pods"))
         .list(&ListParams::default().labels(labels::SERVICE))
         .map_err(|error| failed(error.to_string()))?;
-    let list: ObjectList<PodMetrics> = client
+    let list: PodMetricsList = client
         .request(request)
         .await
         .map_err(|error| failed(error.to_string()))?;
-    Ok(Some(list.items.iter().filter_map(pod_usage).collect()))
+    Ok(Some(list.items.map(|items| items.0).unwrap_or_default()))
 }
 
 /// Each Service's ready pods, from its Deployment (named after it): what a
@@ -250,7 +300,38 @@ mod tests {
         assert!((pod.cpu - 0.2515).abs() < 1e-9, "{}", pod.cpu);
         assert_eq!(pod.memory, 65.0 * 1024.0 * 1024.0);
         let mut unlabelled = object.clone();
-        unlabelled.metadata.labels.clear();
+        unlabelled.metadata.labels.service = None;
         assert_eq!(pod_usage(&unlabelled), None);
+    }
+
+    #[test]
+    fn a_list_is_read_as_the_usage_of_its_labelled_pods_and_a_null_list_as_none() {
+        let pod = |name: &str, labels: serde_json::Value| {
+            serde_json::json!({
+                "metadata": {"name": name, "namespace": "shop", "labels": labels},
+                "containers": [{"name": "app", "usage": {"cpu": "100m", "memory": "1Ki"}}]
+            })
+        };
+        let list: PodMetricsList = serde_json::from_value(serde_json::json!({
+            "kind": "PodMetricsList",
+            "apiVersion": GROUP_VERSION,
+            "metadata": {},
+            "items": [
+                // The key the decoder reads is the label Paved sets.
+                pod("api-x", serde_json::json!({(labels::SERVICE): "api", "pod-template-hash": "7d9"})),
+                pod("other", serde_json::json!({"app": "other"})),
+                pod("web-y", serde_json::json!({(labels::SERVICE): "web"})),
+            ]
+        }))
+        .unwrap();
+        let pods = list.items.unwrap().0;
+        let names: Vec<&str> = pods.iter().map(|p| p.service.as_str()).collect();
+        assert_eq!(names, ["api", "web"]);
+        assert!((pods[0].cpu - 0.1).abs() < 1e-9);
+        assert_eq!(pods[1].memory, 1024.0);
+        let empty: PodMetricsList =
+            serde_json::from_str(r#"{"kind":"PodMetricsList","metadata":{},"items":null}"#)
+                .unwrap();
+        assert!(empty.items.is_none());
     }
 }

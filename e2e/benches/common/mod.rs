@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::{ApiResource, GroupVersionKind, PartialObjectMeta};
 use kube::discovery::Discovery;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -18,11 +18,40 @@ use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// A whole-number setting from the environment, or `default` when unset. A
+/// value that is not a whole number stops the bench with what to change: a
+/// typo must not run an hour with the default instead.
 pub fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!(
+                "{name}={v:?} is not a whole number; set it to one (default {default}), or unset it"
+            );
+            std::process::exit(2)
+        }),
+    }
+}
+
+/// A list of whole numbers from the environment (`100,1000,10000`; commas or
+/// spaces), or `default` when unset; an entry that is not a whole number, or an
+/// empty list, stops the bench with what to change.
+pub fn list_setting(name: &str, default: &str) -> Vec<usize> {
+    let v = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    let parsed: Result<Vec<usize>, _> = v
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect();
+    match parsed {
+        Ok(list) if !list.is_empty() => list,
+        _ => {
+            eprintln!(
+                "{name}={v:?} is not a list of whole numbers; set it like {default:?}, or unset it"
+            );
+            std::process::exit(2)
+        }
+    }
 }
 
 pub const RUN_LABEL: &str = "paved.dev/bench";
@@ -799,18 +828,31 @@ pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -
 
     let before = apiserver_writes(client).await;
     // Completion is seen through watches started before the clock: listing
-    // thousands of objects over and over would load the API server being measured.
+    // thousands of objects over and over would load the API server being
+    // measured. The children's watches carry metadata only, and each check
+    // allocates nothing per object: the floor phase has no watch at all, so
+    // the bench's own work here is load the Paved phase alone would bear.
     let children_config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
     let run_services = run_services(client, prefix).await;
+    // `Api<PartialObjectMeta<_>>`: metadata-only requests.
     let run_deployments = watched(
-        Api::<Deployment>::all(client.clone()),
+        Api::<PartialObjectMeta<Deployment>>::all(client.clone()),
         children_config.clone(),
         (),
     )
     .await;
-    let run_core_services =
-        watched(Api::<CoreService>::all(client.clone()), children_config, ()).await;
-    let in_run = |ns: Option<String>| ns.is_some_and(|n| n.starts_with(&format!("{prefix}-")));
+    let run_core_services = watched(
+        Api::<PartialObjectMeta<CoreService>>::all(client.clone()),
+        children_config,
+        (),
+    )
+    .await;
+    let run_namespace = format!("{prefix}-");
+    let in_run = |meta: &kube::api::ObjectMeta| {
+        meta.namespace
+            .as_deref()
+            .is_some_and(|n| n.starts_with(&run_namespace))
+    };
     let cpu_start = cpu_seconds();
     let start = Instant::now();
     apply_all(client, discovery, services_docs, concurrency, "bench").await;
@@ -820,46 +862,49 @@ pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -
         // 1 s per Service past 600 s: a bound for a broken run, not a target.
         Duration::from_secs(600 + services as u64),
         async || {
-            let reflected = run_services
-                .state()
-                .iter()
-                .filter(|o| {
+            let services_now = run_services.state();
+            let reflecting = || {
+                services_now.iter().filter(|o| {
                     let generation = o.metadata.generation.unwrap_or(-1);
                     o.data["status"]["observedGeneration"].as_i64() == Some(generation)
                 })
-                .count();
+            };
+            let deployments_now = run_deployments.state();
             if let Some(progress) = progress {
                 // Services done: status reflects the generation and the Deployment exists.
-                let deployments: std::collections::BTreeSet<(String, String)> = run_deployments
-                    .state()
+                let deployments: std::collections::HashSet<(&str, &str)> = deployments_now
                     .iter()
-                    .filter(|o| in_run(o.namespace()))
-                    .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+                    .filter(|o| in_run(&o.metadata))
+                    .filter_map(|o| {
+                        Some((
+                            o.metadata.namespace.as_deref()?,
+                            o.metadata.name.as_deref()?,
+                        ))
+                    })
                     .collect();
-                let done = run_services
-                    .state()
-                    .iter()
+                let done = reflecting()
                     .filter(|o| {
-                        let generation = o.metadata.generation.unwrap_or(-1);
-                        o.data["status"]["observedGeneration"].as_i64() == Some(generation)
-                            && deployments
-                                .contains(&(o.namespace().unwrap_or_default(), o.name_any()))
+                        let key = (
+                            o.metadata.namespace.as_deref().unwrap_or_default(),
+                            o.metadata.name.as_deref().unwrap_or_default(),
+                        );
+                        deployments.contains(&key)
                     })
                     .count();
                 progress.record(start, done);
             }
+            let reflected = reflecting().count();
             if reflected < services {
                 return Err(format!("{reflected}/{services} reflect their generation"));
             }
-            let d = run_deployments
-                .state()
+            let d = deployments_now
                 .iter()
-                .filter(|o| in_run(o.namespace()))
+                .filter(|o| in_run(&o.metadata))
                 .count();
             let s = run_core_services
                 .state()
                 .iter()
-                .filter(|o| in_run(o.namespace()))
+                .filter(|o| in_run(&o.metadata))
                 .count();
             if d < services || s < services {
                 return Err(format!("{d} Deployments, {s} Services of {services}"));
