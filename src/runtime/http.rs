@@ -45,13 +45,42 @@ pub fn router(health: Arc<Health>) -> Router {
         .merge(super::page::router(health.pages.clone()))
 }
 
+/// Bytes per chunk of a streamed `/metrics` exposition.
+const METRICS_CHUNK: usize = 64 * 1024;
+/// Chunks encoded ahead of the reader: what a scrape holds at most, whatever
+/// the number of objects.
+const METRICS_CHUNKS_AHEAD: usize = 4;
+/// Scrapes encoded at once; more wait their turn (each holds a blocking thread
+/// while its reader takes the chunks).
+static METRICS_ENCODERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The exposition streamed as it is encoded ([`Metrics::encode_chunks`]), on a
+/// blocking thread; a reader that goes away ends the encoding.
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<String>(METRICS_CHUNKS_AHEAD);
+    let metrics = health.metrics.clone();
+    tokio::spawn(async move {
+        let Ok(_turn) = METRICS_ENCODERS.acquire().await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            metrics.encode_chunks(METRICS_CHUNK, |chunk| sender.blocking_send(chunk).is_ok())
+        })
+        .await;
+    });
+    let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
+            receiver,
+        ))
+    });
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        health.metrics.encode(),
+        axum::body::Body::from_stream(chunks),
     )
 }
 
@@ -174,5 +203,32 @@ mod tests {
             health.readiness(),
             (StatusCode::SERVICE_UNAVAILABLE, "not ready")
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_streamed_and_whole() {
+        use tower::ServiceExt;
+        let health = Arc::new(health());
+        health.metrics.watches_listing(1);
+        let response = router(health.clone())
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert_eq!(text, health.metrics.encode());
+        assert!(text.contains("paved_watches_listing 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }
