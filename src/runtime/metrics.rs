@@ -90,8 +90,9 @@ pub struct Metrics {
     /// The controller's own families (held by prometheus-client behind locks).
     registry: Registry,
     /// The per-object series, read from the stores at each scrape: most of a
-    /// scrape at scale (about 1.4 KB per Service), and no lock held while
-    /// they are written, so they are streamed ([`Metrics::encode_chunks`]).
+    /// scrape at scale (11.8 MB for 10,000 Services, all series 1.2 KB per
+    /// Service), and no lock held while they are written, so they are
+    /// streamed ([`Metrics::encode_chunks`]).
     objects: Registry,
     reconciles: Family<KindLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
@@ -480,8 +481,8 @@ impl Metrics {
     /// The OpenMetrics text exposition, handed to `send` in chunks of about
     /// `chunk` bytes as they fill (`send` returns false when the reader is
     /// gone, which ends the encoding with an error). At 10,000 Services the
-    /// exposition is about 14 MB; built whole for each scrape, it was the
-    /// controller's memory peak. The families are written to memory first
+    /// exposition is 11.8 MB; built whole for each scrape, it was the largest
+    /// single allocation in a heap profile. The families are written to memory first
     /// (prometheus-client holds their locks while it writes, and `send` may
     /// wait on a slow reader); the per-object series, the bulk, hold no lock
     /// and go out chunk by chunk.

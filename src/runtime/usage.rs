@@ -89,8 +89,8 @@ pub fn pod_usage(object: &PodMetrics) -> Option<PodUsage> {
 
 /// A PodMetricsList read item by item: each PodMetrics becomes its
 /// [`PodUsage`] (or nothing) as soon as it is decoded, so the list of every
-/// pod in the cluster never exists as objects at once (at 10,000 pods that
-/// list was the controller's memory peak).
+/// pod in the cluster never exists as objects at once (one per pod: 10,000
+/// at the bench's largest size).
 #[derive(Debug, Default, serde::Deserialize)]
 struct PodMetricsList {
     /// Go writes an empty list as `null`.
