@@ -240,6 +240,8 @@ pub struct Record {
     pub published: Option<Published>,
     /// Since when fewer of the Service's pods are measured than are ready.
     pub unmeasured_since: Option<Timestamp>,
+    /// The latest poll's sample as it was (the `paved_usage_*` series).
+    pub latest: Sample,
 }
 
 impl Record {
@@ -386,6 +388,7 @@ impl Record {
             idle_since,
             published: Some(published),
             unmeasured_since: None,
+            latest: Sample::default(),
         })
     }
 }
@@ -575,6 +578,7 @@ pub fn fold(
                 .unwrap_or_default()
         });
         let sample = samples.get(&key).copied().unwrap_or_default();
+        record.latest = sample;
         let ready = ready.get(&key).copied().unwrap_or(0);
         if record.observe_poll(sample, ready, resources, now, thresholds, steps)
             && !(fresh && sample.pods == 0)
@@ -627,6 +631,27 @@ impl UsageStore {
     /// Change the records (the poller, once per poll).
     pub fn update<R>(&self, change: impl FnOnce(&mut BTreeMap<ServiceKey, Record>) -> R) -> R {
         change(&mut self.state.write().expect("usage lock").records)
+    }
+
+    /// The latest poll's sample of each of `services` (namespace, name), in
+    /// their order; None for one the poller has not seen, and for all while the
+    /// cluster serves no metrics. One read of the records, so a caller can go
+    /// on without holding them (a scrape streams what it read).
+    pub fn latest<'a>(
+        &self,
+        services: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<Option<Sample>> {
+        let state = self.state.read().expect("usage lock");
+        let available = state.availability == Availability::Available;
+        services
+            .into_iter()
+            .map(|(namespace, name)| {
+                let key = (namespace.to_string(), name.to_string());
+                available
+                    .then(|| state.records.get(&key).map(|r| r.latest))
+                    .flatten()
+            })
+            .collect()
     }
 
     /// What a Service shows of its own, if anything.

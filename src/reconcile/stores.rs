@@ -35,6 +35,9 @@ macro_rules! stores {
             pub loaded: tokio::sync::watch::Receiver<bool>,
             /// The Services store by namespace (see [`ServicesByNamespace`]).
             pub services_by_namespace: ServicesByNamespace,
+            /// What the usage poller found (it writes; reconcilers and the
+            /// metrics read).
+            pub usage: crate::usage::UsageStore,
         }
 
         /// The writing side of every store in [`Stores`], for the reflectors.
@@ -50,6 +53,7 @@ macro_rules! stores {
                 $($field: $field.as_reader(),)*
                 loaded,
                 services_by_namespace: ServicesByNamespace::default(),
+                usage: crate::usage::UsageStore::default(),
             };
             let loader = StoresLoaded {
                 stores: stores.clone(),

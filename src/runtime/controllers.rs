@@ -297,7 +297,7 @@ pub async fn run(
         stores.services.clone(),
     );
     // The usage poller keeps `usage`; it wakes Services through `usage_wakes`.
-    let usage = crate::usage::UsageStore::default();
+    let usage = stores.usage.clone();
     let (usage_wake, usage_wakes) = super::usage::wake_channel();
     let usage_poller = super::usage::run(
         client.clone(),

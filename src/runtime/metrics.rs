@@ -30,7 +30,8 @@
 //! | `paved_usage_memory_bytes` (gauge) | namespace, application, service (all pods, working set) |
 //! | `paved_usage_available` (gauge) | | (1 while the cluster serves metrics.k8s.io) |
 //!
-//! The insights, scores and delivery figures are read from the objects' status
+//! The insights, scores and delivery figures are read from the objects' status,
+//! and the usage figures from the usage poller's latest sample of each Service,
 //! at each scrape ([`super::object_series`]), so a restarted controller resumes
 //! the delivery counters where status left them (Prometheus sees a counter
 //! appear, not a reset to zero) and a series goes with its object.
@@ -39,8 +40,6 @@
 //! namespaces), so its depth is `paved_reconciles_queued`.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -68,18 +67,6 @@ pub struct ErrorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabel {
     pub resource: String,
-}
-
-/// A label value of the usage series. There are two per Service, and each
-/// family and the record of what the last poll published keeps its own copy of
-/// the labels: shared strings, not copies, keep that small.
-pub type Label = Arc<str>;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeliveryLabels {
-    pub namespace: Label,
-    pub application: Label,
-    pub service: Label,
 }
 
 fn duration_histogram() -> Histogram {
@@ -111,21 +98,7 @@ pub struct Metrics {
     watches: Family<ResourceLabel, Gauge>,
     watches_failing: Gauge,
     watches_listing: Gauge,
-    usage_cpu: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
-    usage_memory: Family<DeliveryLabels, Gauge<f64, AtomicU64>>,
     usage_available: Gauge,
-    /// The usage series of the latest poll, to remove those of Services gone.
-    usage_published: Mutex<std::collections::HashSet<DeliveryLabels>>,
-}
-
-/// One Service's use at the latest poll, for [`Metrics::set_usage`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct UsageFigures {
-    pub namespace: String,
-    pub application: String,
-    pub service: String,
-    pub cpu_cores: f64,
-    pub memory_bytes: f64,
 }
 
 impl Default for Metrics {
@@ -242,19 +215,7 @@ impl Metrics {
             "Watches not through their first full list yet; /readyz is not ready while above 0 (a standby holds none)",
             watches_listing.clone(),
         );
-        let usage_cpu = Family::<DeliveryLabels, Gauge<f64, AtomicU64>>::default();
-        let usage_memory = Family::<DeliveryLabels, Gauge<f64, AtomicU64>>::default();
         let usage_available = Gauge::default();
-        registry.register(
-            "usage_cpu_cores",
-            "CPU cores a Service's pods use, all together, at the latest poll of metrics.k8s.io",
-            usage_cpu.clone(),
-        );
-        registry.register(
-            "usage_memory_bytes",
-            "Memory (working set, bytes) a Service's pods use, all together, at the latest poll of metrics.k8s.io",
-            usage_memory.clone(),
-        );
         registry.register(
             "usage_available",
             "1 while the cluster serves metrics.k8s.io (usage figures in status), else 0",
@@ -263,10 +224,7 @@ impl Metrics {
         Metrics {
             registry,
             objects,
-            usage_cpu,
-            usage_memory,
             usage_available,
-            usage_published: Mutex::default(),
             reconciles,
             errors,
             stalls,
@@ -439,32 +397,11 @@ impl Metrics {
         self.watches_listing.get()
     }
 
-    /// Replace the usage series with the latest poll's (set first, then the
-    /// series of Services gone removed, so a scrape never sees a gap); None: no
-    /// metrics, no series.
-    pub fn set_usage(&self, figures: Option<&[UsageFigures]>) {
-        self.usage_available.set(i64::from(figures.is_some()));
-        let mut published = self.usage_published.lock().expect("metrics lock");
-        let mut now = std::collections::HashSet::new();
-        for figure in figures.into_iter().flatten() {
-            let labels = DeliveryLabels {
-                namespace: figure.namespace.as_str().into(),
-                application: figure.application.as_str().into(),
-                service: figure.service.as_str().into(),
-            };
-            // The strings of the series already there, not another copy.
-            let labels = published.get(&labels).cloned().unwrap_or(labels);
-            self.usage_cpu.get_or_create(&labels).set(figure.cpu_cores);
-            self.usage_memory
-                .get_or_create(&labels)
-                .set(figure.memory_bytes);
-            now.insert(labels);
-        }
-        for gone in published.difference(&now) {
-            self.usage_cpu.remove(gone);
-            self.usage_memory.remove(gone);
-        }
-        *published = now;
+    /// Whether the cluster serves metrics.k8s.io (the usage poller, after each
+    /// poll). The usage series themselves are read from its records at each
+    /// scrape ([`super::object_series`]).
+    pub fn set_usage_available(&self, available: bool) {
+        self.usage_available.set(i64::from(available));
     }
 
     /// OpenMetrics text exposition, whole (tests; `/metrics` streams it).
@@ -566,37 +503,6 @@ mod tests {
         });
         assert!(result.is_err());
         assert_eq!(sent, 2);
-    }
-
-    #[test]
-    fn usage_series_follow_each_poll_and_go_with_their_service_or_the_metrics_api() {
-        let metrics = Metrics::default();
-        let figure = |service: &str, cpu: f64| UsageFigures {
-            namespace: "shop".into(),
-            application: "shop".into(),
-            service: service.into(),
-            cpu_cores: cpu,
-            memory_bytes: 1024.0,
-        };
-        metrics.set_usage(Some(&[figure("api", 0.25), figure("web", 0.5)]));
-        let text = metrics.encode();
-        assert!(
-            text.contains("paved_usage_cpu_cores{namespace=\"shop\",application=\"shop\",service=\"api\"} 0.25"),
-            "{text}"
-        );
-        assert!(text.contains("paved_usage_available 1"), "{text}");
-        metrics.set_usage(Some(&[figure("api", 0.3)]));
-        let text = metrics.encode();
-        assert!(
-            text.contains("service=\"api\"} 0.3") && !text.contains("service=\"web\""),
-            "{text}"
-        );
-        metrics.set_usage(None);
-        let text = metrics.encode();
-        assert!(
-            !text.contains("service=\"api\"") && text.contains("paved_usage_available 0"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! The per-object series (`paved_insights`, `paved_score` and the delivery
-//! figures), made from the stores at each scrape, as kube-state-metrics does.
+//! The per-object series (`paved_insights`, `paved_score`, the delivery
+//! figures and the usage figures), made from the stores at each scrape, as
+//! kube-state-metrics does. Usage is the poller's latest sample of each Service
+//! in the store (`paved_usage_*`): two series per Service, once kept as live
+//! series with the record of what each poll had published.
 //!
 //! Each series is what an object's status says (a Service's `scorecard` and
 //! `delivery`, an Application's or Environment's score), read when Prometheus
@@ -26,6 +29,7 @@ use crate::api::scorecard::Scorecard;
 use crate::api::{Application, Environment, Service};
 use crate::insights::InsightSettings;
 use crate::reconcile::PublishedStores;
+use crate::usage::Sample;
 
 /// The collector, registered with the other metrics (see [`super::metrics`]).
 #[derive(Debug)]
@@ -76,12 +80,34 @@ const FIGURES: [Figure; 5] = [
     },
 ];
 
+/// A usage figure: its name, help and what of the latest sample it is.
+struct UsageFigure {
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Sample) -> f64,
+}
+
+const USAGE: [UsageFigure; 2] = [
+    UsageFigure {
+        name: "usage_cpu_cores",
+        help: "CPU cores a Service's pods use, all together, at the latest poll of metrics.k8s.io",
+        value: |s| s.cpu,
+    },
+    UsageFigure {
+        name: "usage_memory_bytes",
+        help: "Memory (working set, bytes) a Service's pods use, all together, at the latest poll of metrics.k8s.io",
+        value: |s| s.memory,
+    },
+];
+
 /// The objects one scrape reads, each store's list taken once (none on a standby).
 #[derive(Default)]
 struct Objects {
     services: Vec<Arc<Service>>,
     applications: Vec<Arc<Application>>,
     environments: Vec<Arc<Environment>>,
+    /// Each Service's latest usage sample, in the order of `services`.
+    usage: Vec<Option<Sample>>,
 }
 
 impl Collector for ObjectSeries {
@@ -89,16 +115,26 @@ impl Collector for ObjectSeries {
         let objects = self
             .stores
             .current()
-            .map(|stores| Objects {
-                services: stores.services.state(),
-                applications: stores.applications.state(),
-                environments: stores.environments.state(),
+            .map(|stores| {
+                let services = stores.services.state();
+                let usage = stores
+                    .usage
+                    .latest(services.iter().map(|s| named(&s.metadata)));
+                Objects {
+                    services,
+                    applications: stores.applications.state(),
+                    environments: stores.environments.state(),
+                    usage,
+                }
             })
             .unwrap_or_default();
         self.encode_insights(&mut encoder, &objects)?;
         encode_scores(&mut encoder, &objects)?;
         for figure in &FIGURES {
             encode_delivery(&mut encoder, figure, &objects.services)?;
+        }
+        for figure in &USAGE {
+            encode_usage(&mut encoder, figure, &objects)?;
         }
         Ok(())
     }
@@ -215,14 +251,36 @@ fn encode_delivery(
         let Some(value) = delivery.and_then(figure.value) else {
             continue;
         };
-        let (namespace, name) = named(&service.metadata);
-        let labels = [
-            ("namespace", namespace),
-            ("application", service.spec.application.as_str()),
-            ("service", name),
-        ];
-        let series = family.encode_family(&labels)?;
-        encode_value(series, figure.counter, value)?;
+        let labels = service_labels(service);
+        encode_value(family.encode_family(&labels)?, figure.counter, value)?;
+    }
+    Ok(())
+}
+
+/// A Service's labels as the delivery and usage series carry them.
+fn service_labels(service: &Service) -> [(&'static str, &str); 3] {
+    let (namespace, name) = named(&service.metadata);
+    [
+        ("namespace", namespace),
+        ("application", service.spec.application.as_str()),
+        ("service", name),
+    ]
+}
+
+/// The usage series: one per Service the latest poll saw (0 for a Service
+/// without pods measured), none while the cluster serves no metrics.
+fn encode_usage(
+    encoder: &mut DescriptorEncoder,
+    figure: &UsageFigure,
+    objects: &Objects,
+) -> fmt::Result {
+    let mut family =
+        encoder.encode_descriptor(figure.name, figure.help, None, MetricType::Gauge)?;
+    for (service, sample) in objects.services.iter().zip(&objects.usage) {
+        let Some(sample) = sample else { continue };
+        family
+            .encode_family(&service_labels(service))?
+            .encode_gauge(&(figure.value)(sample))?;
     }
     Ok(())
 }
@@ -256,6 +314,89 @@ mod tests {
         let publication = published.publish(stores);
         let metrics = Metrics::new(published, InsightSettings::default());
         (metrics, writers, publication)
+    }
+
+    #[test]
+    fn usage_series_are_the_latest_poll_of_each_service_in_the_store() {
+        let (stores, mut writers, _loader) = new_stores();
+        let published = PublishedStores::default();
+        let _publication = published.publish(stores.clone());
+        let metrics = Metrics::new(published, InsightSettings::default());
+        let (api, web) = (
+            service("shop", "api", "shop"),
+            service("shop", "web", "shop"),
+        );
+        for s in [&api, &web] {
+            writers
+                .services
+                .apply_watcher_event(&Event::Apply(s.clone()));
+        }
+        let poll = |cpu: f64| {
+            let mut samples = std::collections::BTreeMap::new();
+            let measured = crate::usage::Sample {
+                pods: 1,
+                cpu,
+                memory: 1024.0,
+                ..Default::default()
+            };
+            samples.insert(("shop".to_string(), "api".to_string()), measured);
+            stores.usage.update(|records| {
+                crate::usage::fold(
+                    &stores.snapshot(),
+                    records,
+                    &samples,
+                    &Default::default(),
+                    jiff::Timestamp::now(),
+                    &Default::default(),
+                    &Default::default(),
+                )
+            });
+        };
+        let series = |text: &str, name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("paved_usage_cpu_cores{{namespace=\"shop\",application=\"shop\",service=\"{name}\"}}")))
+                .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        };
+        poll(0.25);
+        let text = metrics.encode();
+        assert_eq!(
+            series(&text, "api"),
+            None,
+            "no series before the cluster is known to serve metrics"
+        );
+        stores
+            .usage
+            .set_availability(crate::usage::Availability::Available);
+        let text = metrics.encode();
+        assert_eq!(series(&text, "api").as_deref(), Some("0.25"), "{text}");
+        assert_eq!(
+            series(&text, "web").as_deref(),
+            Some("0.0"),
+            "a Service without pods shows 0: {text}"
+        );
+        assert!(
+            text.contains("paved_usage_memory_bytes{namespace=\"shop\",application=\"shop\",service=\"api\"} 1024.0"),
+            "{text}"
+        );
+        poll(0.5);
+        writers.services.apply_watcher_event(&Event::Delete(web));
+        let text = metrics.encode();
+        assert_eq!(
+            series(&text, "api").as_deref(),
+            Some("0.5"),
+            "the latest poll: {text}"
+        );
+        assert_eq!(series(&text, "web"), None, "gone with its Service: {text}");
+        stores
+            .usage
+            .set_availability(crate::usage::Availability::Unavailable(
+                "no metrics.k8s.io".into(),
+            ));
+        assert_eq!(
+            series(&metrics.encode(), "api"),
+            None,
+            "none without the metrics API"
+        );
     }
 
     fn insight(rule: &str, level: InsightLevel) -> Insight {

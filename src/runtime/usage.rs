@@ -18,7 +18,7 @@ use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
-use super::metrics::{Metrics, UsageFigures};
+use super::metrics::Metrics;
 use crate::api::Service;
 use crate::children::guardrails::quantity_value;
 use crate::names::labels;
@@ -216,26 +216,7 @@ pub async fn run(
                             &settings.steps,
                         )
                     });
-                    let figures: Vec<UsageFigures> = snapshot
-                        .services
-                        .iter()
-                        .map(|s| {
-                            let namespace = s.metadata.namespace.clone().unwrap_or_default();
-                            let name = s.metadata.name.clone().unwrap_or_default();
-                            let sample = samples
-                                .get(&(namespace.clone(), name.clone()))
-                                .copied()
-                                .unwrap_or_default();
-                            UsageFigures {
-                                namespace,
-                                application: s.spec.application.clone(),
-                                service: name,
-                                cpu_cores: sample.cpu,
-                                memory_bytes: sample.memory,
-                            }
-                        })
-                        .collect();
-                    metrics.set_usage(Some(&figures));
+                    metrics.set_usage_available(true);
                     for (namespace, name) in moved {
                         let _ = wake.send(ObjectRef::new(&name).within(&namespace));
                     }
@@ -256,7 +237,7 @@ pub async fn run(
             };
             if let Some(availability) = availability {
                 if availability != Availability::Available {
-                    metrics.set_usage(None);
+                    metrics.set_usage_available(false);
                     // Figures start again from the first sample when metrics return.
                     usage.update(|records| records.clear());
                 }
