@@ -494,9 +494,9 @@ pub struct Evaluation {
 impl Evaluation {
     fn insight(&self) -> Option<Insight> {
         Some(Insight {
-            rule: self.rule.to_string(),
+            rule: self.rule.into(),
             level: self.level,
-            message: self.failed.clone()?,
+            message: self.failed.as_deref()?.into(),
             application: self.application.clone(),
             service: self.service.clone(),
         })

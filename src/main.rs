@@ -171,13 +171,28 @@ fn main() -> ExitCode {
 /// it. Two arenas (README, Performance: 22.2 against 25.1 KiB per Service at
 /// 3,000), set before the runtime starts its threads, unless
 /// `MALLOC_ARENA_MAX` says otherwise.
+///
+/// And blocks of 128 KiB and more (a watch's list as it is read, a large
+/// response) are mapped and unmapped on their own, always: glibc would
+/// otherwise raise that threshold to the largest block freed so far, and serve
+/// the next ones from the heap, where what is freed stays resident. Unless
+/// `GLIBC_TUNABLES` or `MALLOC_MMAP_THRESHOLD_` says otherwise.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    {
+        const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+        let unset = |name: &str| std::env::var_os(name).is_none();
         // SAFETY: mallopt only sets an allocator parameter; no thread but this
         // one exists yet.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            if unset("MALLOC_ARENA_MAX") {
+                libc::mallopt(libc::M_ARENA_MAX, 2);
+            }
+            if unset("GLIBC_TUNABLES") && unset("MALLOC_MMAP_THRESHOLD_") {
+                // A fixed threshold; the top of the heap is trimmed past the same.
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, MMAP_THRESHOLD);
+            }
         }
     }
 }

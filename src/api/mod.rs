@@ -13,6 +13,7 @@ pub mod environment;
 pub mod gateway_api;
 pub mod scorecard;
 pub mod service;
+pub mod shared_text;
 pub mod usage;
 
 pub use application::{Application, ApplicationSpec, ApplicationStatus};

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::shared_text::SharedText;
+
 /// How much an insight matters.
 #[derive(
     Serialize,
@@ -43,11 +45,13 @@ impl InsightLevel {
 #[serde(rename_all = "camelCase")]
 pub struct Insight {
     /// Rule id, e.g. `image-pinned` (the README lists every rule).
-    pub rule: String,
+    #[schemars(with = "String")]
+    pub rule: SharedText,
     /// info, warning or critical.
     pub level: InsightLevel,
     /// What to change, in one line.
-    pub message: String,
+    #[schemars(with = "String")]
+    pub message: SharedText,
     /// The Application it is about, in an Environment's scorecard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,

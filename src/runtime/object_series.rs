@@ -403,7 +403,7 @@ mod tests {
         Insight {
             rule: rule.into(),
             level,
-            message: format!("fix {rule}"),
+            message: format!("fix {rule}").into(),
             application: None,
             service: None,
         }
