@@ -114,6 +114,11 @@ struct RunArgs {
     /// own phase of the period, so resyncs come spread, not in waves.
     #[arg(long, env = "PAVED_RESYNC_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..))]
     resync_seconds: u64,
+    /// Seconds between two returns of freed memory to the system (glibc's
+    /// `malloc_trim`: what was freed in the middle of the heap stays resident
+    /// otherwise); 0: never.
+    #[arg(long, env = "PAVED_MALLOC_TRIM_SECONDS", default_value_t = 10)]
+    malloc_trim_seconds: u64,
     /// Serve the catalog page (/catalog) only to requests carrying a bearer token
     /// the API server accepts (TokenReview) for a user who may list Environments,
     /// Applications and Services (SubjectAccessReview). Needs `create` on
@@ -146,7 +151,7 @@ fn main() -> ExitCode {
         Command::Day2(command) => paved::cli::main(command),
         Command::Run(args) => {
             limit_malloc_arenas();
-            return_freed_memory();
+            return_freed_memory(args.malloc_trim_seconds);
             telemetry::init(args.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -200,16 +205,12 @@ fn limit_malloc_arenas() {
 /// glibc's `free` gives memory back to the system only from the top of the
 /// heap; pages freed in the middle (a watch's list decoded, a reconcile's
 /// copies, a usage poll) stay resident until something reuses them. Every
-/// `PAVED_MALLOC_TRIM_SECONDS` (default 10; 0: never) a thread of its own asks
-/// glibc to release every whole free page (`malloc_trim`, a few milliseconds
-/// with each arena locked in turn). README, Performance: what it saves.
-fn return_freed_memory() {
+/// `seconds` (`--malloc-trim-seconds`, 0: never) a thread of its own asks glibc
+/// to release every whole free page (`malloc_trim`, a few milliseconds with
+/// each arena locked in turn). README, Performance: what it saves.
+fn return_freed_memory(seconds: u64) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let seconds = std::env::var("PAVED_MALLOC_TRIM_SECONDS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(10);
         if seconds == 0 {
             return;
         }
@@ -229,6 +230,8 @@ fn return_freed_memory() {
             eprintln!("paved: no thread to return freed memory: {error}");
         }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = seconds;
 }
 
 fn render(files: &[PathBuf]) -> ExitCode {
