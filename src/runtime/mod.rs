@@ -7,6 +7,7 @@ pub mod fence;
 pub mod gateway_api;
 pub mod http;
 pub mod leader;
+pub mod list_watch;
 pub mod metrics;
 pub mod object_series;
 pub mod page;

@@ -22,8 +22,8 @@
 //! store is complete meanwhile (the old picture until the new one replaces it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use kube::Resource;
@@ -52,11 +52,14 @@ where
         resource,
         failing: AtomicBool::new(false),
         listing: AtomicBool::new(true),
+        started: Instant::now(),
+        listed_objects: AtomicUsize::new(0),
     });
-    // Lists served from the API server's watch cache (resourceVersion 0), as
-    // client-go's informers do: a start or a relist of thousands of objects
-    // costs no read of etcd; the watch then brings whatever changed since.
-    watcher(api, config.any_semantic())
+    // Lists served whole from the API server's watch cache (resourceVersion
+    // 0), as client-go's informers do, and decoded as they arrive: a start or
+    // a relist of thousands of objects costs no read of etcd; the watch then
+    // brings whatever changed since (see [`super::list_watch`]).
+    super::list_watch::list_watch(api, config)
         .backoff(WatchBackoff::default())
         .filter_map(move |event| {
             let state = state.clone();
@@ -66,6 +69,7 @@ where
                         state.flowing();
                         match event {
                             watcher::Event::Init => state.metrics.watch_relisted(&state.resource),
+                            watcher::Event::InitApply(_) => state.one_listed(),
                             watcher::Event::InitDone => state.listed(),
                             _ => {}
                         }
@@ -86,6 +90,10 @@ struct WatchState {
     failing: AtomicBool,
     /// Not through its first list yet.
     listing: AtomicBool,
+    /// When the watch started, and the objects its first list has brought so
+    /// far: logged once it is through (what a restart waits for).
+    started: Instant,
+    listed_objects: AtomicUsize,
 }
 
 impl WatchState {
@@ -97,9 +105,27 @@ impl WatchState {
         }
     }
 
+    fn one_listed(&self) {
+        if self.listing.load(Ordering::Relaxed)
+            && self.listed_objects.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::debug!(
+                resource = %self.resource,
+                seconds = format!("{:.2}", self.started.elapsed().as_secs_f64()),
+                "watch's first listed object"
+            );
+        }
+    }
+
     fn listed(&self) {
         if self.listing.swap(false, Ordering::Relaxed) {
             self.metrics.watches_listing(-1);
+            tracing::info!(
+                resource = %self.resource,
+                objects = self.listed_objects.load(Ordering::Relaxed),
+                seconds = format!("{:.2}", self.started.elapsed().as_secs_f64()),
+                "watch listed"
+            );
         }
     }
 
