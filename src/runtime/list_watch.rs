@@ -20,7 +20,6 @@
 //! everything downstream (backoff, reflectors, controllers) is kube-runtime's.
 
 use std::fmt;
-use std::marker::PhantomData;
 
 use futures::{Stream, StreamExt};
 use kube::api::{Api, ListParams, VersionMatch, WatchEvent, WatchParams};
@@ -203,18 +202,11 @@ where
     let request = Request::new(api.resource_url())
         .list(&params)
         .map_err(kube::Error::BuildRequest)?;
-    let client: Client = api.clone().into_client();
-    let body = client.request_stream(request).await?;
-    let body = tokio_util::io::SyncIoBridge::new(body.compat());
+    let body = body_reader(&api.clone().into_client(), request).await?;
     let (sender, receiver) = mpsc::channel(AHEAD);
     tokio::task::spawn_blocking(move || {
-        let mut decoder = serde_json::Deserializer::from_reader(std::io::BufReader::new(body));
-        let last = match (ListSeed {
-            objects: &sender,
-            kind: PhantomData,
-        })
-        .deserialize(&mut decoder)
-        {
+        let mut decoder = serde_json::Deserializer::from_reader(body);
+        let last = match (ListSeed { objects: &sender }).deserialize(&mut decoder) {
             Ok(Some(version)) if !version.is_empty() => Listed::End(version),
             Ok(_) => Listed::Failed(kube::Error::Service(
                 "the list has no resourceVersion".into(),
@@ -227,11 +219,23 @@ where
     Ok(receiver)
 }
 
+/// The body of `request`'s response as a blocking reader, read as it
+/// arrives: for a blocking thread to decode (kube's `Client::request` holds a
+/// body whole, twice or more).
+pub async fn body_reader(
+    client: &Client,
+    request: http::Request<Vec<u8>>,
+) -> kube::Result<impl std::io::Read + Send + 'static> {
+    let body = client.request_stream(request).await?;
+    Ok(std::io::BufReader::new(tokio_util::io::SyncIoBridge::new(
+        body.compat(),
+    )))
+}
+
 /// A list object: hands each of its `items` on as it is decoded, skips what
 /// else it holds, and gives back its `metadata.resourceVersion`.
 struct ListSeed<'a, K> {
     objects: &'a mpsc::Sender<Listed<K>>,
-    kind: PhantomData<K>,
 }
 
 impl<'de, K: DeserializeOwned> DeserializeSeed<'de> for ListSeed<'_, K> {
@@ -263,7 +267,6 @@ impl<'de, K: DeserializeOwned> de::Visitor<'de> for ListSeed<'_, K> {
             match key.as_str() {
                 "items" => map.next_value_seed(ItemsSeed {
                     objects: self.objects,
-                    kind: PhantomData,
                 })?,
                 "metadata" => version = map.next_value::<ListMeta>()?.resource_version,
                 _ => {
@@ -277,7 +280,6 @@ impl<'de, K: DeserializeOwned> de::Visitor<'de> for ListSeed<'_, K> {
 
 struct ItemsSeed<'a, K> {
     objects: &'a mpsc::Sender<Listed<K>>,
-    kind: PhantomData<K>,
 }
 
 impl<'de, K: DeserializeOwned> DeserializeSeed<'de> for ItemsSeed<'_, K> {
@@ -320,12 +322,9 @@ mod tests {
         let (sender, mut receiver) = mpsc::channel(2);
         let thread = tokio::task::spawn_blocking(move || {
             let mut decoder = serde_json::Deserializer::from_reader(text.as_bytes());
-            (ListSeed {
-                objects: &sender,
-                kind: PhantomData,
-            })
-            .deserialize(&mut decoder)
-            .map_err(|e| e.to_string())
+            (ListSeed { objects: &sender })
+                .deserialize(&mut decoder)
+                .map_err(|e| e.to_string())
         });
         let mut objects = Vec::new();
         while let Some(Listed::Object(object)) = receiver.recv().await {

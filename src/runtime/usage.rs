@@ -17,7 +17,6 @@ use futures::Stream;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::metrics::Metrics;
 use crate::api::Service;
@@ -140,16 +139,13 @@ async fn read(client: &Client) -> Result<Option<Vec<PodUsage>>, String> {
     // The body is decoded as it arrives (kube's `request` would hold it whole,
     // three times over: its chunks, them joined, and a copy as text; 10,000
     // pods' figures are about 5 MB).
-    let body = client
-        .request_stream(request)
+    let body = super::list_watch::body_reader(client, request)
         .await
         .map_err(|error| failed(error.to_string()))?;
-    let body = tokio_util::io::SyncIoBridge::new(body.compat());
-    let list: PodMetricsList =
-        tokio::task::spawn_blocking(move || serde_json::from_reader(std::io::BufReader::new(body)))
-            .await
-            .map_err(|error| failed(error.to_string()))?
-            .map_err(|error| failed(error.to_string()))?;
+    let list: PodMetricsList = tokio::task::spawn_blocking(move || serde_json::from_reader(body))
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .map_err(|error| failed(error.to_string()))?;
     Ok(Some(list.items.map(|items| items.0).unwrap_or_default()))
 }
 
