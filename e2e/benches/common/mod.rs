@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service as CoreService};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind, PartialObjectMeta};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -837,102 +837,47 @@ pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -
     apply_all(client, discovery, secrets, concurrency, "bench").await;
 
     let before = apiserver_writes(client).await;
-    // Completion is seen through watches started before the clock: listing
-    // thousands of objects over and over would load the API server being
-    // measured. The children's watches carry metadata only, and each check
-    // copies no object: the floor phase has no watch at all, so the bench's
-    // own work here is load the Paved phase alone would bear.
-    let children_config = watcher::Config::default().labels("app.kubernetes.io/managed-by=paved");
-    let run_services = run_services(client, prefix).await;
-    // `Api<PartialObjectMeta<_>>`: metadata-only requests.
-    let run_deployments = watched(
-        Api::<PartialObjectMeta<Deployment>>::all(client.clone()),
-        children_config.clone(),
-        (),
-    )
-    .await;
-    let run_core_services = watched(
-        Api::<PartialObjectMeta<CoreService>>::all(client.clone()),
-        children_config,
-        (),
-    )
-    .await;
-    let run_namespace = format!("{prefix}-");
-    let in_run = |meta: &kube::api::ObjectMeta| {
-        meta.namespace
-            .as_deref()
-            .is_some_and(|n| n.starts_with(&run_namespace))
-    };
+    // Completion is seen through one watch of the run's Services, started
+    // before the clock and counted event by event: the end is seen when its
+    // event comes (not up to a check's interval late), and the bench's own work
+    // stays small, as in the floor phase, which has no watch at all. Paved
+    // writes a generation into status only after that generation's children
+    // were applied; one list of each at the end checks that they exist.
+    let mut reflections = Reflections::start(client, prefix).await;
     let cpu_start = cpu_seconds();
     let start = Instant::now();
-    apply_all(client, discovery, services_docs, concurrency, "bench").await;
-    let applied = start.elapsed();
-    // Each check reads every Service and Deployment of the run: every 250 ms
-    // up to 1,000 Services, then less often (2 s at 10,000). Checked every
-    // 250 ms at 10,000, the bench's own client used about 9% of a core
-    // throughout the Paved phase (a `perf` profile: the checks' scans), CPU the
-    // API server being measured lacked; the end is seen at most one interval
-    // late (0.3% of that converge).
-    let interval = Duration::from_millis((services as u64 / 5).clamp(250, 2000));
-    wait_for_every(
-        "every Service's status to reflect its generation",
-        // 1 s per Service past 600 s: a bound for a broken run, not a target.
-        Duration::from_secs(600 + services as u64),
-        interval,
-        async || {
-            let services_now = run_services.state();
-            let reflecting = || {
-                services_now.iter().filter(|o| {
-                    let generation = o.metadata.generation.unwrap_or(-1);
-                    o.data["status"]["observedGeneration"].as_i64() == Some(generation)
-                })
-            };
-            let deployments_now = run_deployments.state();
-            if let Some(progress) = progress {
-                // Services done: status reflects the generation and the Deployment exists.
-                let deployments: std::collections::HashSet<(&str, &str)> = deployments_now
-                    .iter()
-                    .filter(|o| in_run(&o.metadata))
-                    .filter_map(|o| {
-                        Some((
-                            o.metadata.namespace.as_deref()?,
-                            o.metadata.name.as_deref()?,
-                        ))
-                    })
-                    .collect();
-                let done = reflecting()
-                    .filter(|o| {
-                        let key = (
-                            o.metadata.namespace.as_deref().unwrap_or_default(),
-                            o.metadata.name.as_deref().unwrap_or_default(),
-                        );
-                        deployments.contains(&key)
-                    })
-                    .count();
-                progress.record(start, done);
-            }
-            let reflected = reflecting().count();
-            if reflected < services {
-                return Err(format!("{reflected}/{services} reflect their generation"));
-            }
-            let d = deployments_now
-                .iter()
-                .filter(|o| in_run(&o.metadata))
-                .count();
-            let s = run_core_services
-                .state()
-                .iter()
-                .filter(|o| in_run(&o.metadata))
-                .count();
-            if d < services || s < services {
-                return Err(format!("{d} Deployments, {s} Services of {services}"));
-            }
-            Ok(())
+    let (applied, reflected) = tokio::join!(
+        async {
+            apply_all(client, discovery, services_docs, concurrency, "bench").await;
+            start.elapsed()
         },
-    )
-    .await;
-    let reflected = start.elapsed();
+        // 1 s per Service past 600 s: a bound for a broken run, not a target.
+        reflections.wait(
+            services,
+            start,
+            progress,
+            Duration::from_secs(600 + services as u64)
+        ),
+    );
     let cpu_end = cpu_seconds();
+    drop(reflections);
+    // Should a child be missing after all, the phase ends when it exists.
+    let reflected = match children_missing(client, prefix, services).await {
+        None => reflected,
+        Some(_) => {
+            wait_for(
+                "every Service's children",
+                Duration::from_secs(600),
+                async || {
+                    children_missing(client, prefix, services)
+                        .await
+                        .map_or(Ok(()), Err)
+                },
+            )
+            .await;
+            start.elapsed()
+        }
+    };
     // Let in-flight status writes land before reading the counters.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = apiserver_writes(client).await;
@@ -947,6 +892,119 @@ pub async fn paved_phase(b: &Bench, prefix: &str, progress: Option<&Progress>) -
         cpu_start,
         cpu_end,
     }
+}
+
+/// The run's Services (label [`RUN_LABEL`] = `prefix`) whose status reflects
+/// their generation, counted from one watch as its events come.
+pub struct Reflections {
+    events:
+        futures::stream::BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>,
+    reflecting: std::collections::HashMap<(String, String), bool>,
+}
+
+impl Reflections {
+    /// Returns once the watch has listed what exists.
+    pub async fn start(client: &Client, prefix: &str) -> Reflections {
+        let resource =
+            ApiResource::from_gvk(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service"));
+        let mut reflections = Reflections {
+            events: watcher::watcher(
+                Api::all_with(client.clone(), &resource),
+                watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
+            )
+            .default_backoff()
+            .boxed(),
+            reflecting: Default::default(),
+        };
+        while let Some(event) = reflections.events.next().await {
+            if let Ok(watcher::Event::InitDone) = event {
+                return reflections;
+            }
+        }
+        panic!("the watch of the run's Services ended before it listed them")
+    }
+
+    fn count(&self) -> usize {
+        self.reflecting.values().filter(|r| **r).count()
+    }
+
+    /// Follows the watch until `services` Services reflect their generation;
+    /// returns the time since `start` when the last one did.
+    pub async fn wait(
+        &mut self,
+        services: usize,
+        start: Instant,
+        progress: Option<&Progress>,
+        timeout: Duration,
+    ) -> Duration {
+        let mut done = self.count();
+        while done < services {
+            let event = tokio::time::timeout(timeout.saturating_sub(start.elapsed()), self.events.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("timed out waiting for every Service's status to reflect its generation: {done}/{services} do")
+                })
+                .expect("the watch of the run's Services ended");
+            let (object, deleted) = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
+                Ok(watcher::Event::Delete(o)) => (o, true),
+                // A relist (after an error) sends every object again.
+                Ok(watcher::Event::Init | watcher::Event::InitDone) | Err(_) => continue,
+            };
+            let key = (object.namespace().unwrap_or_default(), object.name_any());
+            let generation = object.metadata.generation.unwrap_or(-1);
+            let reflects = !deleted
+                && object.data["status"]["observedGeneration"].as_i64() == Some(generation);
+            let was = if deleted {
+                self.reflecting.remove(&key)
+            } else {
+                self.reflecting.insert(key, reflects)
+            }
+            .unwrap_or(false);
+            match (was, reflects) {
+                (false, true) => done += 1,
+                (true, false) => done -= 1,
+                _ => continue,
+            }
+            if let Some(progress) = progress {
+                progress.record(start, done);
+            }
+        }
+        start.elapsed()
+    }
+}
+
+/// What is missing of the run's children (Deployments and core Services, one
+/// each per Service), read by one metadata list of each; None when nothing is.
+pub async fn children_missing(client: &Client, prefix: &str, services: usize) -> Option<String> {
+    let deployments = children_in_run(Api::<Deployment>::all(client.clone()), prefix).await;
+    let core_services = children_in_run(Api::<CoreService>::all(client.clone()), prefix).await;
+    match (deployments, core_services) {
+        (Ok(d), Ok(s)) if d >= services && s >= services => None,
+        (Ok(d), Ok(s)) => Some(format!("{d} Deployments, {s} Services of {services}")),
+        (Err(e), _) | (_, Err(e)) => Some(format!("listing the children: {e}")),
+    }
+}
+
+/// How many of Paved's children of kind `K` are in the run's namespaces.
+async fn children_in_run<K>(api: Api<K>, prefix: &str) -> Result<usize, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = ListParams::default().labels("app.kubernetes.io/managed-by=paved");
+    let in_run = format!("{prefix}-");
+    Ok(api
+        .list_metadata(&params)
+        .await?
+        .items
+        .iter()
+        .filter(|o| {
+            o.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&in_run))
+        })
+        .count())
 }
 
 /// Deletes a Paved phase's Environments and waits until they and their
