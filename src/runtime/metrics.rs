@@ -14,9 +14,9 @@
 //! | `paved_status_conflicts_total` | kind (status writes refused: computed from a copy the object has since left behind) |
 //! | `paved_progress_deferred_total` | kind (progress-only status writes put off: paced, or the shared budget spent) |
 //! | `paved_leader` (gauge) | |
-//! | `paved_watch_errors_total` | resource |
+//! | `paved_watch_errors_total` | resource (as `kubectl get` names it: `deployments.apps`, `services.paved.dev`, `services`) |
 //! | `paved_watch_relists_total` | resource (full lists: one at start, one after each watch that lost its place) |
-//! | `paved_watches` (gauge) | resource (watches held open, one per kind) |
+//! | `paved_watches` (gauge) | resource (watches held open, one per resource) |
 //! | `paved_watches_failing` (gauge) | |
 //! | `paved_watches_listing` (gauge) | | (watches not through their first list yet; `/readyz` is not ready while above 0) |
 //! | `paved_insights` (gauge, 1 per insight) | rule, level, kind, namespace, name (an object's own insights, not rolled up) |
@@ -575,18 +575,18 @@ mod tests {
         metrics.set_store_objects("Deployment", 10_000);
         metrics.set_store_objects("Deployment", 9_999);
         metrics.set_store_objects("Namespace", 0);
-        metrics.watches_held("Deployment", 1);
-        metrics.watches_held("Secret", 1);
-        metrics.watches_held("Secret", -1);
-        metrics.watch_relisted("Deployment");
-        metrics.watch_relisted("Deployment");
+        metrics.watches_held("deployments.apps", 1);
+        metrics.watches_held("secrets", 1);
+        metrics.watches_held("secrets", -1);
+        metrics.watch_relisted("deployments.apps");
+        metrics.watch_relisted("deployments.apps");
         let text = metrics.encode();
         for line in [
             "paved_store_objects{kind=\"Deployment\"} 9999",
             "paved_store_objects{kind=\"Namespace\"} 0",
-            "paved_watches{resource=\"Deployment\"} 1",
-            "paved_watches{resource=\"Secret\"} 0",
-            "paved_watch_relists_total{resource=\"Deployment\"} 2",
+            "paved_watches{resource=\"deployments.apps\"} 1",
+            "paved_watches{resource=\"secrets\"} 0",
+            "paved_watch_relists_total{resource=\"deployments.apps\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

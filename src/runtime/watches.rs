@@ -44,7 +44,7 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
 {
-    let resource = K::kind(&K::DynamicType::default()).to_string();
+    let resource = resource_name::<K>();
     metrics.watches_held(&resource, 1);
     metrics.watches_listing(1);
     let state = Arc::new(WatchState {
@@ -82,6 +82,24 @@ where
                 }
             }
         })
+}
+
+/// The resource a watch of `K` reads, as `kubectl get` names it: the plural,
+/// then the group unless it is the core group (`deployments.apps`,
+/// `services.paved.dev`, `services`). The kind alone would not tell Paved's
+/// Services from the core ones, which have their own watch.
+pub fn resource_name<K>() -> String
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    let dynamic = K::DynamicType::default();
+    let (plural, group) = (K::plural(&dynamic), K::group(&dynamic));
+    if group.is_empty() {
+        plural.into_owned()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 struct WatchState {
@@ -208,6 +226,18 @@ mod tests {
         kube::Client::new(service, "default")
     }
 
+    #[test]
+    fn a_watch_is_named_by_its_resource_so_paved_services_and_core_services_differ() {
+        use crate::slim::Slim;
+        use k8s_openapi::api::apps::v1::Deployment;
+        use k8s_openapi::api::core::v1::{Secret, Service as CoreService};
+        use kube::core::PartialObjectMeta;
+        assert_eq!(resource_name::<crate::api::Service>(), "services.paved.dev");
+        assert_eq!(resource_name::<Slim<CoreService>>(), "services");
+        assert_eq!(resource_name::<Slim<Deployment>>(), "deployments.apps");
+        assert_eq!(resource_name::<PartialObjectMeta<Secret>>(), "secrets");
+    }
+
     #[tokio::test]
     async fn a_watch_counts_as_held_while_it_lives_and_each_list_after_a_410_as_a_relist() {
         use k8s_openapi::api::core::v1::ConfigMap;
@@ -226,17 +256,17 @@ mod tests {
         }
         let text = metrics.encode();
         assert!(
-            text.contains("paved_watches{resource=\"ConfigMap\"} 1"),
+            text.contains("paved_watches{resource=\"configmaps\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("paved_watch_relists_total{resource=\"ConfigMap\"} 3"),
+            text.contains("paved_watch_relists_total{resource=\"configmaps\"} 3"),
             "{text}"
         );
         drop(stream);
         let text = metrics.encode();
         assert!(
-            text.contains("paved_watches{resource=\"ConfigMap\"} 0"),
+            text.contains("paved_watches{resource=\"configmaps\"} 0"),
             "{text}"
         );
     }
