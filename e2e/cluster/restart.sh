@@ -44,6 +44,8 @@ ready() {
     kube-apiserver) curl -fsS --max-time 2 --cacert "$CLUSTER_DIR/pki/ca.crt" --cert "$CLUSTER_DIR/pki/admin.crt" \
       --key "$CLUSTER_DIR/pki/admin.key" "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1 ;;
     etcd) curl -fs --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1 ;;
+    kube-controller-manager) curl -fsSk --max-time 2 "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz" >/dev/null 2>&1 ;;
+    kube-scheduler) curl -fsSk --max-time 2 "https://127.0.0.1:$SCHEDULER_PORT/healthz" >/dev/null 2>&1 ;;
     *) kill -0 "$new_pid" 2>/dev/null ;;
   esac
 }

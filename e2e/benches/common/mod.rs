@@ -475,29 +475,30 @@ where
 /// The run's Services (label [`RUN_LABEL`] = `prefix`), [`Watched`]: the bench
 /// reads them from one watch, not by listing thousands of them over and over.
 pub async fn run_services(client: &Client, prefix: &str) -> Watched<DynamicObject> {
+    let (api, config, resource) = run_services_watch(client, prefix);
+    watched(api, config, resource).await
+}
+
+/// What a watch of the run's Services reads: the API, its label selector, and
+/// the resource (a [`DynamicObject`]'s type).
+fn run_services_watch(
+    client: &Client,
+    prefix: &str,
+) -> (Api<DynamicObject>, watcher::Config, ApiResource) {
     let resource =
         ApiResource::from_gvk(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service"));
-    watched(
+    (
         Api::all_with(client.clone(), &resource),
         watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
         resource,
     )
-    .await
 }
 
+/// Runs `check` every 250 ms until it passes; past `timeout`, panics with
+/// what it waited for and the last error.
 pub async fn wait_for(
     what: &str,
     timeout: Duration,
-    check: impl AsyncFnMut() -> Result<(), String>,
-) {
-    wait_for_every(what, timeout, Duration::from_millis(250), check).await
-}
-
-/// [`wait_for`], checking every `interval`.
-pub async fn wait_for_every(
-    what: &str,
-    timeout: Duration,
-    interval: Duration,
     mut check: impl AsyncFnMut() -> Result<(), String>,
 ) {
     let start = Instant::now();
@@ -505,7 +506,7 @@ pub async fn wait_for_every(
         match check().await {
             Ok(()) => return,
             Err(e) if start.elapsed() > timeout => panic!("timed out waiting for {what}: {e}"),
-            Err(_) => tokio::time::sleep(interval).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
 }
@@ -905,15 +906,9 @@ pub struct Reflections {
 impl Reflections {
     /// Returns once the watch has listed what exists.
     pub async fn start(client: &Client, prefix: &str) -> Reflections {
-        let resource =
-            ApiResource::from_gvk(&GroupVersionKind::gvk("paved.dev", "v1alpha1", "Service"));
+        let (api, config, _) = run_services_watch(client, prefix);
         let mut reflections = Reflections {
-            events: watcher::watcher(
-                Api::all_with(client.clone(), &resource),
-                watcher::Config::default().labels(&format!("{RUN_LABEL}={prefix}")),
-            )
-            .default_backoff()
-            .boxed(),
+            events: watcher::watcher(api, config).default_backoff().boxed(),
             reflecting: Default::default(),
         };
         while let Some(event) = reflections.events.next().await {
