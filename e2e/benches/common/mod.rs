@@ -218,23 +218,7 @@ pub async fn apply_all_counted(
             let client = client.clone();
             let params = params.clone();
             async move {
-                let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
-                let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-                let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
-                let gvk = GroupVersionKind::gvk(group, version, &kind);
-                let (resource, caps) = discovery
-                    .resolve_gvk(&gvk)
-                    .ok_or_else(|| format!("unknown kind {api_version} {kind}"))?;
-                let name = obj["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
-                    Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
-                        Api::namespaced_with(client, ns, &resource)
-                    }
-                    _ => Api::all_with(client, &resource),
-                };
+                let (api, kind, name) = api_of(client, discovery, &obj)?;
                 api.patch(&name, &params, &Patch::Apply(&obj))
                     .await
                     .map(|_| ())
@@ -257,6 +241,33 @@ pub async fn apply_all_counted(
         errors.len(),
         errors[0]
     );
+}
+
+/// The API of `obj`'s kind (in its namespace when the kind is namespaced), its
+/// kind and its name.
+fn api_of(
+    client: Client,
+    discovery: &Discovery,
+    obj: &Value,
+) -> Result<(Api<DynamicObject>, String, String), String> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &kind);
+    let (resource, caps) = discovery
+        .resolve_gvk(&gvk)
+        .ok_or_else(|| format!("unknown kind {api_version} {kind}"))?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api = match obj["metadata"]["namespace"].as_str() {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client, ns, &resource)
+        }
+        _ => Api::all_with(client, &resource),
+    };
+    Ok((api, kind, name))
 }
 
 /// Sum of the API server's write requests per (group, resource, subresource).
@@ -631,7 +642,8 @@ pub async fn remove_floor_crd(client: &Client) {
 }
 
 /// Installs the floor phase's copy of Paved's Service CRD (crds/), under
-/// [`FLOOR_GROUP`] and outside the `paved` category.
+/// [`FLOOR_GROUP`] and outside the `paved` category, and restarts the
+/// controller-manager so that its garbage collector knows the kind.
 pub async fn install_floor_crd(client: &Client) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -669,29 +681,92 @@ pub async fn install_floor_crd(client: &Client) {
         },
     )
     .await;
+    // The floor's children are owned by floor Services, as Paved's are by
+    // Paved's: the controller-manager's garbage collector reads which kinds
+    // exist when it starts and then every 30 s, and until it knows the floor's
+    // kind it fails on each such child, retries, and looks each owner up (the
+    // same reason `bench-scale.sh --fresh` restarts it after Paved's CRDs).
+    restart_controller_manager();
+    wait_until_quiet(0.33, Duration::from_secs(60)).await;
 }
 
-/// A status like the one Paved writes for a new Service that is rolling out.
+/// Restarts the local cluster's controller-manager (`e2e/cluster/restart.sh`,
+/// which returns once it answers on /healthz) and follows its new process in
+/// [`cpu_seconds`].
+fn restart_controller_manager() {
+    let cluster = concat!(env!("CARGO_MANIFEST_DIR"), "/cluster");
+    let script = r#"source "$1/lib.sh" && "$1/restart.sh" kube-controller-manager >/dev/null && cat "$CLUSTER_DIR/pids/kube-controller-manager.pid""#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script, "restart", cluster])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("running e2e/cluster/restart.sh");
+    assert!(
+        out.status.success(),
+        "restarting the controller-manager failed ({})",
+        out.status
+    );
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let pids = PIDS
+        .lock()
+        .unwrap()
+        .clone()
+        .or_else(|| std::env::var("PAVED_BENCH_PIDS").ok())
+        .unwrap_or_default();
+    let pids: Vec<String> = pids
+        .split(',')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("kube-controller-manager="))
+        .map(str::to_string)
+        .chain([format!("kube-controller-manager={pid}")])
+        .collect();
+    set_pids(pids.join(","));
+}
+
+/// The status Paved writes for a new Service that is rolling out, field for
+/// field (the shape of `src/status`, as read back from a Paved Service of this
+/// bench): the conditions, the catalog fields, the scorecard's four insights
+/// that a bench Service draws, and the delivery counters. Its size is what the
+/// API server stores, encodes and sends to every watch, so the floor writes
+/// as much as Paved does (about 1.8 KB), not a sketch of it.
 pub fn floor_status(service: &Value, namespace: &str) -> Value {
     let name = service["metadata"]["name"].as_str().unwrap_or_default();
-    let image = service["spec"]["image"].clone();
+    let image = service["spec"]["image"].as_str().unwrap_or_default();
     let at = "2026-01-01T00:00:00Z";
+    let rolling = format!("rolling out {image}: 0 of 1 pods updated, 0 available");
     let mut status = json!({
         "observedGeneration": 1,
         "conditions": [
-            {"type": "Ready", "status": "False", "reason": "Progressing",
-             "message": "Deployment is rolling out: 0/1 replicas ready",
-             "lastTransitionTime": at, "observedGeneration": 1},
-            {"type": "Reconciling", "status": "True", "reason": "Progressing",
-             "message": "Deployment is rolling out: 0/1 replicas ready",
-             "lastTransitionTime": at, "observedGeneration": 1},
+            {"type": "Ready", "status": "False", "reason": "RollingOut",
+             "message": rolling, "lastTransitionTime": at, "observedGeneration": 1},
+            {"type": "Reconciling", "status": "True", "reason": "RollingOut",
+             "message": rolling, "lastTransitionTime": at, "observedGeneration": 1},
         ],
         "image": image,
         "replicas": {"desired": 1, "ready": 0, "available": 0, "updated": 0},
         "endpoint": format!("{name}.{namespace}.svc.cluster.local:8080"),
         "dependencies": [],
         "revision": 1,
-        "history": [{"revision": 1, "image": image, "configHash": "0123456789ab", "deployedAt": at}],
+        "history": [{"revision": 1, "image": image, "configHash": "0123456789abcdef", "deployedAt": at}],
+        "probe": "TCPSocket",
+        "scorecard": {
+            "score": 50, "critical": 0, "warning": 2, "info": 2,
+            "insights": [
+                {"rule": "health-check", "level": "warning",
+                 "message": "only a TCP probe checks the pods: declare spec.health (an HTTP path and port) so hung pods are restarted and kept out of rotation"},
+                {"rule": "resource-requests", "level": "warning",
+                 "message": "no cpu or memory request set (by the Service or the Environment's defaults): set spec.resources.requests.cpu and .memory so pods are scheduled, and costed, by what they need"},
+                {"rule": "image-digest", "level": "info",
+                 "message": format!("image {image} is pinned by tag only: add the digest (image:tag@sha256:...) so a re-pushed tag cannot change what runs")},
+                {"rule": "memory-limit", "level": "info",
+                 "message": "only Paved's built-in default memory limit (512Mi) applies: set spec.resources.limits.memory to what the Service needs, so a leak kills one pod and a big heap is not killed for nothing"},
+            ],
+        },
+        "delivery": {
+            "since": at, "deploys": 1, "lastDeployAt": at, "failures": 0,
+            "changeFailureRate": "0.00", "restores": 0, "timeToRestoreSecondsTotal": 0,
+            "leadTimes": 0, "leadTimeSecondsTotal": 0,
+        },
     });
     if service["spec"].get("expose").is_some() {
         status["url"] = json!(format!("http://{name}.{namespace}.bench.example.com"));
@@ -701,10 +776,15 @@ pub fn floor_status(service: &Value, namespace: &str) -> Value {
 
 /// The floor: what Paved's design asks of the API server, written by a plain
 /// client with no controller logic. Per Service: the Service object (in a copy of
-/// the CRD no controller watches), its rendered children, and one status write,
-/// at the same concurrency. Paved's own time can approach this, not the direct
-/// phase's. Left in place, like the direct phase's. Returns the time and the CPU
-/// seconds before and after.
+/// the CRD no controller watches); for each rendered child, the read of its name
+/// (DESIGN.md: before the first write to a child's name, what is there must be
+/// the owner's) and its write with a controller ownerReference to the Service;
+/// then one status write of Paved's size ([`floor_status`]), at the same
+/// concurrency. Paved's own time can approach this, not the direct phase's.
+/// Not in it: the status write when the Deployment becomes available, the
+/// Applications' and Environments' status, and the API server's feeding of the
+/// controller's watches. Left in place, like the direct phase's. Returns the
+/// time and the CPU seconds before and after.
 pub async fn floor_phase(
     b: &Bench,
     prefix: &str,
@@ -759,10 +839,37 @@ pub async fn floor_phase(
                 Api::namespaced_with(client.clone(), &namespace, &resource);
             let params = params.clone();
             async move {
-                api.patch(&name, &params, &Patch::Apply(&service))
+                let object = api
+                    .patch(&name, &params, &Patch::Apply(&service))
                     .await
                     .map_err(|e| format!("Service {name}: {e}"))?;
-                apply_all(client, discovery, children, 1, "bench-floor").await;
+                // Owned by their Service, as Paved's children are (the
+                // garbage collector tracks them), each written after the read
+                // that Paved's design asks before the first write to a name:
+                // what is there, and who controls it?
+                let owner = json!([{
+                    "apiVersion": format!("{FLOOR_GROUP}/v1alpha1"),
+                    "kind": "Service",
+                    "name": &name,
+                    "uid": object.metadata.uid,
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }]);
+                for mut child in children {
+                    child["metadata"]["ownerReferences"] = owner.clone();
+                    let (child_api, kind, child_name) = api_of(client.clone(), discovery, &child)?;
+                    let there = child_api
+                        .get_metadata_opt(&child_name)
+                        .await
+                        .map_err(|e| format!("reading {kind} {child_name}: {e}"))?;
+                    if there.is_some() {
+                        return Err(format!("{kind} {child_name} exists already"));
+                    }
+                    child_api
+                        .patch(&child_name, &params, &Patch::Apply(&child))
+                        .await
+                        .map_err(|e| format!("{kind} {child_name}: {e}"))?;
+                }
                 let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
                     json_patch::AddOperation {
                         path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
