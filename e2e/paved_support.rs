@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::{Event, Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Resource};
@@ -323,7 +323,7 @@ pub struct TestEnvironment {
 
 impl TestEnvironment {
     /// An Environment of type development with domain `<name>.example.test`,
-    /// returned once its namespace exists.
+    /// returned once its namespace exists with its default ServiceAccount.
     pub async fn create(prefix: &str) -> Self {
         Self::create_with(prefix, json!({})).await
     }
@@ -342,6 +342,12 @@ impl TestEnvironment {
         apply(&environments(&client), environment_manifest(&name, spec)).await;
         let namespaces = Api::<Namespace>::all(client.clone());
         wait_exists(&namespaces, &name).await;
+        // Pods need it, and the controller-manager makes it: a Deployment made
+        // before it has a ReplicaSet whose refused pod creations back off
+        // exponentially (seen after a fault test's 12 s API server outage, when
+        // it came late: no pod 90 s on).
+        let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
+        wait_exists(&accounts, "default").await;
         TestEnvironment {
             client,
             namespace: name.clone(),
