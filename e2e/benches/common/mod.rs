@@ -89,6 +89,15 @@ pub fn set_pids(pids: String) {
     *PIDS.lock().unwrap() = Some(pids);
 }
 
+/// The processes [`cpu_seconds`] reads: those of [`set_pids`], else
+/// PAVED_BENCH_PIDS; `None` when neither is set.
+fn tracked_pids() -> Option<String> {
+    PIDS.lock()
+        .unwrap()
+        .clone()
+        .or_else(|| std::env::var("PAVED_BENCH_PIDS").ok())
+}
+
 /// Whether Service `s` of a run reads a key of its own Secret (`svc-<s>-config`,
 /// see [`secrets`]): one in [`SECRET_EVERY`], so a Secret change rolls one Service.
 pub fn reads_secret(s: usize) -> bool {
@@ -362,12 +371,7 @@ pub fn cpu_seconds() -> BTreeMap<String, f64> {
         Some((user + system) / ticks)
     };
     let mut cpu = BTreeMap::new();
-    let pids = PIDS
-        .lock()
-        .unwrap()
-        .clone()
-        .or_else(|| std::env::var("PAVED_BENCH_PIDS").ok());
-    for pair in pids.unwrap_or_default().split(',') {
+    for pair in tracked_pids().unwrap_or_default().split(',') {
         if let Some((name, pid)) = pair.split_once('=')
             && let Some(seconds) = read(pid)
         {
@@ -389,7 +393,7 @@ pub async fn wait_until_idle() {
 /// Waits (up to `limit`) until the processes of PAVED_BENCH_PIDS together use
 /// less than `cores` over 2 seconds; without them, waits 5 seconds.
 pub async fn wait_until_quiet(cores: f64, limit: Duration) {
-    if std::env::var("PAVED_BENCH_PIDS").is_err() && PIDS.lock().unwrap().is_none() {
+    if tracked_pids().is_none() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         return;
     }
@@ -708,12 +712,7 @@ fn restart_controller_manager() {
         out.status
     );
     let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let pids = PIDS
-        .lock()
-        .unwrap()
-        .clone()
-        .or_else(|| std::env::var("PAVED_BENCH_PIDS").ok())
-        .unwrap_or_default();
+    let pids = tracked_pids().unwrap_or_default();
     let pids: Vec<String> = pids
         .split(',')
         .filter(|pair| !pair.is_empty() && !pair.starts_with("kube-controller-manager="))
