@@ -8,9 +8,11 @@
 //! 2. floor: what Paved's design itself asks of the API server, written by the
 //!    plain client: per Service the Service object (in a copy of the CRD that no
 //!    controller watches), for each child the read of its name and its write
-//!    with an ownerReference to the Service, and one status write of Paved's
-//!    size (`common::floor_phase`). No controller can beat this; the gap
-//!    between it and phase 3 is the controller's own cost.
+//!    with an ownerReference to the Service, its first status write of
+//!    Paved's size, and, through one watch of the Deployments, its Ready
+//!    status write once its Deployment is available (`common::floor_phase`).
+//!    No controller can beat this; the gap between it and phase 3 is the
+//!    controller's own cost.
 //! 3. paved: the Environments, Applications and N Services are applied and the
 //!    controller creates the children. Timed from the first Service apply until
 //!    every Service's status reflects its generation and all children exist.

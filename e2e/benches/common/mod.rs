@@ -722,27 +722,41 @@ fn restart_controller_manager() {
     set_pids(pids.join(","));
 }
 
-/// The status Paved writes for a new Service that is rolling out, field for
-/// field (the shape of `src/status`, as read back from a Paved Service of this
-/// bench): the conditions, the catalog fields, the scorecard's four insights
-/// that a bench Service draws, and the delivery counters. Its size is what the
-/// API server stores, encodes and sends to every watch, so the floor writes
-/// as much as Paved does (about 1.8 KB), not a sketch of it.
-pub fn floor_status(service: &Value, namespace: &str) -> Value {
+/// The status Paved writes for a new Service, field for field (the shape of
+/// `src/status`, as read back from a Paved Service of this bench): rolling out
+/// (its first write) or, with `ready`, available (its write once the
+/// Deployment is). The conditions, the catalog fields, the scorecard's four
+/// insights that a bench Service draws, and the delivery counters. Its size is
+/// what the API server stores, encodes and sends to every watch, so the floor
+/// writes as much as Paved does (about 1.8 KB), not a sketch of it.
+pub fn floor_status(service: &Value, namespace: &str, ready: bool) -> Value {
     let name = service["metadata"]["name"].as_str().unwrap_or_default();
     let image = service["spec"]["image"].as_str().unwrap_or_default();
     let at = "2026-01-01T00:00:00Z";
-    let rolling = format!("rolling out {image}: 0 of 1 pods updated, 0 available");
+    let (conditions, pods) = if ready {
+        let available = format!("1 of 1 pods available, running {image}");
+        (
+            json!([{"type": "Ready", "status": "True", "reason": "Available",
+                    "message": available, "lastTransitionTime": at, "observedGeneration": 1}]),
+            1,
+        )
+    } else {
+        let rolling = format!("rolling out {image}: 0 of 1 pods updated, 0 available");
+        (
+            json!([
+                {"type": "Ready", "status": "False", "reason": "RollingOut",
+                 "message": rolling, "lastTransitionTime": at, "observedGeneration": 1},
+                {"type": "Reconciling", "status": "True", "reason": "RollingOut",
+                 "message": rolling, "lastTransitionTime": at, "observedGeneration": 1},
+            ]),
+            0,
+        )
+    };
     let mut status = json!({
         "observedGeneration": 1,
-        "conditions": [
-            {"type": "Ready", "status": "False", "reason": "RollingOut",
-             "message": rolling, "lastTransitionTime": at, "observedGeneration": 1},
-            {"type": "Reconciling", "status": "True", "reason": "RollingOut",
-             "message": rolling, "lastTransitionTime": at, "observedGeneration": 1},
-        ],
+        "conditions": conditions,
         "image": image,
-        "replicas": {"desired": 1, "ready": 0, "available": 0, "updated": 0},
+        "replicas": {"desired": 1, "ready": pods, "available": pods, "updated": pods},
         "endpoint": format!("{name}.{namespace}.svc.cluster.local:8080"),
         "dependencies": [],
         "revision": 1,
@@ -778,12 +792,15 @@ pub fn floor_status(service: &Value, namespace: &str) -> Value {
 /// the CRD no controller watches); for each rendered child, the read of its name
 /// (DESIGN.md: before the first write to a child's name, what is there must be
 /// the owner's) and its write with a controller ownerReference to the Service;
-/// then one status write of Paved's size ([`floor_status`]), at the same
-/// concurrency. Paved's own time can approach this, not the direct phase's.
-/// Not in it: the status write when the Deployment becomes available, the
-/// Applications' and Environments' status, and the API server's feeding of the
-/// controller's watches. Left in place, like the direct phase's. Returns the
-/// time and the CPU seconds before and after.
+/// then its first status write of Paved's size ([`floor_status`]), at the same
+/// concurrency. And, as the design's Ready condition needs: one watch of the
+/// floor's Deployments, and the Ready status write of each Service whose
+/// Deployment is available once its first status is written (those that
+/// become available within the phase; Paved's later ones fall outside its
+/// phase too). Paved's own time can approach this, not the direct phase's.
+/// Not in it: the Applications' and Environments' status, the watches of the
+/// other kinds, the reconciles. Left in place, like the direct phase's.
+/// Returns the time and the CPU seconds before and after.
 pub async fn floor_phase(
     b: &Bench,
     prefix: &str,
@@ -818,10 +835,18 @@ pub async fn floor_phase(
     let resource =
         ApiResource::from_gvk(&GroupVersionKind::gvk(FLOOR_GROUP, "v1alpha1", "Service"));
     let params = PatchParams::apply("bench-floor").force();
+    let service_docs: Vec<Value> = service_docs
+        .into_iter()
+        .map(|mut service| {
+            service["apiVersion"] = json!(format!("{FLOOR_GROUP}/v1alpha1"));
+            service
+        })
+        .collect();
+    let ready = ReadyWrites::start(b, prefix, &resource, &service_docs);
     let cpu_start = cpu_seconds();
     let start = Instant::now();
     let errors: Vec<String> = stream::iter(service_docs)
-        .map(|mut service| {
+        .map(|service| {
             let namespace = service["metadata"]["namespace"]
                 .as_str()
                 .unwrap_or_default()
@@ -833,10 +858,10 @@ pub async fn floor_phase(
             let children = children_of
                 .remove(&(namespace.clone(), name.clone()))
                 .unwrap_or_default();
-            service["apiVersion"] = json!(format!("{FLOOR_GROUP}/v1alpha1"));
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), &namespace, &resource);
             let params = params.clone();
+            let ready = &ready;
             async move {
                 let object = api
                     .patch(&name, &params, &Patch::Apply(&service))
@@ -872,12 +897,13 @@ pub async fn floor_phase(
                 let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
                     json_patch::AddOperation {
                         path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
-                        value: floor_status(&service, &namespace),
+                        value: floor_status(&service, &namespace, false),
                     },
                 )]);
                 api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(status))
                     .await
                     .map_err(|e| format!("status of {name}: {e}"))?;
+                ready.first_written((namespace, name));
                 if let Some(progress) = progress {
                     progress.one_more(start);
                 }
@@ -890,18 +916,165 @@ pub async fn floor_phase(
         .await;
     let floor = start.elapsed();
     let cpu_end = cpu_seconds();
+    let (ready_written, ready_errors) = ready.stop();
     assert!(
         errors.is_empty(),
         "{} floor writes failed, first: {}",
         errors.len(),
         errors[0]
     );
+    assert!(
+        ready_errors.is_empty(),
+        "{} floor Ready writes failed, first: {}",
+        ready_errors.len(),
+        ready_errors[0]
+    );
     println!(
-        "floor:   {} Services with children and status written in {:.2}s",
+        "floor:   {} Services with children and status written in {:.2}s ({ready_written} Ready within it)",
         b.services,
         floor.as_secs_f64()
     );
     (floor, cpu_start, cpu_end)
+}
+
+/// The floor's part of a controller that the design's Ready condition needs:
+/// one watch of the run's Deployments (as Paved's, whole objects with their
+/// status) and, per Service, the Ready status write of Paved's size once its
+/// Deployment is available and its first status is written, whichever comes
+/// second. Stopped at the end of the phase ([`ReadyWrites::stop`]).
+struct ReadyWrites {
+    state: std::sync::Arc<std::sync::Mutex<ReadyState>>,
+    send: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    watch: tokio::task::JoinHandle<()>,
+    writes: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ReadyState {
+    first_written: std::collections::HashSet<(String, String)>,
+    available: std::collections::HashSet<(String, String)>,
+    written: usize,
+    errors: Vec<String>,
+}
+
+impl ReadyWrites {
+    fn start(b: &Bench, prefix: &str, resource: &ApiResource, services: &[Value]) -> ReadyWrites {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ReadyState::default()));
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let docs: std::collections::HashMap<(String, String), Value> = services
+            .iter()
+            .map(|s| {
+                let key = (
+                    s["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .into(),
+                    s["metadata"]["name"].as_str().unwrap_or_default().into(),
+                );
+                (key, s.clone())
+            })
+            .collect();
+        let deployments: Api<Deployment> = Api::all(b.client.clone());
+        let selector = format!("app.kubernetes.io/managed-by=paved,{RUN_LABEL}={prefix}");
+        let watch = {
+            let state = state.clone();
+            let send = send.clone();
+            tokio::spawn(
+                watcher::watcher(deployments, watcher::Config::default().labels(&selector))
+                    .default_backoff()
+                    .applied_objects()
+                    .for_each(move |deployment| {
+                        if let Ok(deployment) = deployment
+                            && is_available(&deployment)
+                        {
+                            let key = (
+                                deployment.namespace().unwrap_or_default(),
+                                deployment.name_any(),
+                            );
+                            let mut state = state.lock().unwrap();
+                            if state.available.insert(key.clone())
+                                && state.first_written.contains(&key)
+                            {
+                                let _ = send.send(key);
+                            }
+                        }
+                        futures::future::ready(())
+                    }),
+            )
+        };
+        let writes = {
+            let (state, client, resource) = (state.clone(), b.client.clone(), resource.clone());
+            let concurrency = b.concurrency;
+            let keys = stream::unfold(receive, async |mut receive| {
+                receive.recv().await.map(|key| (key, receive))
+            });
+            tokio::spawn(
+                keys.map(move |(namespace, name)| {
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(client.clone(), &namespace, &resource);
+                    let service = docs[&(namespace.clone(), name.clone())].clone();
+                    let state = state.clone();
+                    async move {
+                        let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
+                            json_patch::AddOperation {
+                                path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+                                value: floor_status(&service, &namespace, true),
+                            },
+                        )]);
+                        let written = api
+                            .patch_status(
+                                &name,
+                                &PatchParams::default(),
+                                &Patch::<()>::Json(status),
+                            )
+                            .await;
+                        let mut state = state.lock().unwrap();
+                        match written {
+                            Ok(_) => state.written += 1,
+                            Err(e) => state.errors.push(format!("Ready status of {name}: {e}")),
+                        }
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .for_each(|()| futures::future::ready(())),
+            )
+        };
+        ReadyWrites {
+            state,
+            send,
+            watch,
+            writes,
+        }
+    }
+
+    /// The Service's first status is written: its Ready write follows now if
+    /// its Deployment is available already, else when the watch sees it so.
+    fn first_written(&self, key: (String, String)) {
+        let mut state = self.state.lock().unwrap();
+        if state.first_written.insert(key.clone()) && state.available.contains(&key) {
+            let _ = self.send.send(key);
+        }
+    }
+
+    /// Stops the watch and the writes; returns the Ready writes made and the
+    /// failed ones.
+    fn stop(self) -> (usize, Vec<String>) {
+        self.watch.abort();
+        self.writes.abort();
+        let mut state = self.state.lock().unwrap();
+        (state.written, std::mem::take(&mut state.errors))
+    }
+}
+
+/// Whether a Deployment's current generation is rolled out and available.
+fn is_available(deployment: &Deployment) -> bool {
+    let (Some(spec), Some(status)) = (&deployment.spec, &deployment.status) else {
+        return false;
+    };
+    let desired = spec.replicas.unwrap_or(1);
+    status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= desired
+        && status.available_replicas.unwrap_or(0) >= desired
 }
 
 /// What one Paved phase measured.
