@@ -863,6 +863,7 @@ pub async fn floor_phase(
             let params = params.clone();
             let ready = &ready;
             async move {
+                let _turn = ready.turn().await;
                 let object = api
                     .patch(&name, &params, &Patch::Apply(&service))
                     .await
@@ -941,9 +942,13 @@ pub async fn floor_phase(
 /// one watch of the run's Deployments (as Paved's, whole objects with their
 /// status) and, per Service, the Ready status write of Paved's size once its
 /// Deployment is available and its first status is written, whichever comes
-/// second. Stopped at the end of the phase ([`ReadyWrites::stop`]).
+/// second, within the phase's concurrency. Stopped at the end of the phase
+/// ([`ReadyWrites::stop`]).
 struct ReadyWrites {
     state: std::sync::Arc<std::sync::Mutex<ReadyState>>,
+    /// The phase's concurrency, shared by the Services' first writes and the
+    /// Ready writes, as Paved's Service reconciles share `--concurrency`.
+    turns: std::sync::Arc<tokio::sync::Semaphore>,
     send: tokio::sync::mpsc::UnboundedSender<(String, String)>,
     watch: tokio::task::JoinHandle<()>,
     writes: tokio::task::JoinHandle<()>,
@@ -960,6 +965,7 @@ struct ReadyState {
 impl ReadyWrites {
     fn start(b: &Bench, prefix: &str, resource: &ApiResource, services: &[Value]) -> ReadyWrites {
         let state = std::sync::Arc::new(std::sync::Mutex::new(ReadyState::default()));
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(b.concurrency));
         let (send, receive) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         let docs: std::collections::HashMap<(String, String), Value> = services
             .iter()
@@ -1004,7 +1010,7 @@ impl ReadyWrites {
         };
         let writes = {
             let (state, client, resource) = (state.clone(), b.client.clone(), resource.clone());
-            let concurrency = b.concurrency;
+            let (concurrency, turns) = (b.concurrency, turns.clone());
             let keys = stream::unfold(receive, async |mut receive| {
                 receive.recv().await.map(|key| (key, receive))
             });
@@ -1013,8 +1019,9 @@ impl ReadyWrites {
                     let api: Api<DynamicObject> =
                         Api::namespaced_with(client.clone(), &namespace, &resource);
                     let service = docs[&(namespace.clone(), name.clone())].clone();
-                    let state = state.clone();
+                    let (state, turns) = (state.clone(), turns.clone());
                     async move {
+                        let _turn = turns.acquire().await.expect("never closed");
                         let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
                             json_patch::AddOperation {
                                 path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
@@ -1041,10 +1048,16 @@ impl ReadyWrites {
         };
         ReadyWrites {
             state,
+            turns,
             send,
             watch,
             writes,
         }
+    }
+
+    /// One of the phase's concurrent turns ([`ReadyWrites::turns`]).
+    async fn turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.turns.acquire().await.expect("never closed")
     }
 
     /// The Service's first status is written: its Ready write follows now if
