@@ -81,6 +81,10 @@ async fn a_quota_that_refuses_the_pods_stalls_the_service_in_kubernetes_words_un
         "the Service carries Kubernetes' own reason and message: {message}"
     );
     assert!(
+        message.contains("raise the namespace's ResourceQuota"),
+        "and says what to change for this refusal, not for every kind: {message}"
+    );
+    assert!(
         condition(&web, "Reconciling").is_none(),
         "not Reconciling while no progress is possible: {}",
         describe_status(&web)

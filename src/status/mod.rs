@@ -288,8 +288,9 @@ pub fn rollout_failure(deployment: &Deployment) -> Option<(&'static str, String)
         return Some((
             reasons::REPLICA_FAILURE,
             format!(
-                "Deployment {name} cannot create pods ({}); fix what refuses them (a ResourceQuota or LimitRange of the namespace, the Service's resources or replicas)",
-                describe(failure)
+                "Deployment {name} cannot create pods ({}); {}",
+                describe(failure),
+                refused_pods_advice(failure.message.as_deref().unwrap_or_default())
             ),
         ));
     }
@@ -309,6 +310,23 @@ pub fn rollout_failure(deployment: &Deployment) -> Option<(&'static str, String)
                 ),
             )
         })
+}
+
+/// What to change when the API server refuses a Deployment's pods, from its
+/// words (the `ReplicaFailure` condition's message, which quotes the refusal of
+/// the last pod creation): each admission check that refuses pods names itself.
+fn refused_pods_advice(message: &str) -> &'static str {
+    if message.contains("exceeded quota") {
+        "raise the namespace's ResourceQuota, or lower the Service's replicas or resources"
+    } else if message.contains("violates PodSecurity") {
+        "the namespace's PodSecurity enforce label refuses the pod (kubectl get namespace <namespace> --show-labels): drop spec.security.level: baseline so the pod is built for restricted, or have the label changed"
+    } else if message.contains("error looking up service account") {
+        "the namespace lacks the ServiceAccount the pods run as: the controller-manager makes `default` in every new namespace, so check that it runs (kubectl get serviceaccount -n <namespace>)"
+    } else if message.contains("per Container") || message.contains("per Pod") {
+        "bring the Service's resources within the namespace's LimitRange (kubectl describe limitrange -n <namespace>)"
+    } else {
+        "fix what refuses them (a ResourceQuota or LimitRange of the namespace, an admission policy, the Service's resources or replicas)"
+    }
 }
 
 /// Replica counts and rollout completeness of a Deployment.
@@ -640,6 +658,57 @@ mod tests {
             ("True", "Available")
         );
         assert_eq!(status.revision, 1);
+    }
+
+    #[test]
+    fn refused_pods_get_the_advice_of_the_check_that_refused_them() {
+        // The API server's own messages, as the ReplicaSet controller quotes
+        // them in the Deployment's ReplicaFailure condition.
+        let cases = [
+            (
+                r#"pods "web-5d8f7c9b6d-x2x9z" is forbidden: exceeded quota: no-pods, requested: pods=1, used: pods=0, limited: pods=0"#,
+                "raise the namespace's ResourceQuota",
+            ),
+            (
+                r#"pods "web-5d8f7c9b6d-x2x9z" is forbidden: error looking up service account shop/default: serviceaccount "default" not found"#,
+                "lacks the ServiceAccount",
+            ),
+            (
+                r#"pods "web-5d8f7c9b6d-x2x9z" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (pod or container "web" must set securityContext.runAsNonRoot=true)"#,
+                "PodSecurity enforce label",
+            ),
+            (
+                r#"pods "web-5d8f7c9b6d-x2x9z" is forbidden: maximum memory usage per Container is 256Mi, but limit is 512Mi"#,
+                "within the namespace's LimitRange",
+            ),
+            (
+                r#"admission webhook "policy.example.com" denied the request: images must come from the company registry"#,
+                "an admission policy",
+            ),
+        ];
+        for (refusal, advice) in cases {
+            let mut refused = with_condition(
+                deployment(1, 0, 1, 1),
+                "ReplicaFailure",
+                "True",
+                "FailedCreate",
+            );
+            refused
+                .status
+                .as_mut()
+                .unwrap()
+                .conditions
+                .as_mut()
+                .unwrap()[0]
+                .message = Some(refusal.into());
+            let (reason, message) = rollout_failure(&refused).unwrap();
+            assert_eq!(reason, "ReplicaFailure");
+            assert!(
+                message.contains(refusal),
+                "Kubernetes' words kept: {message}"
+            );
+            assert!(message.contains(advice), "{advice:?} in: {message}");
+        }
     }
 
     fn with_condition(mut d: Deployment, type_: &str, status: &str, reason: &str) -> Deployment {
