@@ -332,15 +332,10 @@ pub async fn run(
         gateway_api,
         resync: settings.resync,
     });
-    // No kind is debounced. A debounce (Services had 20 ms) delays every
-    // reconcile by its length: each user's change, and each hand-over of a
-    // turn (a woken object is started again only after it, while its turn
-    // waits). It folds little: events that come while an object's reconcile
-    // runs are folded by kube-runtime anyway (one more run after it). For
-    // Applications and Environments, which aggregate many Services, it would
-    // be worse: kube-runtime's debounce restarts on every event, so a steady
-    // stream of Service changes would postpone them for as long as it lasts.
-    // Their status writes are paced instead
+    // Services fold a burst of their own events (20 ms). Applications and
+    // Environments aggregate many Services, but get no debounce: kube-runtime's
+    // debounce restarts on every event, so a steady stream of Service changes would
+    // postpone them for as long as it lasts. Their status writes are paced instead
     // (reconcile::status_writer::progress_interval: all of a kind share a budget),
     // and their reconciles read only the stores.
     //
@@ -353,7 +348,10 @@ pub async fn run(
     // starts at most four times the turns at once: a started reconcile holds
     // its object, and after a restart thousands start while the stores load.
     let started = settings.concurrency.saturating_mul(4);
-    let config = ControllerConfig::default().concurrency(started);
+    let service_config = ControllerConfig::default()
+        .debounce(Duration::from_millis(20))
+        .concurrency(started);
+    let aggregate_config = ControllerConfig::default().concurrency(started);
     let close_turns = {
         let (ctx, stop) = (ctx.clone(), stopped(&shutdown));
         async move {
@@ -381,7 +379,7 @@ pub async fn run(
         wake
     };
     let environment_controller = Controller::for_stream(environment_stream, environments.clone())
-        .with_config(config.clone())
+        .with_config(aggregate_config.clone())
         .owns_stream(namespace_stream)
         // Namespaced children of a cluster-scoped owner: mapped by name alone.
         .watches_stream(role_binding_stream, triggers::controlling_environment)
@@ -408,7 +406,7 @@ pub async fn run(
     // --- Application --------------------------------------------------------
     let apps = applications.clone();
     let application_controller = Controller::for_stream(application_stream, applications.clone())
-        .with_config(config.clone())
+        .with_config(aggregate_config)
         .watches_stream(services_for_applications, |s: Service| {
             triggers::application_of(&s)
         })
@@ -434,7 +432,7 @@ pub async fn run(
     );
 
     let service_controller = Controller::for_stream(service_stream, services.clone())
-        .with_config(config)
+        .with_config(service_config)
         .owns_stream(deployment_stream)
         .owns_stream(core_service_stream)
         .owns_stream(ingress_stream)

@@ -56,8 +56,8 @@ use tokio::sync::mpsc;
 use super::metrics::Metrics;
 
 /// How long a permit is kept for a woken object before it goes to the next
-/// waiter. Taking it takes a moment (kube-runtime's scheduler, a slot); only
-/// an object gone meanwhile never takes it.
+/// waiter. Taking it takes a few milliseconds (kube-runtime's debounce, a
+/// slot); only an object gone meanwhile never takes it.
 const KEPT: Duration = Duration::from_secs(10);
 
 /// The objects a queue can hold: a kind with no dynamic type.
