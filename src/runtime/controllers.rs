@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 
 use super::fair::FairQueue;
 use super::metrics::Metrics;
-use super::taps::{self, Taps};
+use super::taps::{self, Deletions, Taps};
 use super::triggers;
 use super::watches::watch;
 use crate::api::{Application, Environment, Service};
@@ -81,7 +81,12 @@ where
 {
     // Decoded straight into the slim form: a list of thousands of children is
     // never held whole (see [`Slim`]'s `Deserialize`).
-    taps::reflect(watch(api, config, metrics), writer, Taps::default()).touched_objects()
+    taps::reflect_objects(
+        watch(api, config, metrics),
+        writer,
+        Taps::default(),
+        Deletions::Given,
+    )
 }
 
 /// A reflector of a kind kept whole, each object going to `taps` once the store holds it: the
@@ -103,12 +108,12 @@ where
         + Sync
         + 'static,
 {
-    taps::reflect(
+    taps::reflect_objects(
         watch(api, config, metrics).modify(drop_unread_metadata),
         writer,
         taps,
+        Deletions::Given,
     )
-    .touched_objects()
 }
 
 /// Paved never reads managedFields, nor the copy of the whole object that
@@ -139,12 +144,12 @@ where
         + Sync
         + 'static,
 {
-    taps::reflect(
+    taps::reflect_objects(
         watch(api, watcher::Config::default(), metrics).modify(drop_unread_metadata),
         writer,
         taps,
+        Deletions::Left,
     )
-    .applied_objects()
     .predicate_filter(spec_or_lifecycle::<K>, Default::default())
 }
 

@@ -793,7 +793,8 @@ pub fn floor_status(service: &Value, namespace: &str, ready: bool) -> Value {
 /// (DESIGN.md: before the first write to a child's name, what is there must be
 /// the owner's) and its write with a controller ownerReference to the Service;
 /// then its first status write of Paved's size ([`floor_status`]), at the same
-/// concurrency. And, as the design's Ready condition needs: one watch of the
+/// concurrency. The Environments' children are written before the clock, as
+/// in the Paved phase. And, as the design's Ready condition needs: one watch of the
 /// floor's Deployments, and the Ready status write of each Service whose
 /// Deployment is available once its first status is written (those that
 /// become available within the phase; Paved's later ones fall outside its
@@ -814,24 +815,31 @@ pub async fn floor_phase(
         .into_iter()
         .filter(|d| d["kind"] == "Service")
         .collect();
+    // One unit of work per Service: its object, its children, its status.
+    let units: std::collections::HashSet<(String, String)> =
+        service_docs.iter().map(key_of).collect();
+    let (of_services, of_environments): (Vec<Value>, Vec<Value>) = children
+        .into_iter()
+        .partition(|child| units.contains(&key_of(child)));
+    let mut children_of: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for child in of_services {
+        children_of.entry(key_of(&child)).or_default().push(child);
+    }
+    // The Environments' own children (the namespace's LimitRange of default
+    // requests and limits, which admission then applies to every pod) exist
+    // before the clock, as in the Paved phase, whose Environments are
+    // reconciled before its Services are applied.
     create_namespaces(b, prefix, run, "bench-floor").await;
+    apply_all(
+        client,
+        discovery,
+        of_environments,
+        b.concurrency,
+        "bench-floor",
+    )
+    .await;
     let secrets = secrets(prefix, b.environments, b.services);
     apply_all(client, discovery, secrets, b.concurrency, "bench-floor").await;
-    // One unit of work per Service: its object, its children, its status.
-    let mut children_of: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
-    for child in children {
-        let key = (
-            child["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            child["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-        children_of.entry(key).or_default().push(child);
-    }
     let resource =
         ApiResource::from_gvk(&GroupVersionKind::gvk(FLOOR_GROUP, "v1alpha1", "Service"));
     let params = PatchParams::apply("bench-floor").force();
@@ -847,14 +855,7 @@ pub async fn floor_phase(
     let start = Instant::now();
     let errors: Vec<String> = stream::iter(service_docs)
         .map(|service| {
-            let namespace = service["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let name = service["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let (namespace, name) = key_of(&service);
             let children = children_of
                 .remove(&(namespace.clone(), name.clone()))
                 .unwrap_or_default();
@@ -895,12 +896,7 @@ pub async fn floor_phase(
                         .await
                         .map_err(|e| format!("{kind} {child_name}: {e}"))?;
                 }
-                let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
-                    json_patch::AddOperation {
-                        path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
-                        value: floor_status(&service, &namespace, false),
-                    },
-                )]);
+                let status = status_patch(floor_status(&service, &namespace, false));
                 api.patch_status(&name, &PatchParams::default(), &Patch::<()>::Json(status))
                     .await
                     .map_err(|e| format!("status of {name}: {e}"))?;
@@ -938,6 +934,27 @@ pub async fn floor_phase(
     (floor, cpu_start, cpu_end)
 }
 
+/// The `(namespace, name)` of a manifest (empty when it has none).
+fn key_of(manifest: &Value) -> (String, String) {
+    let field = |f: &str| {
+        manifest["metadata"][f]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    (field("namespace"), field("name"))
+}
+
+/// A JSON patch that sets `status` whole (as Paved's status writes do).
+fn status_patch(status: Value) -> json_patch::Patch {
+    json_patch::Patch(vec![json_patch::PatchOperation::Add(
+        json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
+            value: status,
+        },
+    )])
+}
+
 /// The floor's part of a controller that the design's Ready condition needs:
 /// one watch of the run's Deployments (as Paved's, whole objects with their
 /// status) and, per Service, the Ready status write of Paved's size once its
@@ -967,19 +984,8 @@ impl ReadyWrites {
         let state = std::sync::Arc::new(std::sync::Mutex::new(ReadyState::default()));
         let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(b.concurrency));
         let (send, receive) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-        let docs: std::collections::HashMap<(String, String), Value> = services
-            .iter()
-            .map(|s| {
-                let key = (
-                    s["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
-                    s["metadata"]["name"].as_str().unwrap_or_default().into(),
-                );
-                (key, s.clone())
-            })
-            .collect();
+        let docs: std::collections::HashMap<(String, String), Value> =
+            services.iter().map(|s| (key_of(s), s.clone())).collect();
         let deployments: Api<Deployment> = Api::all(b.client.clone());
         let selector = format!("app.kubernetes.io/managed-by=paved,{RUN_LABEL}={prefix}");
         let watch = {
@@ -1022,12 +1028,7 @@ impl ReadyWrites {
                     let (state, turns) = (state.clone(), turns.clone());
                     async move {
                         let _turn = turns.acquire().await.expect("never closed");
-                        let status = json_patch::Patch(vec![json_patch::PatchOperation::Add(
-                            json_patch::AddOperation {
-                                path: json_patch::jsonptr::PointerBuf::from_tokens(["status"]),
-                                value: floor_status(&service, &namespace, true),
-                            },
-                        )]);
+                        let status = status_patch(floor_status(&service, &namespace, true));
                         let written = api
                             .patch_status(
                                 &name,
