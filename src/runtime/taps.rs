@@ -78,7 +78,8 @@ where
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
     let store = writer.as_reader();
-    // The store's objects when a relist began: what is not in the new list vanished.
+    // With deletions given, the store's objects when a relist began: what is
+    // not in the new list vanished.
     let mut before_relist: Vec<Arc<K>> = Vec::new();
     reflect(events, writer, taps).flat_map(move |event| {
         let mut one = None;
@@ -90,16 +91,16 @@ where
             }
             Ok(watcher::Event::Delete(_) | watcher::Event::InitApply(_)) => {}
             // Before the reflector swaps anything in, the store is the old list.
-            Ok(watcher::Event::Init) => before_relist = store.state(),
+            Ok(watcher::Event::Init) if deletions == Deletions::Given => {
+                before_relist = store.state()
+            }
+            Ok(watcher::Event::Init) => {}
             Ok(watcher::Event::InitDone) => {
                 relisted = store.state();
-                let old = std::mem::take(&mut before_relist);
-                if deletions == Deletions::Given {
-                    vanished = old
-                        .into_iter()
-                        .filter(|o| store.get(&ObjectRef::from_obj(o.as_ref())).is_none())
-                        .collect();
-                }
+                vanished = std::mem::take(&mut before_relist)
+                    .into_iter()
+                    .filter(|o| store.get(&ObjectRef::from_obj(o.as_ref())).is_none())
+                    .collect();
             }
             Err(error) => one = Some(Err(error)),
         }
