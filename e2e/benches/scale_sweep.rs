@@ -15,7 +15,7 @@
 //! 4. watches: Paved's watches counted by the API server
 //!    (`apiserver_longrunning_requests{verb="WATCH"}` with and without the
 //!    controller), beside Paved's own `paved_watches`;
-//! 5. idle: PAVED_SCALE_IDLE_SECONDS (default the restart's resync, 120 s, plus
+//! 5. idle: PAVED_SCALE_IDLE_SECONDS (default the restart's resync, 60 s, plus
 //!    20: past every object's requeue) with nothing changing: API writes and CPU;
 //! 6. latency: PAVED_SCALE_CHANGES (default 200) image changes, one at a time,
 //!    each on another Service and on an idle cluster (the one before has come to
@@ -898,7 +898,7 @@ async fn main() {
     // Converging runs with the controller's default resync; the restart, and
     // so the idle window after it, with a short one (an idle hour compressed).
     let converge_resync = setting("PAVED_SCALE_CONVERGE_RESYNC_SECONDS", 600) as u64;
-    let resync = setting("PAVED_SCALE_RESYNC_SECONDS", 120) as u64;
+    let resync = setting("PAVED_SCALE_RESYNC_SECONDS", 60) as u64;
     let baselines = setting("PAVED_SCALE_BASELINES", 1) != 0;
     let idle_seconds = setting("PAVED_SCALE_IDLE_SECONDS", resync as usize + 20) as u64;
     let changes = setting("PAVED_SCALE_CHANGES", 200);
@@ -1126,7 +1126,9 @@ async fn main() {
             secret["rolled"]["p50"].as_f64().unwrap_or(f64::NAN),
             secret["rolled"]["p99"].as_f64().unwrap_or(f64::NAN),
         );
-        settle(&controller, paced, Duration::from_secs(180)).await;
+        // What the last change left to write, before the busy step (which
+        // counts no writes: a paced progress write may come later).
+        settle(&controller, Duration::from_secs(2), Duration::from_secs(60)).await;
         steps.end("secret changes");
 
         // 6, busy: image changes while other Services are created.

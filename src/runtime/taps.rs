@@ -13,7 +13,9 @@
 //! it in the store, so a reconcile it triggers reads at least that version. One
 //! watch per kind then serves the store and every controller that follows it.
 //! kube-runtime's own shared stores (`store_shared`) do the same but drop
-//! deletions, which several of Paved's triggers need.
+//! deletions, which several of Paved's triggers need. After a relist, a tap
+//! gets every object once the store has swapped the list in, then each object
+//! that vanished while the watch was away (it made no event) marked deleted.
 
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ where
     })
 }
 
-/// Whether [`reflect_objects`] gives deleted objects too.
+/// Whether a trigger stream gives deleted objects too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deletions {
     /// As kube-runtime's `touched_objects`: an owner looks again when its child goes.
@@ -53,10 +55,8 @@ pub enum Deletions {
 }
 
 /// [`reflect`], and down the returned stream each object once the store holds
-/// it, for a controller's trigger: a change as the store now holds it, a
-/// deletion (with [`Deletions::Given`]), and after a relist every object once
-/// the store has swapped the relist in, with those that vanished during the
-/// watch's gap as deletions.
+/// it, for a controller's trigger: what [`Taps::forward`] releases to a tap,
+/// without deletions where they are [`Deletions::Left`].
 ///
 /// kube-runtime's `touched_objects` gives a relist's objects as they are
 /// listed, while the store still holds the old list: the reconcile each
@@ -70,47 +70,25 @@ pub enum Deletions {
 pub fn reflect_objects<K, S>(
     events: S,
     writer: Writer<K>,
-    taps: Taps<K>,
+    mut taps: Taps<K>,
     deletions: Deletions,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + use<K, S>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
-    let store = writer.as_reader();
-    // With deletions given, the store's objects when a relist began: what is
-    // not in the new list vanished.
-    let mut before_relist: Vec<Arc<K>> = Vec::new();
+    let (sender, mut released) = mpsc::unbounded_channel();
+    taps.senders.push(Tap { sender, deletions });
     reflect(events, writer, taps).flat_map(move |event| {
-        let mut one = None;
-        let (mut relisted, mut vanished) = (Vec::new(), Vec::new());
-        match event {
-            Ok(watcher::Event::Apply(object)) => one = Some(Ok(object)),
-            Ok(watcher::Event::Delete(object)) if deletions == Deletions::Given => {
-                one = Some(Ok(object))
-            }
-            Ok(watcher::Event::Delete(_) | watcher::Event::InitApply(_)) => {}
-            // Before the reflector swaps anything in, the store is the old list.
-            Ok(watcher::Event::Init) if deletions == Deletions::Given => {
-                before_relist = store.state()
-            }
-            Ok(watcher::Event::Init) => {}
-            Ok(watcher::Event::InitDone) => {
-                relisted = store.state();
-                vanished = std::mem::take(&mut before_relist)
-                    .into_iter()
-                    .filter(|o| store.get(&ObjectRef::from_obj(o.as_ref())).is_none())
-                    .collect();
-            }
-            Err(error) => one = Some(Err(error)),
-        }
+        // `forward` has sent what the event released before it came here.
+        let objects: Vec<Arc<K>> = std::iter::from_fn(|| released.try_recv().ok()).collect();
+        let error = event.err().map(Err);
         // Cloned one at a time as the controller takes them: a relist of
         // thousands is never copied whole.
-        let stored = relisted
+        let objects = objects
             .into_iter()
-            .chain(vanished)
             .map(|object| Ok(Arc::unwrap_or_clone(object)));
-        futures::stream::iter(one.into_iter().chain(stored))
+        futures::stream::iter(error.into_iter().chain(objects))
     })
 }
 
@@ -121,9 +99,19 @@ where
 /// those queues were the largest part of a restarted controller's heap (11 of
 /// 29 MB at 1,000 Services).
 pub struct Taps<K> {
-    senders: Vec<mpsc::UnboundedSender<Arc<K>>>,
+    senders: Vec<Tap<K>>,
     /// Indexes of the store, each told of an event before any tap gets it.
     indexes: Vec<Index<K>>,
+    /// While a relist runs, the store's objects when it began: those not in
+    /// the new list vanished while the watch was away, with no event of
+    /// their own.
+    before_relist: Vec<Arc<K>>,
+}
+
+/// One tap: where its objects go, and whether deletions do.
+struct Tap<K> {
+    sender: mpsc::UnboundedSender<Arc<K>>,
+    deletions: Deletions,
 }
 
 /// Keeps an index of a store current (see [`Taps::index`]).
@@ -134,6 +122,7 @@ impl<K> Default for Taps<K> {
         Self {
             senders: Vec::new(),
             indexes: Vec::new(),
+            before_relist: Vec::new(),
         }
     }
 }
@@ -144,7 +133,10 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Taps<K> {
     /// set), so a predicate on it sees a change. It ends with the reflector.
     pub fn tap(&mut self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + use<K> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        self.senders.push(sender);
+        self.senders.push(Tap {
+            sender,
+            deletions: Deletions::Given,
+        });
         received(receiver).map(|object| Ok(Arc::unwrap_or_clone(object)))
     }
 
@@ -156,8 +148,9 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Taps<K> {
     }
 
     /// `event`, which `store` has just applied, to the indexes and the taps: a
-    /// change as the store now holds it, a deletion marked deleted, a relist as
-    /// the whole store once it has swapped the relist in.
+    /// change as the store now holds it, a deletion marked deleted, and a
+    /// relist once the store has swapped it in: every object as the store
+    /// holds it, then each that vanished during the watch's gap marked deleted.
     pub fn forward(&mut self, event: &watcher::Event<K>, store: &Store<K>) {
         for index in &mut self.indexes {
             index(event);
@@ -170,22 +163,38 @@ impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Taps<K> {
                 let held = store
                     .get(&ObjectRef::from_obj(object))
                     .unwrap_or_else(|| Arc::new(object.clone()));
-                self.send(held)
+                self.send(held, false)
             }
-            watcher::Event::Delete(object) => self.send(Arc::new(marked_deleted(object.clone()))),
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::Delete(object) => {
+                self.send(Arc::new(marked_deleted(object.clone())), true)
+            }
+            // Before the reflector swaps anything in, the store is the old list.
+            watcher::Event::Init => {
+                if self.senders.iter().any(|t| t.deletions == Deletions::Given) {
+                    self.before_relist = store.state();
+                }
+            }
+            watcher::Event::InitApply(_) => {}
             watcher::Event::InitDone => {
                 for object in store.state() {
-                    self.send(object);
+                    self.send(object, false);
+                }
+                for object in std::mem::take(&mut self.before_relist) {
+                    if store.get(&ObjectRef::from_obj(object.as_ref())).is_none() {
+                        let object = Arc::unwrap_or_clone(object);
+                        self.send(Arc::new(marked_deleted(object)), true);
+                    }
                 }
             }
         }
     }
 
-    fn send(&mut self, object: Arc<K>) {
+    fn send(&mut self, object: Arc<K>, deletion: bool) {
         // A tap whose controller has stopped is dropped.
-        self.senders
-            .retain(|sender| sender.send(object.clone()).is_ok());
+        self.senders.retain(|tap| {
+            (deletion && tap.deletions == Deletions::Left)
+                || tap.sender.send(object.clone()).is_ok()
+        });
     }
 }
 
@@ -289,6 +298,37 @@ mod tests {
         for (object, held) in &seen {
             assert_eq!(held, &object.metadata.resource_version, "{object:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_relist_gives_the_taps_what_vanished_during_the_gap_marked_deleted() {
+        let seen = tapped(vec![
+            watcher::Event::Apply(config_map("a", "1")),
+            watcher::Event::Apply(config_map("b", "1")),
+            // The watch was away; b was deleted meanwhile.
+            watcher::Event::Init,
+            watcher::Event::InitApply(config_map("a", "1")),
+            watcher::Event::InitDone,
+        ])
+        .await;
+        let after_relist: Vec<_> = seen[2..]
+            .iter()
+            .map(|(o, held)| {
+                (
+                    o.metadata.name.clone().unwrap_or_default(),
+                    o.metadata.deletion_timestamp.is_some(),
+                    held.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            after_relist,
+            vec![
+                ("a".into(), false, Some("1".into())),
+                ("b".into(), true, None),
+            ],
+            "the relisted object as held, then the vanished one marked deleted"
+        );
     }
 
     /// What [`reflect_objects`] gives for `events` (fed into a store holding
