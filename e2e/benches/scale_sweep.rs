@@ -8,6 +8,9 @@
 //!
 //! 1. converge: the direct, floor and Paved phases of `make bench` (see
 //!    e2e/benches/scale.rs), one run each, with the Services done over time;
+//!    at sizes up to PAVED_SCALE_ROUNDS_UP_TO (100) PAVED_SCALE_ROUNDS (3)
+//!    rounds of the three in turn, the ratios the medians over the rounds (a
+//!    converge of a few seconds varies by a tenth between runs);
 //! 2. correctness: every Service Ready, exactly the children `paved render`
 //!    gives for the manifests, and none else in the run's namespaces;
 //! 3. memory: the controller's peak (`VmHWM`) and settled (`VmRSS`) resident
@@ -891,6 +894,66 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
+/// The converge times of one round of the three phases.
+struct Round {
+    direct: f64,
+    floor: f64,
+    paved: f64,
+}
+
+/// The middle value (the mean of the middle two for an even count; NaN for none).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The direct and the floor phase of one round, each on a fresh cluster, with
+/// their times and CPU seconds before and after (progress recorded when given).
+async fn baseline_phases(
+    run: &str,
+    services: usize,
+    concurrency: usize,
+    progress: Option<(&Progress, &Progress)>,
+    steps: &mut Steps,
+) -> (
+    (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>),
+    (Duration, BTreeMap<String, f64>, BTreeMap<String, f64>),
+) {
+    let bench = bench_on(
+        fresh_cluster("the direct phase").await,
+        services,
+        concurrency,
+    )
+    .await;
+    steps.end("fresh cluster");
+    let direct = direct_phase(
+        &bench,
+        &format!("{run}-direct"),
+        run,
+        progress.map(|(direct, _)| direct),
+    )
+    .await;
+    steps.end("direct");
+    let client = fresh_cluster("the floor phase").await;
+    install_floor_crd(&client).await;
+    let bench = bench_on(client, services, concurrency).await;
+    steps.end("fresh cluster");
+    let floor = floor_phase(
+        &bench,
+        &format!("{run}-floor"),
+        run,
+        progress.map(|(_, floor)| floor),
+    )
+    .await;
+    steps.end("floor");
+    (direct, floor)
+}
+
 #[tokio::main]
 async fn main() {
     let sizes = list_setting("PAVED_SCALE_SIZES", "100,1000,10000");
@@ -900,6 +963,12 @@ async fn main() {
     let converge_resync = setting("PAVED_SCALE_CONVERGE_RESYNC_SECONDS", 600) as u64;
     let resync = setting("PAVED_SCALE_RESYNC_SECONDS", 60) as u64;
     let baselines = setting("PAVED_SCALE_BASELINES", 1) != 0;
+    // A converge of a few seconds (100 Services: 2 to 4 s) varies by a tenth
+    // between runs on this machine (sessions 25 to 28: paved/floor 0.81 to
+    // 1.05 at 100): sizes up to PAVED_SCALE_ROUNDS_UP_TO run the three phases
+    // PAVED_SCALE_ROUNDS times, in turn, and the ratios are the medians.
+    let rounds = setting("PAVED_SCALE_ROUNDS", 3).max(1);
+    let rounds_up_to = setting("PAVED_SCALE_ROUNDS_UP_TO", 100);
     let idle_seconds = setting("PAVED_SCALE_IDLE_SECONDS", resync as usize + 20) as u64;
     let changes = setting("PAVED_SCALE_CHANGES", 200);
     let secret_changes = setting("PAVED_SCALE_SECRET_CHANGES", 50);
@@ -910,7 +979,7 @@ async fn main() {
     let out_dir = text_setting("PAVED_SCALE_OUT", "target/bench-scale");
     std::fs::create_dir_all(&out_dir).expect("PAVED_SCALE_OUT");
     println!(
-        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {converge_resync} while converging, {resync} from its restart on, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services; every phase on a fresh cluster"
+        "bench-scale: sizes {sizes:?}, concurrency {concurrency}, controller --resync-seconds {converge_resync} while converging, {resync} from its restart on, idle window {idle_seconds} s, {changes} image changes, {secret_changes} Secret changes, {busy_services} busy Services; {rounds} rounds of the converge at sizes up to {rounds_up_to}; every phase on a fresh cluster"
     );
     let mut results = Vec::new();
     let sweep_started = Instant::now();
@@ -921,36 +990,54 @@ async fn main() {
         println!("== {services} Services in {environments} Environments");
 
         // 1. Converge: direct, floor, Paved, each on a fresh cluster (no
-        // controller runs in the first two).
+        // controller runs in the first two). Small sizes first run
+        // `rounds - 1` extra rounds of the three (Paved's stopped after its
+        // converge); the last round goes on with the steps below.
         let (direct_progress, floor_progress, paved_progress) = (
             Progress::default(),
             Progress::default(),
             Progress::default(),
         );
+        let rounds = if baselines && services <= rounds_up_to {
+            rounds
+        } else {
+            1
+        };
+        let mut earlier_rounds = Vec::new();
+        for round in 1..rounds {
+            let (direct, floor) =
+                baseline_phases(&run, services, concurrency, None, &mut steps).await;
+            let bench = bench_on(fresh_cluster("Paved").await, services, concurrency).await;
+            let (controller, _) = Controller::start(&bin, &listen, &log, converge_resync);
+            track(&controller);
+            wait_until_quiet(QUIET_CORES, Duration::from_secs(60)).await;
+            steps.end("fresh cluster, controller started");
+            let paved = paved_phase(&bench, &format!("{run}-paved"), None).await;
+            controller.stop();
+            steps.end("paved");
+            let seconds = Round {
+                direct: direct.0.as_secs_f64(),
+                floor: floor.0.as_secs_f64(),
+                paved: paved.reflected.as_secs_f64(),
+            };
+            println!(
+                "round {round} of {rounds}: direct {:.2}s, floor {:.2}s, paved {:.2}s: paved/floor {:.2}x",
+                seconds.direct,
+                seconds.floor,
+                seconds.paved,
+                seconds.paved / seconds.floor
+            );
+            earlier_rounds.push(seconds);
+        }
         let ((direct, direct_cpu0, direct_cpu1), (floor, floor_cpu0, floor_cpu1)) = if baselines {
-            let bench = bench_on(
-                fresh_cluster("the direct phase").await,
+            baseline_phases(
+                &run,
                 services,
                 concurrency,
+                Some((&direct_progress, &floor_progress)),
+                &mut steps,
             )
-            .await;
-            steps.end("fresh cluster");
-            let direct = direct_phase(
-                &bench,
-                &format!("{run}-direct"),
-                &run,
-                Some(&direct_progress),
-            )
-            .await;
-            steps.end("direct");
-            let client = fresh_cluster("the floor phase").await;
-            install_floor_crd(&client).await;
-            let bench = bench_on(client, services, concurrency).await;
-            steps.end("fresh cluster");
-            let floor =
-                floor_phase(&bench, &format!("{run}-floor"), &run, Some(&floor_progress)).await;
-            steps.end("floor");
-            (direct, floor)
+            .await
         } else {
             println!(
                 "baselines: skipped (PAVED_SCALE_BASELINES=0): paved/direct and paved/floor are not measured"
@@ -992,6 +1079,26 @@ async fn main() {
             writes / services as f64
         );
         println!("work:     the controller's reconciles while converging, by kind: {paved_work}");
+        let mut all_rounds = earlier_rounds;
+        all_rounds.push(Round {
+            direct: direct_s,
+            floor: floor_s,
+            paved: converge,
+        });
+        let (over_direct, over_floor) = (
+            median(all_rounds.iter().map(|r| r.paved / r.direct)),
+            median(all_rounds.iter().map(|r| r.paved / r.floor)),
+        );
+        if all_rounds.len() > 1 {
+            println!(
+                "rounds:   paved/floor {} (median {over_floor:.2}x), paved/direct median {over_direct:.2}x",
+                all_rounds
+                    .iter()
+                    .map(|r| format!("{:.2}x", r.paved / r.floor))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         steps.end("paved");
 
         // 2. Correctness.
@@ -1169,8 +1276,13 @@ async fn main() {
             "services": services,
             "environments": environments,
             "converge_seconds": {"direct": direct_s, "floor": floor_s, "paved": converge},
-            "paved_over_direct": converge / direct_s,
-            "paved_over_floor": converge / floor_s,
+            // The median over the rounds (one round: this one's ratio).
+            "paved_over_direct": over_direct,
+            "paved_over_floor": over_floor,
+            "rounds": all_rounds.iter().map(|r| json!({
+                "direct": r.direct, "floor": r.floor, "paved": r.paved,
+                "paved_over_floor": r.paved / r.floor,
+            })).collect::<Vec<_>>(),
             "writes_per_service": writes / services as f64,
             "writes_by_resource": paved.writes_by_resource,
             "paved_work": paved_work,
@@ -1282,7 +1394,7 @@ fn write_result(out_dir: &str, results: &[Value], started: Instant) -> Value {
 
 fn print_table(results: &[Value], summary: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    println!("-- summary (one run per size; latencies in ms, p50/p99)");
+    println!("-- summary (one run per size, except paved/direct and paved/floor: the medians of the rounds at small sizes; latencies in ms, p50/p99)");
     println!(
         "{:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>11} {:>11} {:>9} {:>7} {:>7}",
         "Services",

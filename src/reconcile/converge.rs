@@ -270,8 +270,9 @@ impl<K> Child for K where
 
 /// What [`converge`] did to one child.
 pub struct Converged<K> {
-    /// The object as the API server returned it, when it was written.
-    pub written: Option<K>,
+    /// The object as the API server returned it, when it was written, in the
+    /// stores' form.
+    pub written: Option<Slim<K>>,
     /// Set when the reconcile should look again soon: a child missing from the
     /// store was taken as Paved's own recent write (it may have been deleted
     /// since), or the name is held by a child of an earlier owner of the same
@@ -334,9 +335,12 @@ pub async fn converge<K: Child>(
             });
         }
     }
-    let written = write(&api, &body, &key).await?;
+    // The answer is read straight into what the stores keep (as a watch event
+    // of the child would be), never as a whole `K`.
+    let slim_api: Api<Slim<K>> = Api::namespaced(ctx.client.clone(), namespace);
+    let written = write(&slim_api, &body, &key).await?;
     ctx.metrics.wrote(&key.kind);
-    ctx.own_writes.remember(key, Slim::of(&written));
+    ctx.own_writes.remember(key, written.clone());
     converged.written = Some(written);
     Ok(converged)
 }

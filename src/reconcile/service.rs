@@ -262,8 +262,8 @@ async fn apply_children(
         });
     }
     Ok(ChildrenWritten {
-        deployment: deployment.written,
-        http_route: http_route_converged.written,
+        deployment: deployment.written.and_then(|slim| slim.object()),
+        http_route: http_route_converged.written.and_then(|slim| slim.object()),
         look_again: look_again.contains(&true).then_some(OWN_WRITE_MEMORY),
     })
 }
