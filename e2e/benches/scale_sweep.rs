@@ -901,17 +901,6 @@ struct Round {
     paved: f64,
 }
 
-/// The middle value (the mean of the middle two for an even count; NaN for none).
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 /// The direct and the floor phase of one round, each on a fresh cluster, with
 /// their times and CPU seconds before and after (progress recorded when given).
 async fn baseline_phases(
@@ -1086,8 +1075,8 @@ async fn main() {
             paved: converge,
         });
         let (over_direct, over_floor) = (
-            median(all_rounds.iter().map(|r| r.paved / r.direct)),
-            median(all_rounds.iter().map(|r| r.paved / r.floor)),
+            median(all_rounds.iter().map(|r| r.paved / r.direct).collect()),
+            median(all_rounds.iter().map(|r| r.paved / r.floor).collect()),
         );
         if all_rounds.len() > 1 {
             println!(
@@ -1394,7 +1383,9 @@ fn write_result(out_dir: &str, results: &[Value], started: Instant) -> Value {
 
 fn print_table(results: &[Value], summary: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    println!("-- summary (one run per size, except paved/direct and paved/floor: the medians of the rounds at small sizes; latencies in ms, p50/p99)");
+    println!(
+        "-- summary (one run per size, except paved/direct and paved/floor: the medians of the rounds at small sizes; latencies in ms, p50/p99)"
+    );
     println!(
         "{:>8} {:>8} {:>7} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>11} {:>11} {:>9} {:>7} {:>7}",
         "Services",
