@@ -114,3 +114,63 @@ async fn the_backstage_catalog_lists_environment_system_and_components_that_back
     let report = validate_with_backstage(&entities);
     assert!(report.contains("4 entities, 0 invalid"), "{report}");
 }
+
+/// Whoever reaches the port may ask for the catalog, and every answer lists
+/// every Environment, Application and Service. A flood of requests at once
+/// must not become a flood of lists (each held whole in the controller's
+/// memory, and the API server's work): requests that come together share one,
+/// and none is answered from a list older than the request itself.
+#[tokio::test]
+async fn a_flood_of_catalog_requests_shares_lists_and_each_answer_holds_what_was_applied_before_it()
+{
+    use crate::paved_support::{metric_sum, scrape_metrics};
+    const REQUESTS: usize = 64;
+    let env = TestEnvironment::create("portal-flood").await;
+    env.apply_application("shop", json!({"owner": "team-shop"}))
+        .await;
+    env.apply_service(
+        "api",
+        json!({"application": "shop", "image": image("api", "1"), "ports": [{"name": "http", "port": 8080}]}),
+    )
+    .await;
+
+    let lists = || metric_sum(&scrape_metrics(), "paved_catalog_lists_total", &[]);
+    // Another test may restart the controller (its counter starts again at 0):
+    // a flood it cut in two is run again.
+    for _attempt in 0..3 {
+        let before = lists();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(REQUESTS));
+        let floods: Vec<_> = (0..REQUESTS)
+            .map(|_| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    backstage_entities()
+                })
+            })
+            .collect();
+        let answers: Vec<Vec<Value>> = floods.into_iter().map(|t| t.join().unwrap()).collect();
+        let after = lists();
+        if after < before {
+            continue;
+        }
+        for entities in &answers {
+            assert!(
+                entities.iter().any(|e| e["kind"] == "Component"
+                    && e["metadata"]["namespace"] == env.namespace.as_str()
+                    && e["metadata"]["name"] == "api"),
+                "an answer without the Service applied before the request: {} entities",
+                entities.len()
+            );
+        }
+        // One list per request would be 64 (and more with other tests' reads).
+        let made = after - before;
+        eprintln!("FIGURE catalog: {made} sets of lists for {REQUESTS} requests at once");
+        assert!(
+            (1.0..=16.0).contains(&made),
+            "{made} sets of lists for {REQUESTS} requests at once"
+        );
+        return;
+    }
+    panic!("the controller restarted during every flood");
+}

@@ -286,6 +286,7 @@ async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         ready: AtomicBool::new(false),
         catalog_client: std::sync::OnceLock::new(),
         pages: pages.clone(),
+        backstage: Default::default(),
     });
     let server = tokio::spawn(http::serve(args.listen, health.clone(), stopped(&stop_rx)));
 

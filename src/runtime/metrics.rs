@@ -14,6 +14,7 @@
 //! | `paved_status_conflicts_total` | kind (status writes refused: computed from a copy the object has since left behind) |
 //! | `paved_progress_deferred_total` | kind (progress-only status writes put off: paced, or the shared budget spent) |
 //! | `paved_leader` (gauge) | |
+//! | `paved_catalog_lists_total` | | (lists of every Environment, Application and Service for `/catalog/backstage`; requests that come together share one) |
 //! | `paved_watch_errors_total` | resource (as `kubectl get` names it: `deployments.apps`, `services.paved.dev`, `services`) |
 //! | `paved_watch_relists_total` | resource (full lists: one at start, one after each watch that lost its place) |
 //! | `paved_watches` (gauge) | resource (watches held open, one per resource) |
@@ -93,6 +94,7 @@ pub struct Metrics {
     status_conflicts: Family<KindLabel, Counter>,
     progress_deferred: Family<KindLabel, Counter>,
     leader: Gauge,
+    catalog_lists: Counter,
     watch_errors: Family<ResourceLabel, Counter>,
     watch_relists: Family<ResourceLabel, Counter>,
     watches: Family<ResourceLabel, Gauge>,
@@ -129,6 +131,7 @@ impl Metrics {
         let status_conflicts = Family::<KindLabel, Counter>::default();
         let progress_deferred = Family::<KindLabel, Counter>::default();
         let leader = Gauge::default();
+        let catalog_lists = Counter::default();
         let watch_errors = Family::<ResourceLabel, Counter>::default();
         let watch_relists = Family::<ResourceLabel, Counter>::default();
         let watches = Family::<ResourceLabel, Gauge>::default();
@@ -191,6 +194,11 @@ impl Metrics {
             leader.clone(),
         );
         registry.register(
+            "catalog_lists",
+            "Lists of every Environment, Application and Service for /catalog/backstage (requests that come together share one)",
+            catalog_lists.clone(),
+        );
+        registry.register(
             "watch_errors",
             "Watch requests that failed (and were retried), by resource",
             watch_errors.clone(),
@@ -237,6 +245,7 @@ impl Metrics {
             status_conflicts,
             progress_deferred,
             leader,
+            catalog_lists,
             watch_errors,
             watch_relists,
             watches,
@@ -349,6 +358,11 @@ impl Metrics {
 
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// One set of lists for `/catalog/backstage`.
+    pub fn catalog_listed(&self) {
+        self.catalog_lists.inc();
     }
 
     pub fn watch_failed(&self, resource: &str) {
@@ -524,6 +538,7 @@ mod tests {
             "paved_status_conflicts_total{kind=\"Service\"} 1",
             "paved_writes_total{resource=\"Deployment\"} 1",
             "paved_leader 0",
+            "paved_catalog_lists_total 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -1,6 +1,7 @@
 //! Everything around the reconcilers: metrics and health endpoints, leader
 //! election, controller wiring, logging. `main.rs` calls into here.
 
+pub mod coalesce;
 pub mod controllers;
 pub mod fair;
 pub mod fence;
